@@ -1,0 +1,25 @@
+//! x86_64 boot structures for the `vmm` micro-VM monitor.
+//!
+//! Everything here is pure data: functions that write boot structures (zero page, GDT,
+//! page tables, MP table) into guest memory, and functions that build or adjust the
+//! `kvm_bindings` structs a vCPU is started with (registers, MSRs, CPUID, LAPIC). Nothing
+//! in this crate touches a KVM file descriptor; the caller hands the results to KVM.
+//!
+//! A 64-bit boot uses, in order: [`layout::ram_ranges`] to build guest memory,
+//! [`zero_page::write_zero_page`], [`mptable::write_mptable`], then per vCPU
+//! [`cpuid::normalize`], [`msr::boot_msrs`], [`regs::setup_sregs`], [`regs::boot_regs`],
+//! [`regs::boot_fpu`] and [`lapic::set_lint`].
+
+pub mod cpuid;
+pub mod e820;
+pub mod error;
+pub mod gdt;
+pub mod lapic;
+pub mod layout;
+pub mod mptable;
+pub mod msr;
+pub mod paging;
+pub mod regs;
+pub mod zero_page;
+
+pub use error::BootError;

@@ -1,0 +1,65 @@
+//! Device models for the vmm, behind a port-I/O / MMIO [`Bus`].
+//!
+//! Nothing here touches a KVM fd: the VMM owns the fds, registers the interrupt eventfds the
+//! devices expose (e.g. [`Serial::irq_eventfd`] as the irqfd for GSI 4) and waits on
+//! [`StopSignal::eventfd`] to learn that a device asked the VM to end.
+
+pub mod boot_timer;
+pub mod bus;
+pub mod debug_exit;
+pub mod i8042;
+pub mod serial;
+pub mod stop;
+pub mod trigger;
+
+pub use boot_timer::{BootTimer, BOOT_TIMER_MAGIC};
+pub use bus::{Bus, BusDevice, BusError, BusRange};
+pub use debug_exit::{DebugExit, DEBUG_EXIT_PORT};
+pub use i8042::I8042;
+pub use serial::Serial;
+pub use stop::{StopReason, StopSignal};
+pub use trigger::EventFdTrigger;
+
+/// Errors from setting up devices.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A device could not be placed on a bus.
+    #[error("cannot place a device on the bus")]
+    Bus(#[from] BusError),
+    /// A device's eventfd could not be created.
+    #[error("cannot create an eventfd for the {device}")]
+    EventFd {
+        /// The device the eventfd was for.
+        device: &'static str,
+        /// The error from `eventfd(2)`.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::io::{self, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A `Write` that appends to a shared buffer, so tests can read what a device printed.
+    #[derive(Clone, Default)]
+    pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+
+    impl SharedBuf {
+        pub fn contents(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Write for SharedBuf {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `vmm demo`: boots the built-in test guest and prints its conformance report, checked a
+//! second time on the host side against what the VMM was asked to build.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cli::{ApStart, DemoArgs};
+use crate::guest_image::{GuestFile, TEST_GUEST_ELF};
+use crate::vm::{self, VmConfig, VmOutcome};
+
+const DEMO_MEM_MIB: u64 = 128;
+const DEMO_TESTS: &str = "boot,serial,ioapic,timer,smp";
+
+pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
+    if let Some(path) = &args.export_guest {
+        return export_guest(path);
+    }
+    let guest = match GuestFile::create() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("vmm: error: cannot stage the built-in guest: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.bench_run {
+        return bench_run(args, &guest, started);
+    }
+    let capture = Arc::new(Mutex::new(Vec::new()));
+    let cmdline = format!("console=ttyS0 tests={DEMO_TESTS}");
+    let config = VmConfig {
+        kernel: guest.path(),
+        mem_mib: DEMO_MEM_MIB,
+        cpus: u16::from(args.cpus),
+        cmdline: cmdline.clone(),
+        initrd: None,
+        ap_start: ap_start_for_test_guest(),
+        boot_timer: None,
+        report_resident: false,
+        console_capture: Some(capture.clone()),
+    };
+    let vm_started = Instant::now();
+    let outcome = vm::run(&config);
+    let elapsed = vm_started.elapsed();
+    let output = String::from_utf8_lossy(&capture.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vmm: error: {e}");
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
+    };
+    let report = Report::from_guest_output(&output);
+    let host_checks = host_checks(&report, &config);
+    let passed = print_report(&report, &host_checks, &outcome, &config, elapsed);
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// On PVM hosts real mode cannot run, so the test guest's APs are started by the VMM in
+/// long mode; elsewhere they are started the way Linux does it, with INIT/SIPI.
+pub fn ap_start_for_test_guest() -> ApStart {
+    if crate::host::pvm_detected(None) {
+        ApStart::Direct
+    } else {
+        ApStart::Sipi
+    }
+}
+
+fn export_guest(path: &std::path::Path) -> ExitCode {
+    match std::fs::write(path, TEST_GUEST_ELF) {
+        Ok(()) => {
+            println!(
+                "wrote the test guest ({} bytes) to {}; boot it with:\n  vmm --kernel {} --cpus 2 --cmdline 'console=ttyS0 tests={DEMO_TESTS}'",
+                TEST_GUEST_ELF.len(),
+                path.display(),
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vmm: error: cannot write the test guest to {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One run for `vmm bench start`: no tests, the boot-timer write first, then reset.
+fn bench_run(args: &DemoArgs, guest: &GuestFile, started: Instant) -> ExitCode {
+    let config = VmConfig {
+        kernel: guest.path(),
+        mem_mib: args.mem,
+        cpus: 1,
+        cmdline: "console=ttyS0 tests=none boottimer end=reset".into(),
+        initrd: None,
+        ap_start: ApStart::Sipi,
+        boot_timer: Some(started),
+        report_resident: true,
+        console_capture: None,
+    };
+    match vm::run(&config) {
+        Ok(VmOutcome::Reset) => ExitCode::SUCCESS,
+        Ok(other) => {
+            eprintln!("vmm: bench run ended unexpectedly: {other:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("vmm: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What the guest reported: its verdicts and facts.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ok: Vec<String>,
+    pub failed: Vec<String>,
+    pub facts: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn from_guest_output(output: &str) -> Self {
+        let mut report = Report::default();
+        for line in output.lines() {
+            let Some(rest) = line.trim_end_matches('\r').strip_prefix("vmmtest: ") else {
+                continue;
+            };
+            if let Some(name) = rest.strip_prefix("ok ") {
+                report.ok.push(name.to_string());
+            } else if let Some(what) = rest.strip_prefix("FAIL ") {
+                report.failed.push(what.to_string());
+            } else if let Some(fact) = rest.strip_prefix("fact ") {
+                if let Some((k, v)) = fact.split_once('=') {
+                    report.facts.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
+        report
+    }
+
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Checks of the guest's facts against what the VMM was configured to build.
+fn host_checks(report: &Report, config: &VmConfig) -> Vec<(bool, String)> {
+    let mem_bytes = config.mem_mib << 20;
+    let expected_ram_kib: u64 = boot::e820::e820_map(mem_bytes)
+        .iter()
+        .filter(|e| e.kind == boot::e820::E820_RAM)
+        .map(|e| e.size / 1024)
+        .sum();
+    let mut checks = Vec::new();
+    let mut check_eq = |what: &str, key: &str, expected: String| {
+        let seen = report.fact(key).unwrap_or("(not reported)");
+        checks.push((
+            seen == expected,
+            format!("{what}: guest saw {seen}, expected {expected}"),
+        ));
+    };
+    check_eq("e820 RAM (KiB)", "e820_ram_kib", expected_ram_kib.to_string());
+    check_eq("MP table CPUs", "mptable_cpus", config.cpus.to_string());
+    check_eq("CPUs online", "cpus_online", config.cpus.to_string());
+    check_eq("command line", "cmdline", config.cmdline.clone());
+    checks
+}
+
+fn print_report(
+    report: &Report,
+    host_checks: &[(bool, String)],
+    outcome: &VmOutcome,
+    config: &VmConfig,
+    elapsed: std::time::Duration,
+) -> bool {
+    println!();
+    println!(
+        "vmm demo: conformance report (built-in test guest, {} vCPUs, {} MiB, APs started by {:?})",
+        config.cpus, config.mem_mib, config.ap_start
+    );
+    println!(
+        "  guest checks: {} passed, {} failed",
+        report.ok.len(),
+        report.failed.len()
+    );
+    for failure in &report.failed {
+        println!("    FAIL {failure}");
+    }
+    println!("  host-side checks of the guest's facts:");
+    for (ok, text) in host_checks {
+        println!("    {} {text}", if *ok { "ok  " } else { "FAIL" });
+    }
+    let ended_well = *outcome == VmOutcome::DebugExit(0);
+    println!("  VM ended: {outcome:?} after {:.1} ms", elapsed.as_secs_f64() * 1e3);
+    let passed = ended_well
+        && report.failed.is_empty()
+        && !report.ok.is_empty()
+        && host_checks.iter().all(|(ok, _)| *ok);
+    println!("verdict: {}", if passed { "PASS" } else { "FAIL" });
+    passed
+}

@@ -1,0 +1,202 @@
+//! Loading the kernel, initrd and command line into guest memory with linux-loader.
+//! The kernel's format is recognised from its magic numbers so that a wrong file gets a
+//! message about the file rather than about a loader internal.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use boot::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START};
+use linux_loader::cmdline::Cmdline;
+use linux_loader::loader::bootparam::setup_header;
+use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use super::error::VmError;
+use super::input::open_nonempty_file;
+
+/// Where the 64-bit entry point sits relative to a bzImage's protected-mode code
+/// (Documentation/arch/x86/boot.rst, "64-bit boot protocol").
+const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
+/// "HdrS" at offset 0x202 marks a Linux boot-protocol setup header.
+const SETUP_HEADER_MAGIC_OFFSET: u64 = 0x202;
+const SETUP_HEADER_MAGIC: &[u8; 4] = b"HdrS";
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+/// Boot protocol 2.06 introduced `cmdline_size`; older kernels accept 255 bytes.
+const BOOT_PROTOCOL_WITH_CMDLINE_SIZE: u16 = 0x0206;
+const OLD_KERNEL_CMDLINE_LIMIT: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    Elf,
+    BzImage,
+}
+
+impl KernelFormat {
+    fn name(self) -> &'static str {
+        match self {
+            KernelFormat::Elf => "ELF vmlinux",
+            KernelFormat::BzImage => "bzImage",
+        }
+    }
+}
+
+/// What the rest of the boot needs to know about a loaded kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedKernel {
+    /// Guest physical address of the 64-bit entry point.
+    pub entry: u64,
+    /// The bzImage's setup header, which seeds the zero page.
+    pub setup_header: Option<setup_header>,
+    /// The longest command line the kernel accepts, without the terminating NUL.
+    pub cmdline_limit: usize,
+}
+
+/// An opened kernel image whose format is known but which is not loaded yet, so that the
+/// command line can be checked against its limit before anything else is built.
+pub struct KernelImage {
+    file: File,
+    format: KernelFormat,
+    path: std::path::PathBuf,
+}
+
+impl KernelImage {
+    pub fn open(path: &Path) -> Result<Self, VmError> {
+        let (mut file, _) = open_nonempty_file("kernel image", path)?;
+        let format = detect_format(&mut file).map_err(VmError::io("reading the kernel image"))?;
+        let format = format.ok_or_else(|| VmError::UnknownKernelFormat {
+            path: path.to_path_buf(),
+        })?;
+        Ok(Self {
+            file,
+            format,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Loads the kernel; `mem` must already hold all guest RAM.
+    pub fn load(mut self, mem: &GuestMemoryMmap) -> Result<LoadedKernel, VmError> {
+        let highmem = Some(GuestAddress(HIMEM_START));
+        let loaded = match self.format {
+            KernelFormat::Elf => Elf::load(mem, None, &mut self.file, highmem),
+            KernelFormat::BzImage => BzImage::load(mem, None, &mut self.file, highmem),
+        }
+        .map_err(|e| VmError::BadKernel {
+            path: self.path.clone(),
+            format: self.format.name(),
+            reason: e.to_string(),
+        })?;
+        let (entry, cmdline_limit) = match self.format {
+            KernelFormat::Elf => (loaded.kernel_load.0, CMDLINE_MAX_SIZE),
+            KernelFormat::BzImage => (
+                loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
+                loaded
+                    .setup_header
+                    .map(|h| bzimage_cmdline_limit(&h))
+                    .unwrap_or(OLD_KERNEL_CMDLINE_LIMIT),
+            ),
+        };
+        Ok(LoadedKernel {
+            entry,
+            setup_header: loaded.setup_header,
+            cmdline_limit,
+        })
+    }
+}
+
+fn bzimage_cmdline_limit(hdr: &setup_header) -> usize {
+    // Copy out of the packed struct before use.
+    let version = hdr.version;
+    let size = hdr.cmdline_size;
+    if version >= BOOT_PROTOCOL_WITH_CMDLINE_SIZE && size > 0 {
+        size as usize
+    } else {
+        OLD_KERNEL_CMDLINE_LIMIT
+    }
+}
+
+fn detect_format(file: &mut File) -> std::io::Result<Option<KernelFormat>> {
+    let mut magic = [0u8; 4];
+    file.seek(SeekFrom::Start(0))?;
+    if file.read_exact(&mut magic).is_ok() && &magic == ELF_MAGIC {
+        return Ok(Some(KernelFormat::Elf));
+    }
+    file.seek(SeekFrom::Start(SETUP_HEADER_MAGIC_OFFSET))?;
+    if file.read_exact(&mut magic).is_ok() && &magic == SETUP_HEADER_MAGIC {
+        return Ok(Some(KernelFormat::BzImage));
+    }
+    Ok(None)
+}
+
+/// The kernel's limit for a bzImage can only be known from its header; read it without
+/// loading, so a too-long command line is refused before guest memory is built.
+pub fn cmdline_limit_of(image: &mut KernelImage) -> usize {
+    use vm_memory::ByteValued;
+    /// The setup header starts at 0x1f1 in the image (boot protocol).
+    const SETUP_HEADER_OFFSET: u64 = 0x1f1;
+    if image.format == KernelFormat::Elf {
+        return CMDLINE_MAX_SIZE;
+    }
+    let mut buf = vec![0u8; std::mem::size_of::<setup_header>()];
+    let read = image
+        .file
+        .seek(SeekFrom::Start(SETUP_HEADER_OFFSET))
+        .and_then(|_| image.file.read_exact(&mut buf));
+    match (read, setup_header::from_slice(&buf)) {
+        (Ok(()), Some(hdr)) => bzimage_cmdline_limit(hdr),
+        _ => OLD_KERNEL_CMDLINE_LIMIT,
+    }
+}
+
+/// Checks the command line against the kernel's limit and writes it at CMDLINE_START.
+/// Returns the number of bytes the kernel will see, without the NUL.
+pub fn load_cmdline_checked(
+    mem: &GuestMemoryMmap,
+    cmdline: &str,
+    limit: usize,
+) -> Result<usize, VmError> {
+    check_cmdline(cmdline, limit)?;
+    let parsed = Cmdline::try_from(cmdline, limit + 1)
+        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
+    load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed)
+        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
+    let len = parsed
+        .as_cstring()
+        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?
+        .as_bytes()
+        .len();
+    Ok(len)
+}
+
+pub fn check_cmdline(cmdline: &str, limit: usize) -> Result<(), VmError> {
+    if cmdline.len() > limit {
+        return Err(VmError::CmdlineTooLong {
+            len: cmdline.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Loads the initrd page aligned at the top of low RAM. Returns (address, size).
+pub fn load_initrd(
+    mem: &GuestMemoryMmap,
+    mem_bytes: u64,
+    path: &Path,
+) -> Result<(u64, u64), VmError> {
+    use vm_memory::Bytes;
+    let (mut file, size) = open_nonempty_file("initrd", path)?;
+    let addr = boot::zero_page::initrd_load_addr(mem_bytes, size).map_err(|_| {
+        VmError::InitrdTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: boot::layout::low_ram_end(mem_bytes),
+        }
+    })?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
+        .map_err(|e| VmError::Io {
+            op: "reading the initrd into guest memory",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok((addr, size))
+}

@@ -1,0 +1,187 @@
+//! Building and running one VM, top-down: check the input, create the VM and its memory,
+//! load the kernel, write the boot structures, wire the devices, start the vCPUs, wait for
+//! the VM to stop, and tear down. Details live in the submodules, `boot/` and `devices/`.
+
+mod devices_setup;
+pub mod error;
+mod event_loop;
+mod input;
+mod kvm_setup;
+pub mod loader;
+pub mod memory;
+mod signals;
+mod vcpu;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use devices::StopReason;
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use vmm_sys_util::signal::Killable;
+
+pub use error::VmError;
+
+use crate::cli::ApStart;
+use crate::terminal::RawModeGuard;
+
+/// A serial console on COM1, reboot through the i8042, and no reboot loop on panic.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+
+/// How long stopping may take before the VMM gives up on a vCPU thread and exits anyway.
+const STOP_DEADLINE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub mem_mib: u64,
+    pub cpus: u16,
+    pub cmdline: String,
+    pub initrd: Option<PathBuf>,
+    pub ap_start: ApStart,
+    /// `Some(process start)` when `--boot-timer` was given.
+    pub boot_timer: Option<Instant>,
+    /// Print guest RAM residency at exit (for `vmm bench`).
+    pub report_resident: bool,
+    /// Receives a copy of the guest's console output (for `vmm demo`).
+    pub console_capture: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+/// How the VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmOutcome {
+    /// The guest reset the machine (i8042) or powered it off.
+    Reset,
+    /// The guest wrote this status to the debug-exit port.
+    DebugExit(u8),
+    /// The VM failed: triple fault, KVM internal error, failed entry …
+    Failed(String),
+    /// The VMM was told to stop by this signal.
+    Terminated(i32),
+}
+
+pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
+    let mem_bytes = memory::check_mem_size(config.mem_mib, memory::host_ram_mib())?;
+    if config.cpus == 0 {
+        return Err(VmError::CpusZero);
+    }
+    let mut kernel = loader::KernelImage::open(&config.kernel)?;
+    loader::check_cmdline(&config.cmdline, loader::cmdline_limit_of(&mut kernel))?;
+
+    let kvm = kvm_setup::open_checked_kvm()?;
+    let num_cpus = kvm_setup::check_cpu_count(&kvm, config.cpus)?;
+    let pvm_host = crate::host::pvm_detected(Some(&kvm));
+    let vm = kvm_setup::create_vm(&kvm)?;
+
+    let mem = memory::create_guest_memory(mem_bytes)?;
+    memory::register_with_kvm(&vm, &mem)?;
+
+    let kernel = kernel.load(&mem)?;
+    let cmdline_len = loader::load_cmdline_checked(&mem, &config.cmdline, kernel.cmdline_limit)?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(loader::load_initrd(&mem, mem_bytes, path)?),
+        None => None,
+    };
+    boot::mptable::write_mptable(&mem, num_cpus)?;
+    boot::zero_page::write_zero_page(
+        &mem,
+        &boot::zero_page::ZeroPageConfig {
+            setup_header: kernel.setup_header,
+            cmdline_addr: boot::layout::CMDLINE_START,
+            cmdline_size: cmdline_len,
+            initrd,
+            mem_bytes,
+        },
+    )?;
+
+    let devices = devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
+
+    let supported_cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(VmError::kvm("reading the supported CPUID"))?;
+    let boot_state = vcpu::BootState {
+        mem: &mem,
+        supported_cpuid: &supported_cpuid,
+        entry: kernel.entry,
+        num_cpus,
+        aps_runnable: config.ap_start == ApStart::Direct,
+    };
+    let vcpus = (0..num_cpus)
+        .map(|i| vcpu::create_vcpu(&vm, i, &boot_state))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    signals::install_handlers()?;
+    let _raw_mode = RawModeGuard::enter();
+    let shared = vcpu::VcpuShared {
+        io_bus: devices.io_bus.clone(),
+        mmio_bus: devices.mmio_bus.clone(),
+        stop: devices.stop.clone(),
+        pvm_host,
+    };
+    let threads = spawn_vcpus(vcpus, &shared)?;
+
+    let waited = event_loop::run_until_stop(devices.serial.clone(), devices.stop.clone());
+    if let Some(sig) = signals::termination_signal() {
+        devices
+            .stop
+            .request(StopReason::Failed(format!("terminated by signal {sig}")));
+    }
+    if waited.is_err() {
+        devices
+            .stop
+            .request(StopReason::Failed("the event loop failed".into()));
+    }
+    stop_vcpus(threads);
+    waited?;
+
+    if config.report_resident {
+        eprintln!(
+            "vmm: guest RAM resident: {} KiB",
+            memory::resident_bytes(&mem) / 1024
+        );
+    }
+    Ok(match signals::termination_signal() {
+        Some(sig) => VmOutcome::Terminated(sig),
+        None => match devices.stop.reason() {
+            Some(StopReason::Reset) => VmOutcome::Reset,
+            Some(StopReason::DebugExit(code)) => VmOutcome::DebugExit(code),
+            Some(StopReason::Failed(msg)) => VmOutcome::Failed(msg),
+            None => VmOutcome::Failed("the VM stopped without a reason".into()),
+        },
+    })
+}
+
+fn spawn_vcpus(
+    vcpus: Vec<kvm_ioctls::VcpuFd>,
+    shared: &vcpu::VcpuShared,
+) -> Result<Vec<JoinHandle<u64>>, VmError> {
+    vcpus
+        .into_iter()
+        .enumerate()
+        .map(|(i, fd)| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("vcpu{i}"))
+                .spawn(move || vcpu::run_vcpu(fd, i as u8, shared))
+                .map_err(VmError::io("starting a vCPU thread"))
+        })
+        .collect()
+}
+
+/// Kicks each vCPU thread until it has left its loop (the stop flag is already set).
+/// A thread that does not stop by the deadline is left behind: the process exits anyway.
+fn stop_vcpus(threads: Vec<JoinHandle<u64>>) {
+    let deadline = Instant::now() + STOP_DEADLINE;
+    for thread in threads {
+        while !thread.is_finished() && Instant::now() < deadline {
+            let _ = thread.kill(signals::kick_signal());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            eprintln!("vmm: a vCPU thread did not stop in time; exiting without it");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Bad input: each case gives one clear error line naming the problem, exit status 2, and
+//! no panic. The VMM validates before it touches the terminal, so nothing is left behind.
+
+mod common;
+
+use common::{run_vmm, scratch_dir, TEST_GUEST};
+
+/// Asserts exit 2, exactly one stderr line containing every `needle`, and no panic.
+fn assert_bad_input(args: &[&str], needles: &[&str]) {
+    let run = run_vmm(args);
+    assert_eq!(run.code(), Some(2), "vmm {args:?}\n{}", run.describe());
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line\n{}", run.describe());
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "error line should mention {needle:?}: {}",
+            lines[0]
+        );
+    }
+}
+
+fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Deterministic bytes that are neither an ELF nor a bzImage.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8 | 0x01
+        })
+        .collect()
+}
+
+#[test]
+fn missing_kernel_is_named() {
+    assert_bad_input(
+        &["--kernel", "/nonexistent/vmlinux"],
+        &["kernel image", "/nonexistent/vmlinux", "No such file"],
+    );
+}
+
+#[test]
+fn kernel_that_is_a_directory_is_refused() {
+    let dir = scratch_dir("kernel-dir");
+    assert_bad_input(&["--kernel", dir.to_str().unwrap()], &["is a directory"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn empty_kernel_is_refused() {
+    let dir = scratch_dir("kernel-empty");
+    let path = write_file(&dir, "empty", b"");
+    assert_bad_input(&["--kernel", &path], &["is empty"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn random_bytes_are_not_a_kernel() {
+    let dir = scratch_dir("kernel-noise");
+    let path = write_file(&dir, "noise", &noise(64 * 1024));
+    assert_bad_input(&["--kernel", &path], &["not an ELF vmlinux or a bzImage"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn truncated_elf_is_refused() {
+    let dir = scratch_dir("kernel-truncated");
+    let elf = std::fs::read(TEST_GUEST).unwrap();
+    let path = write_file(&dir, "truncated", &elf[..elf.len().min(100)]);
+    assert_bad_input(&["--kernel", &path], &["ELF vmlinux"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bzimage_with_bad_header_is_refused() {
+    let dir = scratch_dir("kernel-bzimage");
+    let mut image = vec![0u8; 8192];
+    image[0x1f1] = 1; // setup_sects
+    image[0x1fe] = 0x55;
+    image[0x1ff] = 0xaa;
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x206..0x208].copy_from_slice(&0x0100u16.to_le_bytes()); // protocol 1.00: too old
+    let path = write_file(&dir, "bzImage", &image);
+    assert_bad_input(&["--kernel", &path], &["bzImage"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn missing_initrd_is_named() {
+    assert_bad_input(
+        &["--kernel", TEST_GUEST, "--initrd", "/nonexistent/initrd.img"],
+        &["initrd", "/nonexistent/initrd.img"],
+    );
+}
+
+#[test]
+fn initrd_larger_than_guest_ram_is_refused() {
+    let dir = scratch_dir("initrd-large");
+    let path = dir.join("big.img");
+    // Sparse: 64 MiB that take no disk space, for a 32 MiB guest.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(64 << 20).unwrap();
+    assert_bad_input(
+        &["--kernel", TEST_GUEST, "--mem", "32", "--initrd", path.to_str().unwrap()],
+        &["initrd", "does not fit"],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn zero_memory_is_refused() {
+    assert_bad_input(&["--kernel", TEST_GUEST, "--mem", "0"], &["--mem"]);
+}
+
+#[test]
+fn memory_beyond_the_host_is_refused() {
+    assert_bad_input(
+        &["--kernel", TEST_GUEST, "--mem", "100000000"],
+        &["--mem", "more than this host"],
+    );
+}
+
+#[test]
+fn zero_cpus_are_refused() {
+    assert_bad_input(&["--kernel", TEST_GUEST, "--cpus", "0"], &["--cpus"]);
+}
+
+#[test]
+fn cpus_above_the_kvm_limit_are_refused() {
+    if common::skip_without_kvm("cpus_above_the_kvm_limit_are_refused") {
+        return;
+    }
+    assert_bad_input(&["--kernel", TEST_GUEST, "--cpus", "65535"], &["--cpus 65535", "limit"]);
+}
+
+#[test]
+fn cmdline_longer_than_the_kernel_accepts_is_refused() {
+    let long = "a".repeat(3000);
+    assert_bad_input(
+        &["--kernel", TEST_GUEST, "--cmdline", &long],
+        &["command line is 3000 bytes", "at most 2048"],
+    );
+}
+
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let run = run_vmm(&["--kernel", TEST_GUEST, "--no-such-option"]);
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("--no-such-option"), "{}", run.describe());
+}
