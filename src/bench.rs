@@ -107,7 +107,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn stats_ms(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(|a, b| a.total_cmp(b));
-    (percentile(&values, 50.0), percentile(&values, 95.0), values[0])
+    (
+        percentile(&values, 50.0),
+        percentile(&values, 95.0),
+        values[0],
+    )
 }
 
 fn print_summary(samples: &[Sample], mem_mib: u64) {
@@ -135,7 +139,10 @@ fn print_summary(samples: &[Sample], mem_mib: u64) {
     );
     let beyond: Vec<f64> = samples
         .iter()
-        .filter_map(|s| s.guest_resident_kib.map(|g| s.max_rss_kib.saturating_sub(g) as f64))
+        .filter_map(|s| {
+            s.guest_resident_kib
+                .map(|g| s.max_rss_kib.saturating_sub(g) as f64)
+        })
         .collect();
     if let Some(guest) = samples.iter().filter_map(|s| s.guest_resident_kib).max() {
         let (b50, _, _) = stats_ms(beyond.clone());
@@ -152,7 +159,8 @@ mod tests {
 
     #[test]
     fn boot_timer_line_parses_microseconds() {
-        let line = "boot-timer: guest reached the boot timer 1.234 ms after the VMM started (1234 µs)\n";
+        let line =
+            "boot-timer: guest reached the boot timer 1.234 ms after the VMM started (1234 µs)\n";
         assert_eq!(parse_boot_timer_us(line), Some(1234));
     }
 
@@ -166,6 +174,13 @@ mod tests {
 
     #[test]
     fn resident_line_parses() {
-        assert_eq!(parse_after("vmm: guest RAM resident: 812 KiB\n", "guest RAM resident: ", " KiB"), Some(812));
+        assert_eq!(
+            parse_after(
+                "vmm: guest RAM resident: 812 KiB\n",
+                "guest RAM resident: ",
+                " KiB"
+            ),
+            Some(812)
+        );
     }
 }

@@ -42,7 +42,8 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
     let vm_started = Instant::now();
     let outcome = vm::run(&config);
     let elapsed = vm_started.elapsed();
-    let output = String::from_utf8_lossy(&capture.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let output =
+        String::from_utf8_lossy(&capture.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -82,7 +83,10 @@ fn export_guest(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("vmm: error: cannot write the test guest to {}: {e}", path.display());
+            eprintln!(
+                "vmm: error: cannot write the test guest to {}: {e}",
+                path.display()
+            );
             ExitCode::from(2)
         }
     }
@@ -166,7 +170,11 @@ fn host_checks(report: &Report, config: &VmConfig) -> Vec<(bool, String)> {
             format!("{what}: guest saw {seen}, expected {expected}"),
         ));
     };
-    check_eq("e820 RAM (KiB)", "e820_ram_kib", expected_ram_kib.to_string());
+    check_eq(
+        "e820 RAM (KiB)",
+        "e820_ram_kib",
+        expected_ram_kib.to_string(),
+    );
     check_eq("MP table CPUs", "mptable_cpus", config.cpus.to_string());
     check_eq("CPUs online", "cpus_online", config.cpus.to_string());
     check_eq("command line", "cmdline", config.cmdline.clone());
@@ -198,7 +206,10 @@ fn print_report(
         println!("    {} {text}", if *ok { "ok  " } else { "FAIL" });
     }
     let ended_well = *outcome == VmOutcome::DebugExit(0);
-    println!("  VM ended: {outcome:?} after {:.1} ms", elapsed.as_secs_f64() * 1e3);
+    println!(
+        "  VM ended: {outcome:?} after {:.1} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
     let passed = ended_well
         && report.failed.is_empty()
         && !report.ok.is_empty()

@@ -10,7 +10,12 @@ fn assert_bad_input(args: &[&str], needles: &[&str]) {
     let run = run_vmm(args);
     assert_eq!(run.code(), Some(2), "vmm {args:?}\n{}", run.describe());
     let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line\n{}", run.describe());
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line\n{}",
+        run.describe()
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.describe());
     for needle in needles {
         assert!(
@@ -95,7 +100,12 @@ fn bzimage_with_bad_header_is_refused() {
 #[test]
 fn missing_initrd_is_named() {
     assert_bad_input(
-        &["--kernel", TEST_GUEST, "--initrd", "/nonexistent/initrd.img"],
+        &[
+            "--kernel",
+            TEST_GUEST,
+            "--initrd",
+            "/nonexistent/initrd.img",
+        ],
         &["initrd", "/nonexistent/initrd.img"],
     );
 }
@@ -108,7 +118,14 @@ fn initrd_larger_than_guest_ram_is_refused() {
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(64 << 20).unwrap();
     assert_bad_input(
-        &["--kernel", TEST_GUEST, "--mem", "32", "--initrd", path.to_str().unwrap()],
+        &[
+            "--kernel",
+            TEST_GUEST,
+            "--mem",
+            "32",
+            "--initrd",
+            path.to_str().unwrap(),
+        ],
         &["initrd", "does not fit"],
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -137,7 +154,10 @@ fn cpus_above_the_kvm_limit_are_refused() {
     if common::skip_without_kvm("cpus_above_the_kvm_limit_are_refused") {
         return;
     }
-    assert_bad_input(&["--kernel", TEST_GUEST, "--cpus", "65535"], &["--cpus 65535", "limit"]);
+    assert_bad_input(
+        &["--kernel", TEST_GUEST, "--cpus", "65535"],
+        &["--cpus 65535", "limit"],
+    );
 }
 
 #[test]
@@ -153,5 +173,9 @@ fn cmdline_longer_than_the_kernel_accepts_is_refused() {
 fn unknown_option_is_a_usage_error() {
     let run = run_vmm(&["--kernel", TEST_GUEST, "--no-such-option"]);
     assert_eq!(run.code(), Some(2), "{}", run.describe());
-    assert!(run.stderr.contains("--no-such-option"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("--no-such-option"),
+        "{}",
+        run.describe()
+    );
 }

@@ -23,15 +23,15 @@ pub const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
 
 /// Leaf 1 ECX: running under a hypervisor.
 pub const ECX_HYPERVISOR: u32 = 1 << 31;
-/// Leaf 1 EDX: the logical-processor count in EBX[23:16] is valid.
+/// Leaf 1 EDX: the logical-processor count in `EBX[23:16]` is valid.
 pub const EDX_HTT: u32 = 1 << 28;
-/// Leaf 1 EBX[15:8]: CLFLUSH line size in 8-byte units (8 = 64 bytes).
+/// Leaf 1 `EBX[15:8]`: CLFLUSH line size in 8-byte units (8 = 64 bytes).
 const CLFLUSH_LINE_QWORDS: u32 = 8;
 /// Leaf 6 EAX bit 1: Intel Turbo Boost.
 const EAX_TURBO_BOOST: u32 = 1 << 1;
 /// Leaf 6 ECX bit 3: energy/performance bias preference (IA32_ENERGY_PERF_BIAS MSR).
 const ECX_EPB: u32 = 1 << 3;
-/// Leaf 0xB/0x1F ECX[15:8] level types.
+/// Leaf 0xB/0x1F `ECX[15:8]` level types.
 const LEVEL_TYPE_SMT: u32 = 1;
 const LEVEL_TYPE_CORE: u32 = 2;
 

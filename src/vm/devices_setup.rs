@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use boot::layout::BOOT_TIMER_ADDR;
-use devices::{BootTimer, Bus, DebugExit, Serial, StopSignal, I8042, DEBUG_EXIT_PORT};
+use devices::{BootTimer, Bus, DebugExit, Serial, StopSignal, DEBUG_EXIT_PORT, I8042};
 use kvm_ioctls::VmFd;
 
 use super::error::VmError;
@@ -41,8 +41,7 @@ pub fn setup_devices(
         }),
         None => Box::new(UnbufferedStdout::new()),
     };
-    let serial = Serial::new(console)
-        .map_err(VmError::io("creating the serial port"))?;
+    let serial = Serial::new(console).map_err(VmError::io("creating the serial port"))?;
     vm.register_irqfd(serial.irq_eventfd(), SERIAL_GSI)
         .map_err(VmError::kvm("registering the serial port's irqfd"))?;
     let serial = Arc::new(Mutex::new(serial));
@@ -62,7 +61,11 @@ pub fn setup_devices(
         .insert(I8042_PORT_BASE, I8042_PORT_LEN, Arc::new(Mutex::new(i8042)))
         .map_err(bus_err)?;
     io_bus
-        .insert(u64::from(DEBUG_EXIT_PORT), 1, Arc::new(Mutex::new(debug_exit)))
+        .insert(
+            u64::from(DEBUG_EXIT_PORT),
+            1,
+            Arc::new(Mutex::new(debug_exit)),
+        )
         .map_err(bus_err)?;
 
     let mut mmio_bus = Bus::new();

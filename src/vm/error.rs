@@ -36,8 +36,14 @@ pub enum VmError {
         format: &'static str,
         reason: String,
     },
-    #[error("initrd {path:?} ({size} bytes) does not fit in guest RAM below {limit:#x}; raise --mem")]
-    InitrdTooLarge { path: PathBuf, size: u64, limit: u64 },
+    #[error(
+        "initrd {path:?} ({size} bytes) does not fit in guest RAM below {limit:#x}; raise --mem"
+    )]
+    InitrdTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("kernel command line is {len} bytes; this kernel accepts at most {limit}")]
     CmdlineTooLong { len: usize, limit: usize },
     #[error("kernel command line is invalid: {0}")]
@@ -60,10 +66,7 @@ pub enum VmError {
     #[error("writing boot structures: {0}")]
     Boot(#[from] boot::BootError),
     #[error("{op}: {source}")]
-    Io {
-        op: &'static str,
-        source: io::Error,
-    },
+    Io { op: &'static str, source: io::Error },
 }
 
 impl VmError {

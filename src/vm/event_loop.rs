@@ -86,11 +86,10 @@ impl MutEventSubscriber for StopWatch {
 
 /// Runs until a stop is requested or the VMM receives a terminating signal.
 pub fn run_until_stop(serial: Arc<Mutex<Serial>>, stop: Arc<StopSignal>) -> Result<(), VmError> {
-    let mut manager: EventManager<Subscriber> =
-        EventManager::new().map_err(|e| VmError::Io {
-            op: "creating the event loop",
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let mut manager: EventManager<Subscriber> = EventManager::new().map_err(|e| VmError::Io {
+        op: "creating the event loop",
+        source: std::io::Error::other(e.to_string()),
+    })?;
     signals::wake_on_termination(stop.eventfd().as_raw_fd());
     manager.add_subscriber(Arc::new(Mutex::new(StopWatch { stop: stop.clone() })));
     manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial))));

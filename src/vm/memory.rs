@@ -2,8 +2,8 @@
 //! nothing) and registered with KVM, one memory slot per region.
 
 use boot::layout::ram_ranges;
-use kvm_ioctls::VmFd;
 use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use super::error::VmError;
@@ -47,12 +47,12 @@ pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
 
 pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
     for (slot, region) in mem.iter().enumerate() {
-        let host_addr = mem
-            .get_host_address(region.start_addr())
-            .map_err(|e| VmError::GuestMemory {
-                mib: region.len() / MIB,
-                reason: e.to_string(),
-            })?;
+        let host_addr =
+            mem.get_host_address(region.start_addr())
+                .map_err(|e| VmError::GuestMemory {
+                    mib: region.len() / MIB,
+                    reason: e.to_string(),
+                })?;
         let region = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: 0,

@@ -95,7 +95,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         },
     )?;
 
-    let devices = devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
+    let devices =
+        devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
 
     let supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)

@@ -58,7 +58,9 @@ pub fn create_vcpu(vm: &VmFd, index: u8, boot: &BootState) -> Result<VcpuFd, VmE
     vcpu.set_fpu(&boot::regs::boot_fpu())
         .map_err(VmError::kvm("setting the FPU state"))?;
 
-    let mut lapic = vcpu.get_lapic().map_err(VmError::kvm("reading the LAPIC"))?;
+    let mut lapic = vcpu
+        .get_lapic()
+        .map_err(VmError::kvm("reading the LAPIC"))?;
     boot::lapic::set_lint(&mut lapic);
     vcpu.set_lapic(&lapic)
         .map_err(VmError::kvm("setting LAPIC LINT0/LINT1"))?;
@@ -90,12 +92,16 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) -> u64 {
         let outcome = match vcpu.run() {
             Ok(exit) => handle_exit(exit, &shared),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Flow::Continue,
-            Err(e) => Flow::Stop(StopReason::Failed(format!("vCPU {index}: KVM_RUN failed: {e}"))),
+            Err(e) => Flow::Stop(StopReason::Failed(format!(
+                "vCPU {index}: KVM_RUN failed: {e}"
+            ))),
         };
         exits += 1;
         if let Flow::Stop(reason) = outcome {
             let reason = match reason {
-                StopReason::Failed(msg) => StopReason::Failed(describe_failure(&vcpu, index, msg, shared.pvm_host)),
+                StopReason::Failed(msg) => {
+                    StopReason::Failed(describe_failure(&vcpu, index, msg, shared.pvm_host))
+                }
                 other => other,
             };
             shared.stop.request(reason);

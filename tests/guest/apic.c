@@ -26,3 +26,26 @@ int lapic_send_ipi(u32 apic_id, u32 icr_low) {
         if (!(lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING)) return 0;
     return -1;
 }
+
+/* A clock for bounded waits: the LAPIC timer, masked, counting down once from 0xffffffff
+ * with divide-by-1. KVM's APIC timer runs at 1 GHz (1 ns per tick), so this measures up
+ * to 4.29 s in microseconds. Loop counts would not do: ring-0 code is emulated (about
+ * 1 µs per instruction) under PVM but native under other KVMs. */
+#define LAPIC_TICKS_PER_US 1000
+#define TIMER_DIVIDE_BY_1 0xb
+
+void lapic_clock_start(void) {
+    lapic_write(LAPIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+    lapic_write(LAPIC_LVT_TIMER, LAPIC_LVT_MASKED | VEC_TIMER);
+    lapic_write(LAPIC_TIMER_INITIAL, 0xffffffffu);
+}
+
+u32 lapic_clock_us(void) { return (0xffffffffu - lapic_read(LAPIC_TIMER_CURRENT)) / LAPIC_TICKS_PER_US; }
+
+void lapic_clock_stop(void) { lapic_write(LAPIC_TIMER_INITIAL, 0); }
+
+void delay_us(u32 us) {
+    lapic_clock_start();
+    while (lapic_clock_us() < us) pause();
+    lapic_clock_stop();
+}

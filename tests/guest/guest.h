@@ -3,6 +3,8 @@
 #ifndef GUEST_H
 #define GUEST_H
 
+#include <stdarg.h> /* the compiler's own header: freestanding */
+
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
@@ -59,6 +61,7 @@ u8 serial_read_reg(int offset);
 
 /* ---- print.c ---- */
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void kvprintf(const char *fmt, va_list ap);
 
 /* ---- zeropage.c: boot_params fields ---- */
 const u8 *zero_page(void);
@@ -109,6 +112,7 @@ struct irq_frame {
 };
 void idt_init(void);
 void idt_load_empty(void);
+u32 wait_for_irq(u8 vector, u32 before, u32 spins);
 extern volatile u32 irq_count[256];
 
 /* ---- pic.c ---- */
@@ -121,6 +125,10 @@ void lapic_write(u32 reg, u32 value);
 void lapic_eoi(void);
 u32 lapic_id(void);
 int lapic_send_ipi(u32 apic_id, u32 icr_low); /* 0 when delivered */
+void lapic_clock_start(void);
+u32 lapic_clock_us(void); /* microseconds since lapic_clock_start */
+void lapic_clock_stop(void);
+void delay_us(u32 us);
 #define LAPIC_ID 0x20
 #define LAPIC_EOI 0xb0
 #define LAPIC_SVR 0xf0

@@ -61,3 +61,12 @@ void isr_dispatch(struct irq_frame *f) {
     if (f->vector == VEC_UART) (void)serial_read_reg(UART_IIR); /* acknowledges THR empty */
     if (f->vector != VEC_SPURIOUS) lapic_eoi();
 }
+
+/* Enables interrupts and spins (bounded) until irq_count[vector] moves past `before`.
+ * Returns the number of interrupts seen. Interrupts are off again on return. */
+u32 wait_for_irq(u8 vector, u32 before, u32 spins) {
+    sti();
+    for (u32 i = 0; i < spins && irq_count[vector] == before; i++) pause();
+    cli();
+    return irq_count[vector] - before;
+}

@@ -1,7 +1,5 @@
 /* kprintf: a small printf to COM1. Supports %s %c %d %u %x %p %% with an optional 0/width
  * and the l/ll length modifiers, which is all the protocol lines need. */
-#include <stdarg.h>
-
 #include "guest.h"
 
 static void put_num(u64 v, unsigned base, int neg, int width, char pad) {
@@ -17,9 +15,7 @@ static void put_num(u64 v, unsigned base, int neg, int width, char pad) {
     while (n) serial_putc(buf[--n]);
 }
 
-void kprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+void kvprintf(const char *fmt, va_list ap) {
     for (const char *p = fmt; *p; p++) {
         if (*p != '%') {
             serial_putc(*p);
@@ -73,5 +69,11 @@ void kprintf(const char *fmt, ...) {
             serial_putc(*p);
         }
     }
+}
+
+void kprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    kvprintf(fmt, ap);
     va_end(ap);
 }

@@ -69,10 +69,10 @@ tramp_lm64:
     xorl %eax, %eax
     movw %ax, %fs
     movw %ax, %gs
-    pushq $SEL_CODE64
+    /* CS keeps selector 0x08, the boot GDT's 64-bit code segment too. No far return to
+     * reload it: after SIPI RSP is 0, there is no stack until ap_entry picks one. */
     movabsq $ap_entry, %rax
-    pushq %rax
-    lretq                           /* reloads CS from the boot GDT */
+    jmp *%rax
 
     .balign 8
 tramp_gdt:
