@@ -72,16 +72,6 @@ pub enum BenchCommand {
     },
 }
 
-/// How application processors (vCPUs other than the first) are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ApStart {
-    /// The guest starts them with INIT/SIPI, as Linux does on real hardware and real KVM.
-    Sipi,
-    /// The VMM starts them itself at the kernel entry point in 64-bit mode. Only for guests
-    /// that expect every vCPU there (the built-in test guest); Linux does not.
-    Direct,
-}
-
 #[derive(Debug, Args)]
 pub struct VmArgs {
     /// Kernel image to boot: an ELF vmlinux or a bzImage.
@@ -108,8 +98,4 @@ pub struct VmArgs {
     /// 0xC000_0000 (the Firecracker boot-timer convention).
     #[arg(long)]
     pub boot_timer: bool,
-
-    /// How vCPUs other than the first are started.
-    #[arg(long, value_enum, default_value_t = ApStart::Sipi)]
-    pub ap_start: ApStart,
 }

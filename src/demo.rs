@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::cli::{ApStart, DemoArgs};
+use crate::cli::DemoArgs;
 use crate::guest_image::{GuestFile, TEST_GUEST_ELF};
 use crate::vm::{self, VmConfig, VmOutcome};
 
@@ -34,7 +34,6 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         cpus: u16::from(args.cpus),
         cmdline: cmdline.clone(),
         initrd: None,
-        ap_start: ap_start_for_test_guest(),
         boot_timer: None,
         report_resident: false,
         console_capture: Some(capture.clone()),
@@ -58,16 +57,6 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
-}
-
-/// On PVM hosts real mode cannot run, so the test guest's APs are started by the VMM in
-/// long mode; elsewhere they are started the way Linux does it, with INIT/SIPI.
-pub fn ap_start_for_test_guest() -> ApStart {
-    if crate::host::pvm_detected(None) {
-        ApStart::Direct
-    } else {
-        ApStart::Sipi
     }
 }
 
@@ -100,7 +89,6 @@ fn bench_run(args: &DemoArgs, guest: &GuestFile, started: Instant) -> ExitCode {
         cpus: 1,
         cmdline: "console=ttyS0 tests=none boottimer end=reset".into(),
         initrd: None,
-        ap_start: ApStart::Sipi,
         boot_timer: Some(started),
         report_resident: true,
         console_capture: None,
@@ -190,8 +178,8 @@ fn print_report(
 ) -> bool {
     println!();
     println!(
-        "vmm demo: conformance report (built-in test guest, {} vCPUs, {} MiB, APs started by {:?})",
-        config.cpus, config.mem_mib, config.ap_start
+        "vmm demo: conformance report (built-in test guest, {} vCPUs, {} MiB)",
+        config.cpus, config.mem_mib
     );
     println!(
         "  guest checks: {} passed, {} failed",

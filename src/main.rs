@@ -43,7 +43,6 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
         cpus: args.cpus,
         cmdline: args.cmdline.clone(),
         initrd: args.initrd.clone(),
-        ap_start: args.ap_start,
         boot_timer: args.boot_timer.then_some(started),
         report_resident: false,
         console_capture: None,

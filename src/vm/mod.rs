@@ -23,7 +23,6 @@ use vmm_sys_util::signal::Killable;
 
 pub use error::VmError;
 
-use crate::cli::ApStart;
 use crate::terminal::RawModeGuard;
 
 /// A serial console on COM1, reboot through the i8042, and no reboot loop on panic.
@@ -39,7 +38,6 @@ pub struct VmConfig {
     pub cpus: u16,
     pub cmdline: String,
     pub initrd: Option<PathBuf>,
-    pub ap_start: ApStart,
     /// `Some(process start)` when `--boot-timer` was given.
     pub boot_timer: Option<Instant>,
     /// Print guest RAM residency at exit (for `vmm bench`).
@@ -106,7 +104,6 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         supported_cpuid: &supported_cpuid,
         entry: kernel.entry,
         num_cpus,
-        aps_runnable: config.ap_start == ApStart::Direct,
     };
     let vcpus = (0..num_cpus)
         .map(|i| vcpu::create_vcpu(&vm, i, &boot_state))

@@ -1,5 +1,9 @@
 //! vCPUs: boot-state setup (through `boot/`) and the exit loop, one thread each.
 //!
+//! Every vCPU gets the 64-bit boot state, but only the BSP is runnable: with the in-kernel
+//! LAPIC, KVM keeps APs waiting for INIT/SIPI, which Linux (and the test guest) send, and
+//! INIT resets whatever state an AP had.
+//!
 //! Stopping: the main thread sets the stop flag (`StopSignal::request`) and then kicks
 //! every vCPU thread with `SIGRTMIN` until it has left its loop. A vCPU blocked in
 //! KVM_RUN (e.g. in `hlt`, which the in-kernel irqchip handles without exiting) returns
@@ -9,7 +13,7 @@
 use std::sync::Arc;
 
 use devices::{Bus, StopReason, StopSignal};
-use kvm_bindings::{kvm_mp_state, CpuId, KVM_MP_STATE_RUNNABLE, KVM_SYSTEM_EVENT_CRASH};
+use kvm_bindings::{CpuId, KVM_SYSTEM_EVENT_CRASH};
 use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
@@ -22,8 +26,6 @@ pub struct BootState<'a> {
     pub supported_cpuid: &'a CpuId,
     pub entry: u64,
     pub num_cpus: u8,
-    /// Start APs at the entry point instead of leaving them waiting for INIT/SIPI.
-    pub aps_runnable: bool,
 }
 
 pub fn create_vcpu(vm: &VmFd, index: u8, boot: &BootState) -> Result<VcpuFd, VmError> {
@@ -65,13 +67,6 @@ pub fn create_vcpu(vm: &VmFd, index: u8, boot: &BootState) -> Result<VcpuFd, VmE
     vcpu.set_lapic(&lapic)
         .map_err(VmError::kvm("setting LAPIC LINT0/LINT1"))?;
 
-    if index != 0 && boot.aps_runnable {
-        let state = kvm_mp_state {
-            mp_state: KVM_MP_STATE_RUNNABLE,
-        };
-        vcpu.set_mp_state(state)
-            .map_err(VmError::kvm("making an AP runnable"))?;
-    }
     Ok(vcpu)
 }
 

@@ -150,15 +150,6 @@ pub fn skip_without_kvm(test: &str) -> bool {
     }
 }
 
-/// On PVM hosts the test guest's APs must be started by the VMM (no real mode there).
-pub fn ap_start_for_host() -> &'static str {
-    if Path::new("/sys/module/kvm_pvm").exists() {
-        "direct"
-    } else {
-        "sipi"
-    }
-}
-
 /// A scratch directory unique to this test process and name, removed by the caller.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vmm-test-{}-{name}", std::process::id()));

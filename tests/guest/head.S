@@ -71,3 +71,5 @@ ap_stacks:
     .balign 4096
     .skip BSP_STACK_SIZE
 bsp_stack_top:
+
+    .section .note.GNU-stack, "", @progbits

@@ -14,3 +14,5 @@ mmio_gap_pd:
     .quad 0xC0000000 + (i << 21) + PD_FLAGS
     .set i, i + 1
     .endr
+
+    .section .note.GNU-stack, "", @progbits

@@ -94,3 +94,5 @@ tramp_boot_gdtr:
     .word 0                         /* limit, filled by smp.c (sgdt) */
     .quad 0                         /* base */
 trampoline_end:
+
+    .section .note.GNU-stack, "", @progbits
