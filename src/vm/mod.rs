@@ -74,6 +74,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
 
     let mem = memory::create_guest_memory(mem_bytes)?;
     memory::register_with_kvm(&vm, &mem)?;
+    kvm_setup::create_interrupt_controllers(&vm)?;
 
     let kernel = kernel.load(&mem)?;
     let cmdline_len = loader::load_cmdline_checked(&mem, &config.cmdline, kernel.cmdline_limit)?;

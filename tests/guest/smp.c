@@ -22,10 +22,12 @@ extern char trampoline_start[], trampoline_end[], tramp_cr3[], tramp_boot_gdtr[]
 void ap_main(u32 apic_id) {
     map_mmio_gap();
     struct cpu_slot *s = &cpu_slots[apic_id];
-    s->order = atomic_fetch_inc(&ap_checked_in) + 1;
     s->cpuid_id = apic_id;
     s->lapic_id = lapic_id();
-    atomic_fetch_inc(&s->hits); /* last: the BSP reads the other fields once hits != 0 */
+    atomic_fetch_inc(&s->hits); /* the BSP reads the fields above once hits != 0 */
+    /* Last: the BSP waits for this counter to move, then looks at hits (x86 stores are
+     * seen in order). */
+    s->order = atomic_fetch_inc(&ap_checked_in) + 1;
     halt_forever();
 }
 

@@ -18,6 +18,7 @@
 #define MSR_EFER 0xc0000080
 #define EFER_LME 0x100
 #define CR0_PE 0x1
+#define CR0_CD_NW 0x60000000        /* caches off: the state INIT leaves */
 #define CR0_PG 0x80000000
 #define CR4_PAE 0x20
 
@@ -55,6 +56,7 @@ tramp_pm32:
     orl $EFER_LME, %eax
     wrmsr
     movl %cr0, %eax
+    andl $~CR0_CD_NW, %eax
     orl $CR0_PG, %eax
     movl %eax, %cr0                 /* long mode active (compatibility mode) */
     ljmpl $SEL_CODE64, $ABS(tramp_lm64)
