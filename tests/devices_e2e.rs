@@ -236,3 +236,25 @@ fn bench_start_reports_measured_numbers() {
     assert!(run.stdout.contains("median"), "{}", run.describe());
     assert!(run.stdout.contains("peak RSS"), "{}", run.describe());
 }
+
+#[test]
+fn instruction_kvm_cannot_run_ends_the_vm_with_a_clear_report() {
+    if skip_without_kvm("instruction_kvm_cannot_run_ends_the_vm_with_a_clear_report") {
+        return;
+    }
+    let run = boot_guest(&[], "tests=none end=unsupported");
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // PVM's emulator cannot run popcnt: the VM fails, and the message says why.
+        assert_eq!(run.code(), Some(1), "{}", run.describe());
+        assert!(
+            run.stderr.contains("KVM_EXIT_INTERNAL_ERROR"),
+            "{}",
+            run.describe()
+        );
+        assert!(run.stderr.contains("PVM"), "{}", run.describe());
+    } else {
+        // Hardware virtualization runs it natively.
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        assert_eq!(run.fact("unsupported_instruction"), Some("ran"));
+    }
+}

@@ -1,5 +1,5 @@
 /* The kernel command line (boot_params.hdr.cmd_line_ptr) and the protocol's tokens:
- * tests=a,b,c  end=exit:N|reset|triplefault|halt  boottimer. Other tokens are ignored. */
+ * tests=a,b,c  end=exit:N|reset|triplefault|halt|unsupported  boottimer. Other tokens are ignored. */
 #include "guest.h"
 
 #define CMDLINE_MAX 4096
@@ -24,6 +24,8 @@ static void parse_end(struct cmdline *out, const char *v, usize len) {
         out->end = END_TRIPLEFAULT;
     else if (token_is(v, len, "halt"))
         out->end = END_HALT;
+    else if (token_is(v, len, "unsupported"))
+        out->end = END_UNSUPPORTED;
     else if (token_has_prefix(v, len, "exit:") && parse_u64(v + 5, len - 5, &code) == 0 && code < 256) {
         out->end = END_EXIT;
         out->exit_code = (u8)code;

@@ -75,7 +75,7 @@ u64 zp_ramdisk_image(void);
 u64 zp_ramdisk_size(void);
 
 /* ---- cmdline.c ---- */
-enum end_kind { END_DEFAULT, END_EXIT, END_RESET, END_TRIPLEFAULT, END_HALT };
+enum end_kind { END_DEFAULT, END_EXIT, END_RESET, END_TRIPLEFAULT, END_HALT, END_UNSUPPORTED };
 struct cmdline {
     const char *text;   /* the whole command line, NUL terminated */
     const char *tests;  /* value of tests=, not NUL terminated */
