@@ -141,7 +141,7 @@ fn boot_timer_reports_time_since_vmm_start() {
         .stderr
         .lines()
         .find(|l| l.starts_with("boot-timer:"))
-        .expect(&run.describe());
+        .unwrap_or_else(|| panic!("{}", run.describe()));
     assert!(line.contains("ms after the VMM started"), "{line}");
 }
 
@@ -194,7 +194,7 @@ fn sigterm_stops_a_running_vm_with_status_143() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: sending a signal to our own child process.
-    let rc = unsafe { libc_kill(child.id() as i32, 15) };
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -208,11 +208,6 @@ fn sigterm_stops_a_running_vm_with_status_143() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status.code(), Some(143));
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]
