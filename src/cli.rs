@@ -34,6 +34,11 @@ pub enum Command {
     },
     /// Boot the built-in test guest and print its conformance report.
     Demo(DemoArgs),
+    /// Run a process in a container: namespaces, pivot_root, cgroups, OCI bundles.
+    Container {
+        #[command(subcommand)]
+        command: crate::container::cli::ContainerCommand,
+    },
     /// Measure the VMM: start-up time and memory, with measured numbers.
     Bench {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod container;
 mod demo;
 mod doctor;
 mod guest_image;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(cli::Command::Doctor { json }) => doctor::run(json),
         Some(cli::Command::Demo(args)) => demo::run(&args, started),
+        Some(cli::Command::Container { command }) => container::run(command),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),

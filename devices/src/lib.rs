@@ -11,6 +11,7 @@ pub mod i8042;
 pub mod serial;
 pub mod stop;
 pub mod trigger;
+pub mod virtio;
 
 pub use boot_timer::{BootTimer, BOOT_TIMER_MAGIC};
 pub use bus::{Bus, BusDevice, BusError, BusRange};

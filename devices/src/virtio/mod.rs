@@ -1,0 +1,7 @@
+//! Virtio devices over the virtio-mmio transport (virtio 1.x, split queues from
+//! virtio-queue). `device` holds the contract between the transport and a device model;
+//! `mmio` the transport; one file per device.
+
+pub mod device;
+
+pub use device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
