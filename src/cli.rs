@@ -80,8 +80,17 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct VmArgs {
     /// Kernel image to boot: an ELF vmlinux or a bzImage.
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH", required_unless_present = "config_file")]
     pub kernel: Option<PathBuf>,
+
+    /// Boot from a Firecracker JSON config file (boot-source, drives, machine-config,
+    /// network-interfaces, vsock, entropy, balloon) instead of the options below.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["kernel", "mem", "cpus", "cmdline", "initrd", "rootfs", "disk", "net", "vsock", "rng", "balloon"]
+    )]
+    pub config_file: Option<PathBuf>,
 
     /// Guest memory in MiB. RAM above 3 GiB is placed above 4 GiB, past the MMIO gap.
     #[arg(long, value_name = "MIB", default_value_t = 128)]
@@ -99,8 +108,54 @@ pub struct VmArgs {
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
 
+    /// Root disk image (raw): the first virtio-blk device, /dev/vda in the guest. Adds
+    /// `root=/dev/vda rw` to the command line unless it already has a root=.
+    #[arg(long, value_name = "IMG")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Another virtio-blk disk (raw file), `ro` for read-only, `id=` for its serial
+    /// (GET_ID). Repeat for more disks; they follow the root disk (/dev/vdb, …).
+    #[arg(long, value_name = "PATH[,ro][,id=NAME]", value_parser = parse_disk)]
+    pub disk: Vec<crate::vm::device_specs::DiskSpec>,
+
+    /// A virtio-net NIC on a TAP device (opened, or created when missing: that needs
+    /// CAP_NET_ADMIN). The MAC defaults to one the guest driver picks. Repeatable.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]", value_parser = parse_net)]
+    pub net: Vec<crate::vm::device_specs::NetSpec>,
+
+    /// A virtio-vsock device with Firecracker's host side: connect to PATH and write
+    /// `CONNECT <port>\n` to reach a guest listener; guest connections to host port P
+    /// reach a Unix listener at PATH_P.
+    #[arg(long, value_name = "cid=N,uds=PATH", value_parser = parse_vsock)]
+    pub vsock: Option<crate::vm::device_specs::VsockSpec>,
+
+    /// A virtio-rng device fed by the host's getrandom(2).
+    #[arg(long)]
+    pub rng: bool,
+
+    /// A virtio-balloon device: the guest returns `amount_mib` of its RAM to the host.
+    /// stats_interval (seconds) > 0 enables memory statistics.
+    #[arg(long, value_name = "amount_mib=N[,deflate_on_oom][,stats_interval=S]", value_parser = parse_balloon)]
+    pub balloon: Option<crate::vm::device_specs::BalloonSpec>,
+
     /// Print the time since the VMM process started when the guest writes 123 to MMIO
     /// 0xC000_0000 (the Firecracker boot-timer convention).
     #[arg(long)]
     pub boot_timer: bool,
+}
+
+fn parse_disk(s: &str) -> Result<crate::vm::device_specs::DiskSpec, String> {
+    crate::vm::device_specs::parse_disk(s).map_err(|e| e.reason)
+}
+
+fn parse_net(s: &str) -> Result<crate::vm::device_specs::NetSpec, String> {
+    crate::vm::device_specs::parse_net(s).map_err(|e| e.reason)
+}
+
+fn parse_vsock(s: &str) -> Result<crate::vm::device_specs::VsockSpec, String> {
+    crate::vm::device_specs::parse_vsock(s).map_err(|e| e.reason)
+}
+
+fn parse_balloon(s: &str) -> Result<crate::vm::device_specs::BalloonSpec, String> {
+    crate::vm::device_specs::parse_balloon(s).map_err(|e| e.reason)
 }

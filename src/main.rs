@@ -35,21 +35,59 @@ fn main() -> ExitCode {
 }
 
 fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
-    let Some(kernel) = args.kernel.clone() else {
-        eprintln!("vmm: error: --kernel is required");
-        return ExitCode::from(EXIT_BAD_INPUT);
+    match vm_config_from(args, started) {
+        Ok(config) => exit_code_of(vm::run(&config)),
+        Err(e) => exit_code_of(Err(e)),
+    }
+}
+
+/// The VM to build, from the command line or from a Firecracker config file.
+fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, vm::VmError> {
+    let boot_timer = args.boot_timer.then_some(started);
+    if let Some(path) = &args.config_file {
+        let file = vm::config_file::load(path)?;
+        for setting in &file.ignored {
+            eprintln!(
+                "vmm: warning: {}: {setting} is not supported and is ignored",
+                path.display()
+            );
+        }
+        return Ok(vm::VmConfig {
+            kernel: file.kernel,
+            mem_mib: file.mem_mib.unwrap_or(args.mem),
+            cpus: file.cpus.unwrap_or(args.cpus),
+            cmdline: file.cmdline.unwrap_or_else(|| args.cmdline.clone()),
+            initrd: file.initrd,
+            devices: file.devices,
+            boot_timer,
+            report_resident: false,
+            console_capture: None,
+        });
+    }
+    let devices = vm::device_specs::DeviceSpecs {
+        rootfs: args.rootfs.clone().map(|path| vm::device_specs::DiskSpec {
+            path,
+            read_only: false,
+            id: Some("rootfs".into()),
+        }),
+        disks: args.disk.clone(),
+        nets: args.net.clone(),
+        vsock: args.vsock.clone(),
+        rng: args.rng,
+        balloon: args.balloon.clone(),
     };
-    let config = vm::VmConfig {
-        kernel,
+    Ok(vm::VmConfig {
+        // clap requires --kernel unless --config-file is given.
+        kernel: args.kernel.clone().unwrap_or_default(),
         mem_mib: args.mem,
         cpus: args.cpus,
         cmdline: args.cmdline.clone(),
         initrd: args.initrd.clone(),
-        boot_timer: args.boot_timer.then_some(started),
+        devices,
+        boot_timer,
         report_resident: false,
         console_capture: None,
-    };
-    exit_code_of(vm::run(&config))
+    })
 }
 
 fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {

@@ -48,6 +48,17 @@ pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// Boot-timer MMIO register: the first address of the MMIO gap. A guest write here marks
 /// "guest code is running" for boot-time measurements.
 pub const BOOT_TIMER_ADDR: u64 = MMIO_GAP_START;
+/// Virtio-mmio device windows, one 4 KiB window per device from here up, 1 MiB past the
+/// boot timer so the two can never meet (as Firecracker places them in its MMIO gap).
+pub const VIRTIO_MMIO_START: u64 = 0xD000_0000;
+/// Size of one virtio-mmio window: the registers (0x000–0x0ff) and config space (0x100–).
+pub const VIRTIO_MMIO_WINDOW: u64 = 0x1000;
+/// End (exclusive) of the virtio-mmio area: 256 MiB, far below the IOAPIC.
+pub const VIRTIO_MMIO_END: u64 = 0xE000_0000;
+/// IOAPIC pins for virtio devices: 0–4 belong to the PIT, keyboard, cascade, COM2 and COM1
+/// (the serial port uses 4); an IOAPIC has 24 pins.
+pub const VIRTIO_IRQ_FIRST: u32 = 5;
+pub const VIRTIO_IRQ_LAST: u32 = 23;
 /// IOAPIC MMIO base: the architectural default, inside the MMIO gap.
 pub const IOAPIC_ADDR: u64 = 0xFEC0_0000;
 /// Local APIC MMIO base: the architectural default (IA32_APIC_BASE reset value).
@@ -68,6 +79,7 @@ const _: () = {
     assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= EBDA_START);
     assert!(KVM_IDENTITY_MAP_ADDRESS + 4096 <= KVM_TSS_ADDRESS);
     assert!(IOAPIC_ADDR >= MMIO_GAP_START && APIC_ADDR < MMIO_GAP_END);
+    assert!(BOOT_TIMER_ADDR < VIRTIO_MMIO_START && VIRTIO_MMIO_END <= IOAPIC_ADDR);
 };
 
 /// End (exclusive) of the RAM below the MMIO gap for a guest of `mem_bytes` bytes.

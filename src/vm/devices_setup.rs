@@ -19,8 +19,9 @@ pub const I8042_PORT_LEN: u64 = 5;
 pub const BOOT_TIMER_LEN: u64 = 0x1000;
 
 pub struct Devices {
-    pub io_bus: Arc<Bus>,
-    pub mmio_bus: Arc<Bus>,
+    pub io_bus: Bus,
+    /// More devices (virtio) join this bus before the vCPUs start.
+    pub mmio_bus: Bus,
     pub serial: Arc<Mutex<Serial>>,
     pub stop: Arc<StopSignal>,
 }
@@ -77,8 +78,8 @@ pub fn setup_devices(
     }
 
     Ok(Devices {
-        io_bus: Arc::new(io_bus),
-        mmio_bus: Arc::new(mmio_bus),
+        io_bus,
+        mmio_bus,
         serial,
         stop,
     })

@@ -48,6 +48,14 @@ pub enum VmError {
     CmdlineTooLong { len: usize, limit: usize },
     #[error("kernel command line is invalid: {0}")]
     CmdlineInvalid(String),
+    #[error(transparent)]
+    DeviceSpec(#[from] super::device_specs::SpecError),
+    #[error("too many virtio devices: a VM can have at most {max}")]
+    TooManyDevices { max: usize },
+    #[error("{what}: {reason}")]
+    Device { what: String, reason: String },
+    #[error("config file {path:?}: {reason}")]
+    ConfigFile { path: PathBuf, reason: String },
 
     // ---- host or VM failure (exit status 1) ----
     #[error(transparent)]
@@ -89,6 +97,10 @@ impl VmError {
                 | InitrdTooLarge { .. }
                 | CmdlineTooLong { .. }
                 | CmdlineInvalid(_)
+                | DeviceSpec(_)
+                | TooManyDevices { .. }
+                | Device { .. }
+                | ConfigFile { .. }
         )
     }
 

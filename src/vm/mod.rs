@@ -2,6 +2,9 @@
 //! load the kernel, write the boot structures, wire the devices, start the vCPUs, wait for
 //! the VM to stop, and tear down. Details live in the submodules, `boot/` and `devices/`.
 
+pub mod config_file;
+mod device_slots;
+pub mod device_specs;
 mod devices_setup;
 pub mod error;
 mod event_loop;
@@ -11,6 +14,7 @@ pub mod loader;
 pub mod memory;
 mod signals;
 mod vcpu;
+mod virtio_setup;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -38,6 +42,7 @@ pub struct VmConfig {
     pub cpus: u16,
     pub cmdline: String,
     pub initrd: Option<PathBuf>,
+    pub devices: device_specs::DeviceSpecs,
     /// `Some(process start)` when `--boot-timer` was given.
     pub boot_timer: Option<Instant>,
     /// Print guest RAM residency at exit (for `vmm bench`).
@@ -65,7 +70,13 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         return Err(VmError::CpusZero);
     }
     let mut kernel = loader::KernelImage::open(&config.kernel)?;
-    loader::check_cmdline(&config.cmdline, loader::cmdline_limit_of(&mut kernel))?;
+    let virtio_devices = virtio_setup::plan(&config.devices)?;
+    let cmdline = virtio_setup::guest_cmdline(
+        &config.cmdline,
+        config.devices.rootfs.is_some(),
+        &virtio_devices,
+    );
+    loader::check_cmdline(&cmdline, loader::cmdline_limit_of(&mut kernel))?;
 
     let kvm = kvm_setup::open_checked_kvm()?;
     let num_cpus = kvm_setup::check_cpu_count(&kvm, config.cpus)?;
@@ -77,7 +88,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     kvm_setup::create_interrupt_controllers(&vm)?;
 
     let kernel = kernel.load(&mem)?;
-    let cmdline_len = loader::load_cmdline_checked(&mem, &config.cmdline, kernel.cmdline_limit)?;
+    let cmdline_len = loader::load_cmdline_checked(&mem, &cmdline, kernel.cmdline_limit)?;
     let initrd = match &config.initrd {
         Some(path) => Some(loader::load_initrd(&mem, mem_bytes, path)?),
         None => None,
@@ -113,8 +124,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     signals::install_handlers()?;
     let _raw_mode = RawModeGuard::enter();
     let shared = vcpu::VcpuShared {
-        io_bus: devices.io_bus.clone(),
-        mmio_bus: devices.mmio_bus.clone(),
+        io_bus: Arc::new(devices.io_bus),
+        mmio_bus: Arc::new(devices.mmio_bus),
         stop: devices.stop.clone(),
         pvm_host,
     };

@@ -1,0 +1,363 @@
+//! Firecracker's JSON configuration file (`--config-file`), so that an existing Firecracker
+//! config boots unchanged. Unknown fields are refused with their name (serde's
+//! `deny_unknown_fields`); Firecracker features `vmm` does not have (rate limiters, MMDS,
+//! logger, metrics, custom CPU templates) are accepted and reported as ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::device_specs::{
+    check_cid, parse_mac, parse_tap_name, BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec,
+};
+use super::error::VmError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirecrackerConfig {
+    #[serde(rename = "boot-source")]
+    boot_source: BootSource,
+    #[serde(default)]
+    drives: Vec<Drive>,
+    #[serde(rename = "machine-config", default)]
+    machine_config: Option<MachineConfig>,
+    #[serde(rename = "network-interfaces", default)]
+    network_interfaces: Vec<NetworkInterface>,
+    #[serde(default)]
+    vsock: Option<Vsock>,
+    #[serde(default)]
+    entropy: Option<Entropy>,
+    #[serde(default)]
+    balloon: Option<Balloon>,
+    // Accepted for compatibility; vmm has no equivalent.
+    #[serde(default)]
+    logger: Option<serde_json::Value>,
+    #[serde(default)]
+    metrics: Option<serde_json::Value>,
+    #[serde(rename = "mmds-config", default)]
+    mmds_config: Option<serde_json::Value>,
+    #[serde(rename = "cpu-config", default)]
+    cpu_config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootSource {
+    kernel_image_path: PathBuf,
+    #[serde(default)]
+    boot_args: Option<String>,
+    #[serde(default)]
+    initrd_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drive {
+    drive_id: String,
+    #[serde(default)]
+    path_on_host: Option<PathBuf>,
+    is_root_device: bool,
+    #[serde(default)]
+    is_read_only: Option<bool>,
+    #[serde(default)]
+    partuuid: Option<String>,
+    #[serde(default)]
+    cache_type: Option<String>,
+    #[serde(default)]
+    io_engine: Option<String>,
+    #[serde(default)]
+    rate_limiter: Option<serde_json::Value>,
+    #[serde(default)]
+    socket: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MachineConfig {
+    vcpu_count: u16,
+    mem_size_mib: u64,
+    #[serde(default)]
+    smt: Option<bool>,
+    #[serde(default)]
+    track_dirty_pages: Option<bool>,
+    #[serde(default)]
+    huge_pages: Option<String>,
+    #[serde(default)]
+    cpu_template: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkInterface {
+    iface_id: String,
+    host_dev_name: String,
+    #[serde(default)]
+    guest_mac: Option<String>,
+    #[serde(default)]
+    rx_rate_limiter: Option<serde_json::Value>,
+    #[serde(default)]
+    tx_rate_limiter: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vsock {
+    guest_cid: u64,
+    uds_path: PathBuf,
+    /// Firecracker's name for the device; vmm has one vsock device and needs none.
+    #[serde(default, rename = "vsock_id")]
+    _vsock_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entropy {
+    #[serde(default)]
+    rate_limiter: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Balloon {
+    amount_mib: u32,
+    deflate_on_oom: bool,
+    #[serde(default)]
+    stats_polling_interval_s: u16,
+}
+
+/// What a config file describes, in `vmm`'s terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    pub kernel: PathBuf,
+    pub cmdline: Option<String>,
+    pub initrd: Option<PathBuf>,
+    pub mem_mib: Option<u64>,
+    pub cpus: Option<u16>,
+    pub devices: DeviceSpecs,
+    /// Settings accepted for compatibility that have no effect, to tell the user.
+    pub ignored: Vec<String>,
+}
+
+pub fn load(path: &Path) -> Result<FileConfig, VmError> {
+    let err = |reason: String| VmError::ConfigFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    parse(&text).map_err(err)
+}
+
+pub fn parse(text: &str) -> Result<FileConfig, String> {
+    let fc: FirecrackerConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut ignored = Vec::new();
+    let mut note = |what: &str, present: bool| {
+        if present {
+            ignored.push(what.to_string());
+        }
+    };
+    note("logger", fc.logger.is_some());
+    note("metrics", fc.metrics.is_some());
+    note("mmds-config", fc.mmds_config.is_some());
+    note("cpu-config", fc.cpu_config.is_some());
+    if let Some(m) = &fc.machine_config {
+        note("machine-config.cpu_template", m.cpu_template.is_some());
+        note(
+            "machine-config.track_dirty_pages",
+            m.track_dirty_pages == Some(true),
+        );
+        note("machine-config.smt", m.smt == Some(true));
+        if let Some(h) = &m.huge_pages {
+            note("machine-config.huge_pages", h != "None");
+        }
+    }
+    note(
+        "entropy.rate_limiter",
+        fc.entropy
+            .as_ref()
+            .is_some_and(|e| e.rate_limiter.is_some()),
+    );
+
+    let mut devices = DeviceSpecs::default();
+    let mut roots = 0;
+    for (i, drive) in fc.drives.iter().enumerate() {
+        let field = |name: &str| format!("drives[{i}] ({:?}).{name}", drive.drive_id);
+        note(&field("rate_limiter"), drive.rate_limiter.is_some());
+        note(&field("partuuid"), drive.partuuid.is_some());
+        if let Some(engine) = &drive.io_engine {
+            if engine != "Sync" {
+                note(&field("io_engine"), true);
+            }
+        }
+        if let Some(cache) = &drive.cache_type {
+            if cache != "Unsafe" && cache != "Writeback" {
+                return Err(format!(
+                    "{}: unknown cache type {cache:?}",
+                    field("cache_type")
+                ));
+            }
+        }
+        if drive.socket.is_some() {
+            return Err(format!(
+                "{}: vhost-user drives are not supported",
+                field("socket")
+            ));
+        }
+        let path = drive
+            .path_on_host
+            .clone()
+            .ok_or_else(|| format!("{} is required", field("path_on_host")))?;
+        let spec = DiskSpec {
+            path,
+            read_only: drive.is_read_only.unwrap_or(false),
+            id: Some(drive.drive_id.chars().take(20).collect()),
+        };
+        if drive.is_root_device {
+            roots += 1;
+            devices.rootfs = Some(spec);
+        } else {
+            devices.disks.push(spec);
+        }
+    }
+    if roots > 1 {
+        return Err("drives: more than one drive has is_root_device = true".into());
+    }
+    for (i, nic) in fc.network_interfaces.iter().enumerate() {
+        let field = |name: &str| format!("network-interfaces[{i}] ({:?}).{name}", nic.iface_id);
+        note(
+            &field("rate_limiter"),
+            nic.rx_rate_limiter.is_some() || nic.tx_rate_limiter.is_some(),
+        );
+        let tap = parse_tap_name("network-interfaces", &nic.host_dev_name, &nic.host_dev_name)
+            .map_err(|e| format!("{}: {}", field("host_dev_name"), e.reason))?;
+        let mac = match &nic.guest_mac {
+            Some(m) => Some(parse_mac(m).map_err(|e| format!("{}: {e}", field("guest_mac")))?),
+            None => None,
+        };
+        devices.nets.push(NetSpec { tap, mac });
+    }
+    if let Some(v) = &fc.vsock {
+        let guest_cid = check_cid(v.guest_cid).map_err(|e| format!("vsock.guest_cid: {e}"))?;
+        devices.vsock = Some(VsockSpec {
+            guest_cid,
+            uds_path: v.uds_path.clone(),
+        });
+    }
+    devices.rng = fc.entropy.is_some();
+    devices.balloon = fc.balloon.as_ref().map(|b| BalloonSpec {
+        amount_mib: b.amount_mib,
+        deflate_on_oom: b.deflate_on_oom,
+        stats_interval_s: b.stats_polling_interval_s,
+    });
+    Ok(FileConfig {
+        kernel: fc.boot_source.kernel_image_path,
+        cmdline: fc.boot_source.boot_args,
+        initrd: fc.boot_source.initrd_path,
+        mem_mib: fc.machine_config.as_ref().map(|m| m.mem_size_mib),
+        cpus: fc.machine_config.as_ref().map(|m| m.vcpu_count),
+        devices,
+        ignored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRECRACKER_EXAMPLE: &str = r#"{
+      "boot-source": {
+        "kernel_image_path": "vmlinux.bin",
+        "boot_args": "console=ttyS0 reboot=k panic=1 pci=off",
+        "initrd_path": null
+      },
+      "drives": [
+        {
+          "drive_id": "rootfs",
+          "path_on_host": "bionic.rootfs.ext4",
+          "is_root_device": true,
+          "partuuid": null,
+          "is_read_only": false,
+          "cache_type": "Unsafe",
+          "io_engine": "Sync",
+          "rate_limiter": null
+        }
+      ],
+      "machine-config": {
+        "vcpu_count": 2,
+        "mem_size_mib": 1024,
+        "smt": false,
+        "track_dirty_pages": false,
+        "huge_pages": "None"
+      },
+      "network-interfaces": [
+        {"iface_id": "eth0", "guest_mac": "06:00:AC:10:00:02", "host_dev_name": "tap0"}
+      ],
+      "vsock": {"guest_cid": 3, "uds_path": "./v.sock"},
+      "entropy": {},
+      "balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1},
+      "logger": null,
+      "metrics": null
+    }"#;
+
+    #[test]
+    fn firecracker_example_config_is_accepted() {
+        let c = parse(FIRECRACKER_EXAMPLE).unwrap();
+        assert_eq!(c.kernel, PathBuf::from("vmlinux.bin"));
+        assert_eq!(c.cpus, Some(2));
+        assert_eq!(c.mem_mib, Some(1024));
+        assert_eq!(
+            c.devices.rootfs.as_ref().unwrap().path,
+            PathBuf::from("bionic.rootfs.ext4")
+        );
+        assert_eq!(c.devices.nets[0].tap, "tap0");
+        assert_eq!(c.devices.nets[0].mac, Some([6, 0, 0xac, 0x10, 0, 2]));
+        assert_eq!(c.devices.vsock.as_ref().unwrap().guest_cid, 3);
+        assert!(c.devices.rng);
+        assert_eq!(c.devices.balloon.as_ref().unwrap().stats_interval_s, 1);
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = FIRECRACKER_EXAMPLE.replace("\"smt\": false", "\"smt\": false, \"turbo\": true");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("unknown field `turbo`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = FIRECRACKER_EXAMPLE.replace("\"vcpu_count\": 2", "\"vcpu_count\": \"two\"");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("line"), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn missing_boot_source_is_named() {
+        let err = parse("{}").unwrap_err();
+        assert!(err.contains("boot-source"), "{err}");
+    }
+
+    #[test]
+    fn bad_mac_names_the_interface() {
+        let text = FIRECRACKER_EXAMPLE.replace("06:00:AC:10:00:02", "nope");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("network-interfaces[0]"), "{err}");
+        assert!(err.contains("guest_mac"), "{err}");
+    }
+
+    #[test]
+    fn reserved_cid_is_refused() {
+        let text = FIRECRACKER_EXAMPLE.replace("\"guest_cid\": 3", "\"guest_cid\": 2");
+        assert!(parse(&text).unwrap_err().contains("vsock.guest_cid"));
+    }
+
+    #[test]
+    fn rate_limiters_are_reported_as_ignored() {
+        let text = FIRECRACKER_EXAMPLE.replace(
+            "\"rate_limiter\": null",
+            "\"rate_limiter\": {\"bandwidth\": {\"size\": 1, \"refill_time\": 1}}",
+        );
+        let c = parse(&text).unwrap();
+        assert!(c.ignored.iter().any(|i| i.contains("rate_limiter")));
+    }
+}

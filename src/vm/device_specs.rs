@@ -1,0 +1,314 @@
+//! The devices a VM gets, as the user describes them on the command line
+//! (`--disk PATH[,ro][,id=NAME]`, `--net tap=NAME[,mac=MAC]`, `--vsock cid=N,uds=PATH`,
+//! `--balloon amount_mib=N[,deflate_on_oom][,stats_interval=S]`) or in a Firecracker
+//! config file. Parsing errors name the option and the offending part.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    pub tap: String,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VsockSpec {
+    pub guest_cid: u64,
+    pub uds_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalloonSpec {
+    pub amount_mib: u32,
+    pub deflate_on_oom: bool,
+    pub stats_interval_s: u16,
+}
+
+/// Every virtio device of a VM, in the order their windows are allocated: the root disk
+/// first (so it becomes /dev/vda), then other disks, network, vsock, rng, balloon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceSpecs {
+    /// The root disk (`--rootfs`), if any; it is also `disks[0]`'s place in the guest.
+    pub rootfs: Option<DiskSpec>,
+    pub disks: Vec<DiskSpec>,
+    pub nets: Vec<NetSpec>,
+    pub vsock: Option<VsockSpec>,
+    pub rng: bool,
+    pub balloon: Option<BalloonSpec>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{option} {value:?}: {reason}")]
+pub struct SpecError {
+    pub option: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+fn spec_err(option: &'static str, value: &str, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        option,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Splits `a=1,b,c=2` into (key, optional value) pairs.
+fn fields(value: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    value.split(',').map(|part| match part.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (part, None),
+    })
+}
+
+pub fn parse_disk(value: &str) -> Result<DiskSpec, SpecError> {
+    const OPT: &str = "--disk";
+    let mut parts = value.split(',');
+    let path = parts.next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(spec_err(OPT, value, "expected PATH[,ro][,id=NAME]"));
+    }
+    let mut spec = DiskSpec {
+        path: PathBuf::from(path),
+        read_only: false,
+        id: None,
+    };
+    for part in parts {
+        match part.split_once('=') {
+            None if part == "ro" => spec.read_only = true,
+            None if part == "rw" => spec.read_only = false,
+            Some(("id", id)) => spec.id = Some(parse_disk_id(OPT, value, id)?),
+            _ => {
+                return Err(spec_err(
+                    OPT,
+                    value,
+                    format!("unknown part {part:?}; expected ro or id=NAME"),
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// Virtio-blk serial numbers are at most 20 bytes (VIRTIO_BLK_ID_BYTES).
+fn parse_disk_id(option: &'static str, value: &str, id: &str) -> Result<String, SpecError> {
+    if id.is_empty() || id.len() > 20 || !id.is_ascii() {
+        return Err(spec_err(
+            option,
+            value,
+            "id must be 1 to 20 ASCII characters",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+pub fn parse_net(value: &str) -> Result<NetSpec, SpecError> {
+    const OPT: &str = "--net";
+    let mut tap = None;
+    let mut mac = None;
+    for (key, v) in fields(value) {
+        match (key, v) {
+            ("tap", Some(name)) => tap = Some(parse_tap_name(OPT, value, name)?),
+            ("mac", Some(m)) => mac = Some(parse_mac(m).map_err(|r| spec_err(OPT, value, r))?),
+            _ => {
+                return Err(spec_err(
+                    OPT,
+                    value,
+                    format!("unknown part {key:?}; expected tap=NAME[,mac=MAC]"),
+                ))
+            }
+        }
+    }
+    let tap = tap.ok_or_else(|| spec_err(OPT, value, "tap=NAME is required"))?;
+    Ok(NetSpec { tap, mac })
+}
+
+/// Interface names are at most 15 bytes (IFNAMSIZ - 1) without '/' or whitespace.
+pub fn parse_tap_name(option: &'static str, value: &str, name: &str) -> Result<String, SpecError> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c == ':');
+    if bad {
+        return Err(spec_err(
+            option,
+            value,
+            "the tap name must be 1 to 15 characters without '/', ':' or spaces",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let bad = || format!("{text:?} is not a MAC address like 06:00:ac:10:00:02");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!(
+            "{text:?} is a multicast address; a NIC needs a unicast one"
+        ));
+    }
+    Ok(mac)
+}
+
+pub fn parse_vsock(value: &str) -> Result<VsockSpec, SpecError> {
+    const OPT: &str = "--vsock";
+    let mut cid = None;
+    let mut uds = None;
+    for (key, v) in fields(value) {
+        match (key, v) {
+            ("cid", Some(n)) => cid = Some(parse_cid(OPT, value, n)?),
+            ("uds", Some(p)) if !p.is_empty() => uds = Some(PathBuf::from(p)),
+            _ => {
+                return Err(spec_err(
+                    OPT,
+                    value,
+                    format!("unknown part {key:?}; expected cid=N,uds=PATH"),
+                ))
+            }
+        }
+    }
+    Ok(VsockSpec {
+        guest_cid: cid.ok_or_else(|| spec_err(OPT, value, "cid=N is required"))?,
+        uds_path: uds.ok_or_else(|| spec_err(OPT, value, "uds=PATH is required"))?,
+    })
+}
+
+/// CIDs 0–2 are reserved (hypervisor, local, host); 0xFFFFFFFF is VMADDR_CID_ANY.
+pub fn parse_cid(option: &'static str, value: &str, n: &str) -> Result<u64, SpecError> {
+    let cid: u64 = n
+        .parse()
+        .map_err(|_| spec_err(option, value, format!("cid {n:?} is not a number")))?;
+    check_cid(cid).map_err(|r| spec_err(option, value, r))
+}
+
+pub fn check_cid(cid: u64) -> Result<u64, String> {
+    if cid < 3 || cid >= u64::from(u32::MAX) {
+        return Err(format!("guest CID {cid} is reserved; use 3 to 4294967294"));
+    }
+    Ok(cid)
+}
+
+pub fn parse_balloon(value: &str) -> Result<BalloonSpec, SpecError> {
+    const OPT: &str = "--balloon";
+    let mut spec = BalloonSpec {
+        amount_mib: 0,
+        deflate_on_oom: false,
+        stats_interval_s: 0,
+    };
+    let number = |key: &str, n: &str| -> Result<u64, SpecError> {
+        n.parse()
+            .map_err(|_| spec_err(OPT, value, format!("{key} {n:?} is not a number")))
+    };
+    for (key, v) in fields(value) {
+        match (key, v) {
+            ("amount_mib", Some(n)) => {
+                spec.amount_mib = u32::try_from(number(key, n)?)
+                    .map_err(|_| spec_err(OPT, value, "amount_mib is too large"))?
+            }
+            ("deflate_on_oom", None) => spec.deflate_on_oom = true,
+            ("stats_interval", Some(n)) => {
+                spec.stats_interval_s = u16::try_from(number(key, n)?)
+                    .map_err(|_| spec_err(OPT, value, "stats_interval is at most 65535 s"))?
+            }
+            _ => {
+                return Err(spec_err(
+                    OPT,
+                    value,
+                    format!(
+                        "unknown part {key:?}; expected amount_mib=N[,deflate_on_oom][,stats_interval=S]"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_spec_takes_ro_and_id() {
+        let d = parse_disk("/img/data.ext4,ro,id=data").unwrap();
+        assert_eq!(d.path, PathBuf::from("/img/data.ext4"));
+        assert!(d.read_only);
+        assert_eq!(d.id.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn disk_spec_rejects_unknown_part_and_long_id() {
+        assert!(parse_disk("a.img,fast")
+            .unwrap_err()
+            .reason
+            .contains("fast"));
+        assert!(parse_disk("a.img,id=123456789012345678901").is_err());
+        assert!(parse_disk("").is_err());
+    }
+
+    #[test]
+    fn net_spec_needs_a_tap_and_parses_the_mac() {
+        let n = parse_net("tap=tap0,mac=06:00:ac:10:00:02").unwrap();
+        assert_eq!(n.tap, "tap0");
+        assert_eq!(n.mac, Some([6, 0, 0xac, 0x10, 0, 2]));
+        assert!(parse_net("mac=06:00:ac:10:00:02")
+            .unwrap_err()
+            .reason
+            .contains("tap=NAME"));
+        assert!(parse_net("tap=this-name-is-too-long").is_err());
+    }
+
+    #[test]
+    fn mac_must_be_six_hex_pairs_and_unicast() {
+        assert!(parse_mac("06:00:ac:10:00").is_err());
+        assert!(parse_mac("06:00:ac:10:00:zz").is_err());
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
+    }
+
+    #[test]
+    fn vsock_spec_needs_cid_and_uds_and_refuses_reserved_cids() {
+        let v = parse_vsock("cid=3,uds=/tmp/v.sock").unwrap();
+        assert_eq!(v.guest_cid, 3);
+        assert_eq!(v.uds_path, PathBuf::from("/tmp/v.sock"));
+        assert!(parse_vsock("cid=2,uds=/tmp/v.sock")
+            .unwrap_err()
+            .reason
+            .contains("reserved"));
+        assert!(parse_vsock("uds=/tmp/v.sock").is_err());
+        assert!(parse_vsock("cid=3").is_err());
+    }
+
+    #[test]
+    fn balloon_spec_parses_every_part() {
+        let b = parse_balloon("amount_mib=64,deflate_on_oom,stats_interval=5").unwrap();
+        assert_eq!(
+            b,
+            BalloonSpec {
+                amount_mib: 64,
+                deflate_on_oom: true,
+                stats_interval_s: 5
+            }
+        );
+        assert!(parse_balloon("amount_mib=lots").is_err());
+    }
+}
