@@ -75,6 +75,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 128)]
         mem: u32,
     },
+    /// The virtio-blk path in-process: 4 KiB requests through the virtio-mmio transport
+    /// and the block backend, against the host's own pread/pwrite on the same file.
+    Blk {
+        /// Number of requests per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u32,
+        /// Image to read (reads only); default: a 64 MiB temporary file, removed after.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

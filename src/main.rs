@@ -3,6 +3,7 @@
 //! VM fails, 2 for bad input, 128 + N when stopped by signal N.
 
 mod bench;
+mod bench_blk;
 mod cli;
 mod container;
 mod demo;
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),
+        Some(cli::Command::Bench {
+            what: cli::BenchCommand::Blk { requests, file },
+        }) => bench_blk::run(requests, file.as_deref()),
         None => run_vm(&cli.vm, started),
     }
 }

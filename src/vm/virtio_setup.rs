@@ -3,9 +3,14 @@
 //! MMIO bus, each queue's notify register becomes a KVM ioeventfd and the device's
 //! interrupt a KVM irqfd, so neither a notify nor an interrupt needs a userspace exit.
 
+use std::sync::{Arc, Mutex};
+
+use devices::virtio::mmio::{cmdline_arg, MmioTransport, QUEUE_NOTIFY_OFFSET};
+use devices::virtio::VirtioDevice;
 use devices::Bus;
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device_slots::{DeviceSlot, DeviceSlots};
 use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
@@ -75,23 +80,68 @@ fn push_token(cmdline: &mut String, token: &str) {
 
 /// Creates each planned device and attaches it to the VM.
 pub fn attach(
-    _vm: &VmFd,
-    _mem: &GuestMemoryMmap,
-    _mmio_bus: &mut Bus,
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    mmio_bus: &mut Bus,
     planned: &[PlannedDevice],
-) -> Result<Vec<()>, VmError> {
-    // TEMPORARY while the device models land in devices/src/virtio/.
-    match planned.first() {
-        Some(d) => Err(VmError::Device {
-            what: format!("{:?}", d.spec),
-            reason: "virtio devices are being wired in".into(),
-        }),
-        None => Ok(Vec::new()),
-    }
+) -> Result<Vec<Arc<Mutex<MmioTransport>>>, VmError> {
+    planned
+        .iter()
+        .map(|device| {
+            let model = create_device(&device.spec)?;
+            attach_one(vm, mem, mmio_bus, model, device.slot)
+        })
+        .collect()
 }
 
-fn cmdline_arg(base: u64, len: u64, irq: u32) -> String {
-    format!("virtio_mmio.device={}K@{base:#x}:{irq}", len / 1024)
+fn create_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, VmError> {
+    use devices::virtio::blk::Block;
+    let device_err = |what: String, e: &dyn std::fmt::Display| VmError::Device {
+        what,
+        reason: e.to_string(),
+    };
+    Ok(match spec {
+        VirtioSpec::Disk(d) => Box::new(
+            Block::new(&d.path, d.read_only, d.id.clone())
+                .map_err(|e| device_err(format!("disk {:?}", d.path), &e))?,
+        ),
+        other => {
+            return Err(VmError::Device {
+                what: format!("{other:?}"),
+                reason: "this device model is being wired in".into(),
+            })
+        }
+    })
+}
+
+fn attach_one(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    mmio_bus: &mut Bus,
+    model: Box<dyn VirtioDevice>,
+    slot: DeviceSlot,
+) -> Result<Arc<Mutex<MmioTransport>>, VmError> {
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(VmError::io("creating a device interrupt"))?;
+    let transport = MmioTransport::new(mem.clone(), model, irq)
+        .map_err(VmError::io("creating a virtio-mmio transport"))?;
+    for (index, evt) in transport.queue_evts().iter().enumerate() {
+        vm.register_ioevent(
+            evt,
+            &IoEventAddress::Mmio(slot.base + QUEUE_NOTIFY_OFFSET),
+            index as u32,
+        )
+        .map_err(VmError::kvm("registering a queue-notify ioeventfd"))?;
+    }
+    vm.register_irqfd(transport.interrupt().irq_eventfd(), slot.irq)
+        .map_err(VmError::kvm("registering a device irqfd"))?;
+    let transport = Arc::new(Mutex::new(transport));
+    mmio_bus
+        .insert(slot.base, slot.len, transport.clone())
+        .map_err(|e| VmError::Io {
+            op: "placing a virtio device on the MMIO bus",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(transport)
 }
 
 #[cfg(test)]

@@ -1,0 +1,201 @@
+//! virtio-blk (device ID 2) over a raw disk image: one request queue served by a worker
+//! thread; reads, writes, FLUSH (a real fdatasync) and GET_ID.
+
+mod disk;
+mod handler;
+mod request;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+    VIRTIO_BLK_ID_BYTES,
+};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+
+use self::disk::Disk;
+use self::handler::BlockHandler;
+use super::device::{ActivateContext, ActivateError, VirtioDevice};
+use super::worker::Worker;
+
+/// virtio device ID of a block device.
+pub const VIRTIO_ID_BLOCK: u32 = 2;
+/// The unit of virtio-blk sector numbers and capacity, whatever the disk's block size.
+pub const SECTOR_SIZE: u64 = 512;
+/// Entries in the request queue (Firecracker and Cloud Hypervisor use 256 too).
+pub const QUEUE_SIZE: u16 = 256;
+const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE];
+/// Data segments per request: a chain also holds the header and the status.
+const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
+
+/// Why a disk could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("cannot open disk image {path:?}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the size of disk image {path:?}")]
+    Size {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("disk id {id:?} is longer than {ID_LEN} bytes")]
+    IdTooLong { id: String },
+}
+
+/// A virtio block device backed by a raw image file (or a host block device).
+pub struct Block {
+    disk: Arc<Disk>,
+    avail_features: u64,
+    /// `struct virtio_blk_config` up to `blk_size`, little endian.
+    config: [u8; 24],
+    worker: Option<Worker>,
+}
+
+impl Block {
+    /// Opens `path` (read-write, or read-only when `read_only`). `id` is the GET_ID
+    /// answer (at most 20 bytes); without it one is derived from the file's device and
+    /// inode numbers, stable across runs for the same file.
+    pub fn new(path: &Path, read_only: bool, id: Option<String>) -> Result<Block, BlockError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(|source| BlockError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let size_err = |source| BlockError::Size {
+            path: path.to_path_buf(),
+            source,
+        };
+        // Seeking to the end also sizes host block devices, whose metadata length is 0.
+        let size = file.seek(SeekFrom::End(0)).map_err(size_err)?;
+        let meta = file.metadata().map_err(size_err)?;
+        let id = match id {
+            Some(id) if id.len() > ID_LEN => return Err(BlockError::IdTooLong { id }),
+            Some(id) => id,
+            None => format!("{:x}-{:x}", meta.dev(), meta.ino()),
+        };
+        let mut id_bytes = [0u8; ID_LEN];
+        let n = id.len().min(ID_LEN);
+        id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+
+        // A tail shorter than a sector cannot be addressed and is left alone.
+        let capacity = size / SECTOR_SIZE;
+        let mut avail_features = 1u64 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_BLK_F_FLUSH
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if read_only {
+            avail_features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        Ok(Block {
+            disk: Arc::new(Disk {
+                file,
+                read_only,
+                capacity,
+                id: id_bytes,
+            }),
+            avail_features,
+            config: config_space(capacity),
+            worker: None,
+        })
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn capacity(&self) -> u64 {
+        self.disk.capacity
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.disk.read_only
+    }
+
+    /// The raw fd of the image (e.g. for a seccomp or fd-passing audit).
+    pub fn file(&self) -> &File {
+        &self.disk.file
+    }
+}
+
+/// capacity (u64 @0), size_max (u32 @8, not offered), seg_max (u32 @12), geometry
+/// (4 bytes @16, not offered), blk_size (u32 @20).
+fn config_space(capacity: u64) -> [u8; 24] {
+    let mut c = [0u8; 24];
+    c[0..8].copy_from_slice(&capacity.to_le_bytes());
+    c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+    c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+    c
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        QUEUE_SIZES
+    }
+
+    fn avail_features(&self) -> u64 {
+        self.avail_features
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // Bytes past the structure (or an offset past u64 range) read as zero.
+        for (i, b) in data.iter_mut().enumerate() {
+            let at = offset
+                .checked_add(i as u64)
+                .and_then(|o| usize::try_from(o).ok());
+            *b = at.and_then(|o| self.config.get(o)).copied().unwrap_or(0);
+        }
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // Every field is read-only without VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
+    }
+
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
+        let ActivateContext {
+            mem,
+            mut queues,
+            mut queue_evts,
+            interrupt,
+            ..
+        } = ctx;
+        if queues.len() != 1 || queue_evts.len() != 1 {
+            return Err(ActivateError::QueueCount {
+                got: queues.len(),
+                want: 1,
+            });
+        }
+        let (Some(queue), Some(evt)) = (queues.pop(), queue_evts.pop()) else {
+            return Err(ActivateError::QueueCount { got: 0, want: 1 });
+        };
+        let fd = evt.as_raw_fd();
+        let mut handler = BlockHandler::new(mem, queue, evt, interrupt, self.disk.clone());
+        // A second activation without reset would leave two workers on one queue.
+        self.reset();
+        let worker = Worker::spawn("vmm-virtio-blk", &[fd], move |_| handler.on_queue_event())
+            .map_err(ActivateError::Worker)?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        // Dropping the worker stops and joins its thread; the queue it owned goes with it.
+        self.worker = None;
+    }
+}

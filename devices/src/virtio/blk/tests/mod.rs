@@ -1,0 +1,374 @@
+//! virtio-blk through the real transport and worker, driven by virtio-queue's mock driver
+//! queue in guest memory. `hostile` holds the malformed chains a broken driver can send.
+
+mod hostile;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use virtio_bindings::virtio_blk::*;
+use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+use virtio_queue::mock::MockSplitQueue;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::tempfile::TempFile;
+
+use super::*;
+use crate::bus::BusDevice;
+use crate::virtio::mmio::MmioTransport;
+
+// Transport registers the tests drive (virtio 1.x §4.2.2).
+const REG_DEVICE_FEATURES: u64 = 0x10;
+const REG_DEVICE_FEATURES_SEL: u64 = 0x14;
+const REG_DRIVER_FEATURES: u64 = 0x20;
+const REG_DRIVER_FEATURES_SEL: u64 = 0x24;
+const REG_QUEUE_NUM: u64 = 0x38;
+const REG_QUEUE_READY: u64 = 0x44;
+const REG_QUEUE_NOTIFY: u64 = 0x50;
+const REG_STATUS: u64 = 0x70;
+const REG_QUEUE_DESC_LOW: u64 = 0x80;
+const REG_QUEUE_DRIVER_LOW: u64 = 0x90;
+const REG_QUEUE_DEVICE_LOW: u64 = 0xa0;
+const NEEDS_RESET: u32 = 0x40;
+
+const MEM_SIZE: usize = 0x40_0000;
+const QSIZE: u16 = 16;
+const HDR: u64 = 0x10_0000;
+const DATA: u64 = 0x20_0000;
+const STATUS: u64 = 0x30_0000;
+const OUTSIDE_RAM: u64 = 0x1_0000_0000;
+const DISK_SECTORS: u64 = 64;
+const R: u16 = 0;
+const W: u16 = VRING_DESC_F_WRITE as u16;
+
+fn pattern(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+struct Env {
+    mem: GuestMemoryMmap,
+    t: MmioTransport,
+    image: TempFile,
+}
+
+fn env_with(read_only: bool, id: Option<String>) -> Env {
+    let image = TempFile::new().unwrap();
+    let bytes: Vec<u8> = (0..DISK_SECTORS * SECTOR_SIZE).map(pattern).collect();
+    image.as_file().write_all(&bytes).unwrap();
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let block = Block::new(image.as_path(), read_only, id).unwrap();
+    let irq = EventFd::new(EFD_NONBLOCK).unwrap();
+    let t = MmioTransport::new(mem.clone(), Box::new(block), irq).unwrap();
+    Env { mem, t, image }
+}
+
+fn env() -> Env {
+    env_with(false, None)
+}
+
+impl Env {
+    fn wr(&mut self, offset: u64, value: u32) {
+        self.t.write(offset, &value.to_le_bytes());
+    }
+
+    fn rd(&mut self, offset: u64) -> u32 {
+        let mut data = [0u8; 4];
+        self.t.read(offset, &mut data);
+        u32::from_le_bytes(data)
+    }
+
+    /// The Linux driver's bring-up: accept every offered feature, set up queue 0 on the
+    /// mock's rings, DRIVER_OK.
+    fn start(&mut self, mock: &MockSplitQueue<GuestMemoryMmap>) {
+        self.wr(REG_STATUS, 1);
+        self.wr(REG_STATUS, 3);
+        for sel in 0..2 {
+            self.wr(REG_DEVICE_FEATURES_SEL, sel);
+            let f = self.rd(REG_DEVICE_FEATURES);
+            self.wr(REG_DRIVER_FEATURES_SEL, sel);
+            self.wr(REG_DRIVER_FEATURES, f);
+        }
+        self.wr(REG_STATUS, 0xb);
+        self.wr(REG_QUEUE_NUM, u32::from(QSIZE));
+        self.wr(REG_QUEUE_DESC_LOW, mock.desc_table_addr().0 as u32);
+        self.wr(REG_QUEUE_DRIVER_LOW, mock.avail_addr().0 as u32);
+        self.wr(REG_QUEUE_DEVICE_LOW, mock.used_addr().0 as u32);
+        self.wr(REG_QUEUE_READY, 1);
+        self.wr(REG_STATUS, 0xf);
+        assert_eq!(self.rd(REG_STATUS), 0xf);
+    }
+
+    /// Notifies queue 0 and waits until the device used `count` chains in all, or set
+    /// NEEDS_RESET. Returns the last used element's (id, len).
+    fn kick_and_wait(&mut self, mock: &MockSplitQueue<GuestMemoryMmap>, count: u16) -> (u32, u32) {
+        self.wr(REG_QUEUE_NOTIFY, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mock.used().idx().load() != count && !self.t.interrupt().needs_reset() {
+            assert!(Instant::now() < deadline, "device did not answer");
+            sleep(Duration::from_millis(1));
+        }
+        let last = (count.wrapping_sub(1) % QSIZE) as usize;
+        let elem = mock.used().ring().ref_at(last).unwrap().load();
+        (elem.id(), elem.len())
+    }
+
+    fn status_byte(&self) -> u8 {
+        self.mem.read_obj(GuestAddress(STATUS)).unwrap()
+    }
+
+    fn write_header(&self, kind: u32, sector: u64) {
+        self.mem.write_obj(kind.to_le(), GuestAddress(HDR)).unwrap();
+        self.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
+        self.mem
+            .write_obj(sector.to_le(), GuestAddress(HDR + 8))
+            .unwrap();
+        self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+    }
+}
+
+/// Descriptors `first..` chained in order: (addr, len, flags).
+fn chain(first: u16, parts: &[(u64, u32, u16)]) -> Vec<RawDescriptor> {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, &(addr, len, flags))| {
+            let more = i + 1 < parts.len();
+            let flags = if more {
+                flags | VRING_DESC_F_NEXT as u16
+            } else {
+                flags
+            };
+            let next = if more { first + i as u16 + 1 } else { 0 };
+            RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
+        })
+        .collect()
+}
+
+/// A request: header, data (`len` bytes at DATA with `data_flags`), status.
+fn request(e: &Env, kind: u32, sector: u64, len: u32, data_flags: u16) -> Vec<RawDescriptor> {
+    e.write_header(kind, sector);
+    chain(0, &[(HDR, 16, R), (DATA, len, data_flags), (STATUS, 1, W)])
+}
+
+fn started() -> (Env, GuestMemoryMmap) {
+    let mut e = env();
+    let mem = e.mem.clone();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.start(&mock);
+    (e, mem)
+}
+
+#[test]
+fn new_sizes_disk_in_sectors_and_config_space_shows_it() {
+    let e = env();
+    drop(e.t);
+    let block = Block::new(e.image.as_path(), false, None).unwrap();
+    assert_eq!(block.capacity(), DISK_SECTORS);
+    let mut cfg = [0u8; 24];
+    block.read_config(0, &mut cfg);
+    assert_eq!(
+        u64::from_le_bytes(cfg[0..8].try_into().unwrap()),
+        DISK_SECTORS
+    );
+    assert_eq!(u32::from_le_bytes(cfg[12..16].try_into().unwrap()), 254);
+    assert_eq!(u32::from_le_bytes(cfg[20..24].try_into().unwrap()), 512);
+    let mut past = [0xffu8; 4];
+    block.read_config(u64::MAX - 1, &mut past);
+    assert_eq!(past, [0; 4]);
+}
+
+#[test]
+fn new_on_missing_file_names_the_path() {
+    let err = Block::new(Path::new("/nonexistent/disk.img"), false, None)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/disk.img"), "{err}");
+}
+
+#[test]
+fn new_rejects_id_longer_than_20_bytes() {
+    let e = env();
+    let long = "x".repeat(21);
+    let err = Block::new(e.image.as_path(), false, Some(long))
+        .err()
+        .unwrap();
+    assert!(matches!(err, BlockError::IdTooLong { .. }));
+}
+
+#[test]
+fn features_include_version_1_flush_and_ro_only_when_read_only() {
+    let e = env();
+    let rw = Block::new(e.image.as_path(), false, None).unwrap();
+    let ro = Block::new(e.image.as_path(), true, None).unwrap();
+    let base = 1 << 32 | 1 << VIRTIO_BLK_F_FLUSH | 1 << VIRTIO_BLK_F_SEG_MAX | 1 << 6;
+    assert_eq!(rw.avail_features(), base);
+    assert_eq!(ro.avail_features(), base | 1 << VIRTIO_BLK_F_RO);
+}
+
+#[test]
+fn read_returns_the_disk_pattern() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 3, 1024, W), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1), (0, 1025));
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
+    let mut got = vec![0u8; 1024];
+    mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
+    let want: Vec<u8> = (3 * 512..5 * 512).map(pattern).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn read_spanning_several_data_descriptors_fills_them_in_order() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.write_header(VIRTIO_BLK_T_IN, 1);
+    let descs = chain(
+        0,
+        &[
+            (HDR, 16, R),
+            (DATA, 512, W),
+            (DATA + 0x1000, 512, W),
+            (STATUS, 1, W),
+        ],
+    );
+    mock.add_desc_chains(&descs, 0).unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1).1, 1025);
+    let mut second = vec![0u8; 512];
+    mem.read_slice(&mut second, GuestAddress(DATA + 0x1000))
+        .unwrap();
+    assert_eq!(second, (1024..1536).map(pattern).collect::<Vec<_>>());
+}
+
+#[test]
+fn write_then_flush_lands_in_the_file() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 5, 512, R), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1).1, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
+    e.write_header(VIRTIO_BLK_T_FLUSH, 0);
+    mock.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 2).1, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
+
+    let mut file = std::fs::File::open(e.image.as_path()).unwrap();
+    file.seek(SeekFrom::Start(5 * 512)).unwrap();
+    let mut got = [0u8; 512];
+    file.read_exact(&mut got).unwrap();
+    assert_eq!(got, [0xab; 512]);
+}
+
+#[test]
+fn read_only_disk_refuses_write_with_ioerr_and_leaves_file_unchanged() {
+    let mut e = env_with(true, None);
+    let mem = e.mem.clone();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.start(&mock);
+    mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 0, 512, R), 0)
+        .unwrap();
+    e.kick_and_wait(&mock, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
+    let mut got = [0u8; 512];
+    let mut file = std::fs::File::open(e.image.as_path()).unwrap();
+    file.read_exact(&mut got).unwrap();
+    assert_eq!(got.to_vec(), (0..512).map(pattern).collect::<Vec<_>>());
+}
+
+#[test]
+fn get_id_returns_the_configured_id_nul_padded() {
+    let mut e = env_with(false, Some("rootfs".into()));
+    let mem = e.mem.clone();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.start(&mock);
+    mem.write_slice(&[0xff; 20], GuestAddress(DATA)).unwrap();
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1).1, 21);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
+    let mut id = [0u8; 20];
+    mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+    assert_eq!(&id[..7], b"rootfs\0");
+    assert_eq!(id[19], 0);
+}
+
+#[test]
+fn get_id_without_configured_id_comes_from_device_and_inode() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
+        .unwrap();
+    e.kick_and_wait(&mock, 1);
+    let meta = std::fs::metadata(e.image.as_path()).unwrap();
+    let want = format!("{:x}-{:x}", meta.dev(), meta.ino());
+    let mut id = vec![0u8; want.len().min(20)];
+    mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+    assert_eq!(id, &want.as_bytes()[..id.len()]);
+}
+
+#[test]
+fn read_past_end_returns_ioerr_and_device_keeps_working() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let last = DISK_SECTORS - 1;
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 1024, W), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1).1, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 512, W), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 2).1, 513);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
+}
+
+#[test]
+fn sector_overflow_returns_ioerr() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, u64::MAX, 512, W), 0)
+        .unwrap();
+    e.kick_and_wait(&mock, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
+}
+
+#[test]
+fn data_length_not_a_multiple_of_512_returns_ioerr() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 100, W), 0)
+        .unwrap();
+    e.kick_and_wait(&mock, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
+}
+
+#[test]
+fn unknown_request_type_returns_unsupp() {
+    let (mut e, mem) = started();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.write_header(0x77, 0);
+    mock.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
+        .unwrap();
+    e.kick_and_wait(&mock, 1);
+    assert_eq!(e.status_byte(), VIRTIO_BLK_S_UNSUPP as u8);
+}
+
+#[test]
+fn reset_stops_worker_and_device_works_after_reactivation() {
+    let (mut e, mem) = started();
+    e.wr(REG_STATUS, 0);
+    assert_eq!(e.rd(REG_STATUS), 0);
+    // Fresh rings, as a driver sets up after reset.
+    mem.write_slice(&[0u8; 0x1000], GuestAddress(0)).unwrap();
+    let mock = MockSplitQueue::new(&mem, QSIZE);
+    e.start(&mock);
+    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 512, W), 0)
+        .unwrap();
+    assert_eq!(e.kick_and_wait(&mock, 1).1, 513);
+}

@@ -1,0 +1,205 @@
+//! virtio-net (device ID 1) over a TAP device, or any packet fd that stands in for one.
+//!
+//! Queues: 0 = receive (host → guest), 1 = transmit (guest → host). Features: VERSION_1,
+//! MAC (when the user gave one; otherwise the guest picks a random one) and STATUS (the
+//! link is always up). No offloads and no mergeable rx buffers: every frame is one chain
+//! with the 12-byte `virtio_net_hdr_v1` in front, which is what the tap speaks with
+//! `IFF_VNET_HDR`, so frames cross without reformatting.
+
+pub mod bench;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::tap::Tap;
+use super::{ActivateContext, ActivateError, VirtioDevice};
+use worker::NetWorker;
+
+/// Entries per queue; Linux's driver fills the whole rx ring with 1.5 KiB buffers.
+pub const NET_QUEUE_SIZE: u16 = 256;
+const QUEUE_SIZES: [u16; 2] = [NET_QUEUE_SIZE; 2];
+/// Config space: mac[6], status u16 (virtio 1.x §5.1.4).
+const CONFIG_LEN: usize = 8;
+
+/// The host side of the device: a non-blocking fd with packet semantics (one read = one
+/// frame, one write = one frame), each frame preceded by a 12-byte `virtio_net_hdr_v1`.
+/// A [`Tap`] opened with `IFF_VNET_HDR` is one; so is a `SOCK_DGRAM` socketpair.
+pub type NetBackend = Arc<dyn AsRawFd + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("MAC address {0:?} is not six hex bytes separated by ':' (e.g. 06:00:ac:10:00:02)")]
+    InvalidMac(String),
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hex, either case).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], NetError> {
+    let invalid = || NetError::InvalidMac(s.to_string());
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next().ok_or_else(invalid)?;
+        if part.len() != 2 {
+            return Err(invalid());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
+    }
+    if parts.next().is_some() {
+        return Err(invalid());
+    }
+    Ok(mac)
+}
+
+/// What the data path did, for tests, benchmarks and diagnostics.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    pub rx_frames: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Frames read from the backend that did not reach the guest (too big for the
+    /// buffer, shorter than the header).
+    pub rx_dropped: AtomicU64,
+    pub tx_frames: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Frames the guest sent that the backend refused or that were too long.
+    pub tx_dropped: AtomicU64,
+    /// Descriptor chains returned with length 0 because they were malformed.
+    pub malformed_chains: AtomicU64,
+}
+
+/// A running worker and the eventfd that stops it.
+struct WorkerHandle {
+    stop: EventFd,
+    thread: JoinHandle<()>,
+}
+
+pub struct Net {
+    backend: NetBackend,
+    mac: Option<[u8; 6]>,
+    counters: Arc<NetCounters>,
+    worker: Option<WorkerHandle>,
+}
+
+impl Net {
+    pub fn new(tap: Tap, mac: Option<[u8; 6]>) -> Net {
+        Self::with_backend(Arc::new(tap), mac)
+    }
+
+    /// A device over any backend fd (see [`NetBackend`]); tests and benchmarks pass a
+    /// socketpair here.
+    pub fn with_backend(backend: NetBackend, mac: Option<[u8; 6]>) -> Net {
+        Net {
+            backend,
+            mac,
+            counters: Arc::default(),
+            worker: None,
+        }
+    }
+
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+
+    pub fn counters(&self) -> Arc<NetCounters> {
+        self.counters.clone()
+    }
+
+    fn config(&self) -> [u8; CONFIG_LEN] {
+        let mut config = [0u8; CONFIG_LEN];
+        config[..6].copy_from_slice(&self.mac.unwrap_or_default());
+        config[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
+        config
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            // A failed write would mean the counter is full: the worker is woken anyway.
+            let _ = worker.stop.write(1);
+            // A panicking worker has already stopped; nothing more to undo.
+            let _ = worker.thread.join();
+        }
+    }
+}
+
+impl VirtioDevice for Net {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn avail_features(&self) -> u64 {
+        let mut features = 1u64 << VIRTIO_F_VERSION_1 | 1u64 << VIRTIO_NET_F_STATUS;
+        if self.mac.is_some() {
+            features |= 1u64 << VIRTIO_NET_F_MAC;
+        }
+        features
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config(), offset, data);
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // The MAC is read-only for a VERSION_1 driver (§5.1.4); status is device-owned.
+    }
+
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
+        if ctx.queues.len() < QUEUE_SIZES.len() {
+            return Err(ActivateError::QueueCount {
+                got: ctx.queues.len(),
+                want: QUEUE_SIZES.len(),
+            });
+        }
+        self.stop_worker();
+        let stop = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Worker)?;
+        let worker = NetWorker::new(
+            ctx,
+            self.backend.clone(),
+            stop.try_clone().map_err(ActivateError::Worker)?,
+            self.counters.clone(),
+        )
+        .map_err(ActivateError::Worker)?;
+        let thread = std::thread::Builder::new()
+            .name("vmm-virtio-net".into())
+            .spawn(move || worker.run())
+            .map_err(ActivateError::Worker)?;
+        self.worker = Some(WorkerHandle { stop, thread });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.stop_worker();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+/// Copies the part of `config` that `offset..offset + data.len()` covers; bytes past the
+/// end read as zero, as reads of unimplemented config space should.
+fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(src) = config.get(start..) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
+    }
+}

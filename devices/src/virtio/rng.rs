@@ -1,0 +1,285 @@
+//! virtio-rng (device ID 4): entropy from the host's getrandom(2).
+//!
+//! One request queue; the driver posts writable buffers and the device fills each with
+//! random bytes. A request is capped at [`MAX_REQUEST_LEN`] so one huge buffer cannot keep
+//! the worker (and the host's entropy pool) busy; the driver simply asks again.
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
+use virtio_queue::{Queue, QueueOwnedT, QueueT, Writer};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::worker::Worker;
+use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+
+pub const RNG_QUEUE_SIZE: u16 = 256;
+/// Most bytes handed out per request.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+const QUEUE_SIZES: [u16; 1] = [RNG_QUEUE_SIZE];
+
+#[derive(Default)]
+pub struct Rng {
+    /// Dropping it stops and joins the thread.
+    worker: Option<Worker>,
+}
+
+impl Rng {
+    pub fn new() -> Rng {
+        Rng::default()
+    }
+}
+
+impl VirtioDevice for Rng {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_RNG
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn avail_features(&self) -> u64 {
+        1 << VIRTIO_F_VERSION_1
+    }
+
+    fn read_config(&self, _offset: u64, data: &mut [u8]) {
+        // virtio-rng has no configuration space.
+        data.fill(0);
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
+        let (Some(queue), Some(evt)) = (ctx.queues.into_iter().next(), ctx.queue_evts.first())
+        else {
+            return Err(ActivateError::QueueCount { got: 0, want: 1 });
+        };
+        self.worker = None;
+        let mut rq = RequestQueue {
+            mem: ctx.mem,
+            queue,
+            evt: evt.try_clone().map_err(ActivateError::Worker)?,
+            interrupt: ctx.interrupt,
+            buf: vec![0; MAX_REQUEST_LEN],
+        };
+        let fds = [rq.evt.as_raw_fd()];
+        // The driver may have posted buffers before DRIVER_OK reached us: start with a
+        // kick of our own.
+        rq.evt.write(1).map_err(ActivateError::Worker)?;
+        let worker = Worker::spawn("vmm-virtio-rng", &fds, move |_| rq.on_queue_event())
+            .map_err(ActivateError::Worker)?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.worker = None;
+    }
+}
+
+/// The request queue, owned by the worker thread.
+struct RequestQueue {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    evt: EventFd,
+    interrupt: Arc<Interrupt>,
+    buf: Vec<u8>,
+}
+
+impl RequestQueue {
+    fn on_queue_event(&mut self) -> ControlFlow<()> {
+        let _ = self.evt.read();
+        match self.process_queue() {
+            Ok(()) => ControlFlow::Continue(()),
+            // The rings themselves are broken (index past the queue size, ring outside
+            // RAM): stop touching them until the driver resets the device.
+            Err(_) => {
+                self.interrupt.set_needs_reset();
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn process_queue(&mut self) -> Result<(), virtio_queue::Error> {
+        let mut used = false;
+        while let Some(chain) = self.queue.iter(&self.mem)?.next() {
+            let head = chain.head_index();
+            // A chain the Writer rejects (outside RAM, overflowing) gets nothing: len 0.
+            let len = match Writer::new(&self.mem, chain) {
+                Ok(mut writer) => fill(&mut writer, &mut self.buf),
+                Err(_) => 0,
+            };
+            self.queue.add_used(&self.mem, head, len)?;
+            used = true;
+        }
+        if used && self.queue.needs_notification(&self.mem)? {
+            self.interrupt.signal_used_queue();
+        }
+        Ok(())
+    }
+}
+
+/// Writes up to `MAX_REQUEST_LEN` random bytes; returns how many reached the guest.
+fn fill(writer: &mut Writer<'_>, buf: &mut [u8]) -> u32 {
+    let len = writer.available_bytes().min(buf.len());
+    let buf = &mut buf[..len];
+    if getrandom(buf).is_err() {
+        // The host has no entropy to give (never on Linux >= 3.17): hand out nothing
+        // rather than predictable bytes.
+        return 0;
+    }
+    // The Writer's slices were validated against guest memory; writing cannot fail.
+    match writer.write_all(buf) {
+        Ok(()) => len as u32,
+        Err(_) => writer.bytes_written() as u32,
+    }
+}
+
+/// Fills `buf` completely; getrandom may return short for requests over 256 bytes when a
+/// signal arrives.
+fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::{split::Descriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Bytes, GuestAddress};
+
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    use super::*;
+
+    const MEM_SIZE: usize = 0x40_0000;
+    const BUF: u64 = 0x10_0000;
+
+    fn start(mem: &GuestMemoryMmap, vq: &MockSplitQueue<GuestMemoryMmap>) -> (Rng, EventFd) {
+        let mut rng = Rng::new();
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+        rng.activate(ActivateContext {
+            mem: mem.clone(),
+            queues: vec![vq.create_queue().unwrap()],
+            queue_evts: vec![evt.try_clone().unwrap()],
+            interrupt,
+            acked_features: 1 << VIRTIO_F_VERSION_1,
+        })
+        .unwrap();
+        (rng, evt)
+    }
+
+    fn wait_used(vq: &MockSplitQueue<GuestMemoryMmap>, n: u16) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while vq.used().idx().load() < n {
+            assert!(Instant::now() < deadline, "device did not use {n} chains");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn used_len(vq: &MockSplitQueue<GuestMemoryMmap>, i: usize) -> u32 {
+        vq.used().ring().ref_at(i).unwrap().load().len()
+    }
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
+    }
+
+    #[test]
+    fn rng_fills_a_two_descriptor_buffer_with_random_bytes() {
+        let mem = memory();
+        let vq = MockSplitQueue::new(&mem, 16);
+        let flags = (VRING_DESC_F_WRITE | VRING_DESC_F_NEXT) as u16;
+        let descs = [
+            RawDescriptor::from(Descriptor::new(BUF, 100, flags, 1)),
+            RawDescriptor::from(Descriptor::new(
+                BUF + 0x1000,
+                156,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )),
+        ];
+        vq.add_desc_chains(&descs, 0).unwrap();
+        let (_rng, evt) = start(&mem, &vq);
+        evt.write(1).unwrap();
+
+        wait_used(&vq, 1);
+        assert_eq!(used_len(&vq, 0), 256);
+        let mut a = [0u8; 100];
+        mem.read_slice(&mut a, GuestAddress(BUF)).unwrap();
+        let distinct: std::collections::HashSet<u8> = a.iter().copied().collect();
+        assert!(distinct.len() > 10, "bytes look constant: {a:?}");
+    }
+
+    #[test]
+    fn rng_caps_a_request_at_64_kib() {
+        let mem = memory();
+        let vq = MockSplitQueue::new(&mem, 16);
+        let desc = Descriptor::new(BUF, 0x20_0000, VRING_DESC_F_WRITE as u16, 0);
+        vq.add_desc_chains(&[RawDescriptor::from(desc)], 0).unwrap();
+        let (_rng, evt) = start(&mem, &vq);
+        evt.write(1).unwrap();
+        wait_used(&vq, 1);
+        assert_eq!(used_len(&vq, 0), MAX_REQUEST_LEN as u32);
+    }
+
+    #[test]
+    fn rng_read_only_or_out_of_ram_buffers_get_len_0_and_later_ones_are_served() {
+        let mem = memory();
+        let vq = MockSplitQueue::new(&mem, 16);
+        let descs = [
+            RawDescriptor::from(Descriptor::new(BUF, 64, 0, 0)),
+            RawDescriptor::from(Descriptor::new(
+                MEM_SIZE as u64 + 0x1000,
+                64,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )),
+            RawDescriptor::from(Descriptor::new(BUF, 32, VRING_DESC_F_WRITE as u16, 0)),
+        ];
+        vq.add_desc_chains(&descs, 0).unwrap();
+        let (_rng, evt) = start(&mem, &vq);
+        evt.write(1).unwrap();
+        wait_used(&vq, 3);
+        assert_eq!(
+            [used_len(&vq, 0), used_len(&vq, 1), used_len(&vq, 2)],
+            [0, 0, 32]
+        );
+    }
+
+    #[test]
+    fn rng_reset_returns_after_the_worker_stopped() {
+        let mem = memory();
+        let vq = MockSplitQueue::new(&mem, 16);
+        let (mut rng, evt) = start(&mem, &vq);
+        rng.reset();
+        let desc = Descriptor::new(BUF, 64, VRING_DESC_F_WRITE as u16, 0);
+        vq.add_desc_chains(&[RawDescriptor::from(desc)], 0).unwrap();
+        evt.write(1).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(vq.used().idx().load(), 0);
+    }
+}
