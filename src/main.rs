@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_blk;
+mod bench_net;
 mod cli;
 mod container;
 mod demo;
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Blk { requests, file },
         }) => bench_blk::run(requests, file.as_deref()),
+        Some(cli::Command::Bench {
+            what: cli::BenchCommand::Net { frames },
+        }) => bench_net::run(frames),
         None => run_vm(&cli.vm, started),
     }
 }

@@ -1,16 +1,98 @@
-//! Command-line arguments of `vmm container`.
+//! Command-line arguments of `vmm container`. Values are parsed here (clap reports a bad
+//! one with exit status 2); [`super::args`] turns them into a [`super::config::ContainerConfig`].
 
-use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::args::{parse_bytes, parse_cpus, parse_env, parse_mount, parse_rlimit, parse_user};
+use super::args::{BindMount, CpuFraction, RlimitArg, UserArg};
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
-    /// Run a command in a new container.
-    Run(RunArgs),
+    /// Run a command in a new container and return its exit status (128+N when killed by
+    /// signal N). Either --rootfs with the options below, or --bundle with an OCI
+    /// config.json.
+    Run(Box<RunArgs>),
+    /// Benchmark container start against crun and runc (what `vmm bench container-start`
+    /// runs).
+    #[command(hide = true)]
+    BenchStart {
+        /// Number of measured runs per runtime.
+        #[arg(long, default_value_t = 30)]
+        runs: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetMode {
+    /// A new network namespace with only the loopback interface (up).
+    None,
+    /// The host's network namespace.
+    Host,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Root filesystem directory of the container.
+    #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
+    pub rootfs: Option<PathBuf>,
+    /// OCI bundle directory: config.json, and the rootfs it names. Cannot be combined with
+    /// the other options.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "rootfs", "hostname", "memory", "pids", "cpus", "net", "userns", "read_only",
+        "mounts", "env", "workdir", "user", "cap_add", "cap_drop", "rlimits", "command",
+    ])]
+    pub bundle: Option<PathBuf>,
+    /// Container name, used for its cgroup [default: vmm-<pid>].
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+    /// Hostname inside the container [default: the container name].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Memory limit in bytes; k, m, g suffixes (powers of 1024) [default: none].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory: Option<i64>,
+    /// Maximum number of processes and threads [default: none].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub pids: Option<i64>,
+    /// CPU bandwidth in CPUs, e.g. 0.5 [default: none].
+    #[arg(long, value_name = "FRACTION", value_parser = parse_cpus)]
+    pub cpus: Option<CpuFraction>,
+    /// Network: a new namespace with only `lo`, or the host's.
+    #[arg(long, value_enum, default_value_t = NetMode::None)]
+    pub net: NetMode,
+    /// Run in a new user namespace: container root is host uid/gid 100000 (65536 ids).
+    #[arg(long)]
+    pub userns: bool,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Bind-mount a host path into the container; `:ro` makes it read-only.
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
+    pub mounts: Vec<BindMount>,
+    /// Set an environment variable (PATH defaults to the usual system directories).
+    #[arg(long, value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub workdir: PathBuf,
+    /// User to run as inside the container.
+    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<UserArg>,
+    /// Add a capability to Docker's default set (or ALL).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (or ALL).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Resource limit, e.g. nofile=1024 or nproc=64:128.
+    #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit)]
+    pub rlimits: Vec<RlimitArg>,
+    /// Install the built-in seccomp profile (Docker's denied syscalls answer EPERM).
+    #[arg(long)]
+    pub seccomp: bool,
     /// The command and its arguments.
-    #[arg(last = true)]
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }

@@ -48,6 +48,9 @@ pub enum ContainerError {
     },
     #[error("seccomp: {0}")]
     Seccomp(String),
+    /// An error the container's first process reported before it could exec.
+    #[error("{message}")]
+    Child { message: String, bad_input: bool },
 }
 
 impl ContainerError {
@@ -63,6 +66,11 @@ impl ContainerError {
                 | Self::Unsupported(_)
                 | Self::InvalidValue { .. }
                 | Self::MissingMountSource(_)
+                | Self::Seccomp(_)
+                | Self::Child {
+                    bad_input: true,
+                    ..
+                }
         )
     }
 
@@ -80,6 +88,21 @@ impl ContainerError {
             reason: reason.into(),
         }
     }
+}
+
+/// The error and its sources on one line, each said once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 pub type Result<T> = std::result::Result<T, ContainerError>;

@@ -105,8 +105,10 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         },
     )?;
 
-    let devices =
+    let mut devices =
         devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
+    // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
+    let _virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
 
     let supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)

@@ -95,7 +95,7 @@ pub fn attach(
 }
 
 fn create_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, VmError> {
-    use devices::virtio::blk::Block;
+    use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
     let device_err = |what: String, e: &dyn std::fmt::Display| VmError::Device {
         what,
         reason: e.to_string(),
@@ -105,12 +105,21 @@ fn create_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, VmError> {
             Block::new(&d.path, d.read_only, d.id.clone())
                 .map_err(|e| device_err(format!("disk {:?}", d.path), &e))?,
         ),
-        other => {
-            return Err(VmError::Device {
-                what: format!("{other:?}"),
-                reason: "this device model is being wired in".into(),
-            })
+        VirtioSpec::Net(n) => {
+            let tap = Tap::open_or_create(&n.tap)
+                .map_err(|e| device_err(format!("network tap {:?}", n.tap), &e))?;
+            Box::new(Net::new(tap, n.mac))
         }
+        VirtioSpec::Vsock(v) => Box::new(
+            Vsock::new(v.guest_cid, &v.uds_path)
+                .map_err(|e| device_err(format!("vsock on {:?}", v.uds_path), &e))?,
+        ),
+        VirtioSpec::Rng => Box::new(Rng::new()),
+        VirtioSpec::Balloon(b) => Box::new(Balloon::new(
+            b.amount_mib,
+            b.deflate_on_oom,
+            b.stats_interval_s,
+        )),
     })
 }
 

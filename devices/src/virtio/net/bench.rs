@@ -36,8 +36,11 @@ const MEM_SIZE: usize = 0x40_0000;
 pub struct PathResult {
     pub frames: u64,
     pub elapsed: Duration,
-    /// Frames the device dropped (tx: the backend was full).
+    /// Frames the device dropped.
     pub dropped: u64,
+    /// CPU time the device's worker thread used (None when it cannot be told apart,
+    /// e.g. other net devices run in the same process).
+    pub worker_cpu: Option<Duration>,
 }
 
 impl PathResult {
@@ -45,8 +48,16 @@ impl PathResult {
         self.frames as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Wall time per frame.
     pub fn micros_per_frame(&self) -> f64 {
         self.elapsed.as_secs_f64() * 1e6 / self.frames.max(1) as f64
+    }
+
+    /// The worker's CPU time per frame: the VMM's own cost, without the time it waits
+    /// for the driver or the backend.
+    pub fn worker_micros_per_frame(&self) -> Option<f64> {
+        self.worker_cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.frames.max(1) as f64)
     }
 }
 
@@ -71,6 +82,7 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
             .write_slice(&frame(i as u8), GuestAddress(buf_addr(i)))
             .map_err(io::Error::other)?;
     }
+    let cpu_start = worker_cpu_at_start();
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < want {
@@ -86,6 +98,7 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
         sent += u64::from(batch);
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_between(cpu_start, worker_cpu());
     let dropped = rig.net.counters().tx_dropped.load(Ordering::Relaxed);
     // Closing our end ends the drain thread even if frames it waits for were dropped.
     drop(rig);
@@ -99,6 +112,7 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
         frames: want - dropped,
         elapsed,
         dropped,
+        worker_cpu: cpu,
     })
 }
 
@@ -116,6 +130,7 @@ pub fn bench_rx(frames: u32) -> io::Result<PathResult> {
         }
         Ok(())
     });
+    let cpu_start = worker_cpu_at_start();
     let start = Instant::now();
     for slot in 0..QUEUE_SIZE {
         rig.rx.push(
@@ -143,12 +158,14 @@ pub fn bench_rx(frames: u32) -> io::Result<PathResult> {
         rig.rx_evt.write(1)?;
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_between(cpu_start, worker_cpu());
     feed.join()
         .map_err(|_| io::Error::other("feeder panicked"))??;
     Ok(PathResult {
         frames: received,
         elapsed,
         dropped: rig.net.counters().rx_dropped.load(Ordering::Relaxed),
+        worker_cpu: cpu,
     })
 }
 
@@ -288,6 +305,39 @@ impl DriverRing {
         }
         Ok(slots)
     }
+}
+
+/// CPU time of this process's one `vmm-virtio-net` thread, from its schedstat (ns on CPU).
+fn worker_cpu() -> Option<Duration> {
+    let mut found = None;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != "vmm-virtio-net" {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        found = Some(Duration::from_nanos(stat.split(' ').next()?.parse().ok()?));
+    }
+    found
+}
+
+/// The worker's CPU time once it has named itself (std names a thread from inside it, so
+/// right after `activate` it may not be findable yet).
+fn worker_cpu_at_start() -> Option<Duration> {
+    for _ in 0..1000 {
+        if let Some(cpu) = worker_cpu() {
+            return Some(cpu);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    None
+}
+
+fn cpu_between(start: Option<Duration>, end: Option<Duration>) -> Option<Duration> {
+    end?.checked_sub(start?)
 }
 
 fn buf_addr(slot: u16) -> u64 {

@@ -1,5 +1,6 @@
 //! virtio-net against virtio-queue's mock driver, with a datagram socketpair as the tap.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,6 +37,11 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
+        Self::start_with(|_| {})
+    }
+
+    /// Like `start`, with `setup` applied to the device's end of the socketpair.
+    fn start_with(setup: impl FnOnce(&UnixDatagram)) -> Harness {
         // Leaked so the mock queues can borrow it for the whole test.
         let mem: &'static GuestMemoryMmap = Box::leak(Box::new(
             GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
@@ -44,6 +50,7 @@ impl Harness {
         let txq = MockSplitQueue::create(mem, GuestAddress(TX_RING), 16);
         let (ours, peer) = UnixDatagram::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
+        setup(&ours);
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut net = Net::with_backend(Arc::new(ours), Some(MAC));
         let rx_evt = EventFd::new(EFD_NONBLOCK).unwrap();
@@ -134,6 +141,39 @@ fn net_tx_frame_reaches_backend_with_zeroed_header() {
     wait_used(&h.txq, 1);
     assert_eq!(Harness::used(&h.txq, 0), (0, 0));
     assert_ne!(h.interrupt.status() & 1, 0, "used-buffer interrupt raised");
+}
+
+#[test]
+fn net_tx_to_a_full_backend_waits_for_it_instead_of_dropping() {
+    // The smallest send buffer the kernel allows holds only a few 1 KiB frames.
+    let h = Harness::start_with(|ours| {
+        let size: libc::c_int = 1;
+        // SAFETY: SO_SNDBUF reads one c_int from the valid pointer.
+        let ret = unsafe {
+            libc::setsockopt(
+                ours.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(ret, 0);
+    });
+    for i in 0..16u16 {
+        h.send_tx(i, &[(BUF, 1012)]);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(h.txq.used().idx().load() < 16, "backend never filled up");
+
+    let mut got = [0u8; 2048];
+    for _ in 0..16 {
+        assert_eq!(h.peer.recv(&mut got).unwrap(), 1012);
+    }
+    wait_used(&h.txq, 16);
+    let counters = h.net.counters();
+    assert_eq!(counters.tx_frames.load(Ordering::Relaxed), 16);
+    assert_eq!(counters.tx_dropped.load(Ordering::Relaxed), 0);
 }
 
 #[test]

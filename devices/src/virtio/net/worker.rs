@@ -2,10 +2,12 @@
 //! backend fd and a stop eventfd.
 //!
 //! rx: the backend fd is polled level-triggered for EPOLLIN only while the guest has rx
-//! buffers. A frame read when the ring turns out to be empty is held in `rx_frame` and the
-//! backend is taken out of the epoll set, so an empty ring never spins the thread; the
-//! driver's next rx notify puts it back and delivers the held frame first.
+//! buffers. A frame read when the ring turns out to be empty is held in `rx_frame` and
+//! EPOLLIN is dropped from the backend's interest, so an empty ring never spins the
+//! thread; the driver's next rx notify restores it and delivers the held frame first.
 //! tx: each chain is copied out of guest memory and written to the backend as one frame.
+//! A backend that cannot take more (EAGAIN: a socket whose peer is slow) leaves the chain
+//! in the ring and the worker waits for EPOLLOUT: back-pressure, not loss.
 //!
 //! The loop is its own rather than the shared `virtio::worker::Worker` because the backend
 //! fd has to leave and rejoin the epoll set.
@@ -35,6 +37,15 @@ const TX_QUEUE_TOKEN: u64 = 1;
 const BACKEND_TOKEN: u64 = 2;
 const STOP_TOKEN: u64 = 3;
 
+/// What happened to a tx chain.
+enum TxOutcome {
+    Sent,
+    /// Malformed, too long, or refused by the backend: used and gone.
+    Dropped,
+    /// The backend is full: retry the chain when it is writable.
+    WouldBlock,
+}
+
 /// What happened to the frame held in `rx_frame`.
 enum RxOutcome {
     Delivered,
@@ -58,8 +69,12 @@ pub(super) struct NetWorker {
     backend: NetBackend,
     counters: Arc<NetCounters>,
     epoll: Epoll,
-    /// Whether the backend fd is in the epoll set (see the module docs).
-    backend_polled: bool,
+    /// The events the backend fd is registered for; empty = not in the epoll set.
+    backend_interest: EventSet,
+    /// The guest may have rx buffers: poll the backend for EPOLLIN.
+    rx_wanted: bool,
+    /// A tx frame hit EAGAIN: poll the backend for EPOLLOUT before sending more.
+    tx_blocked: bool,
     /// Cleared when the backend hung up or failed, so it is never polled again.
     backend_alive: bool,
     rx_buf: Vec<u8>,
@@ -108,7 +123,9 @@ impl NetWorker {
             backend,
             counters,
             epoll,
-            backend_polled: true,
+            backend_interest: EventSet::IN,
+            rx_wanted: true,
+            tx_blocked: false,
             backend_alive: true,
             rx_buf: vec![0; MAX_FRAME_LEN],
             rx_frame: None,
@@ -137,14 +154,15 @@ impl NetWorker {
                     STOP_TOKEN => return,
                     RX_QUEUE_TOKEN => {
                         let _ = self.rx_evt.read();
-                        self.resume_backend();
+                        self.rx_wanted = true;
+                        self.update_backend_interest();
                         self.process_rx()
                     }
                     TX_QUEUE_TOKEN => {
                         let _ = self.tx_evt.read();
                         self.process_tx()
                     }
-                    BACKEND_TOKEN => self.process_rx(),
+                    BACKEND_TOKEN => self.on_backend_event(event.event_set()),
                     _ => Ok(()),
                 };
                 if result.is_err() {
@@ -153,6 +171,20 @@ impl NetWorker {
                 }
             }
         }
+    }
+
+    fn on_backend_event(&mut self, events: EventSet) -> Result<(), virtio_queue::Error> {
+        // HUP/ERR come whatever we asked for: let both paths find out what happened.
+        let broken = EventSet::HANG_UP | EventSet::ERROR;
+        if self.tx_blocked && events.intersects(EventSet::OUT | broken) {
+            self.tx_blocked = false;
+            self.update_backend_interest();
+            self.process_tx()?;
+        }
+        if events.intersects(EventSet::IN | broken) {
+            self.process_rx()?;
+        }
+        Ok(())
     }
 
     /// Moves frames from the backend into the guest's rx buffers.
@@ -178,7 +210,8 @@ impl NetWorker {
                 }
                 RxOutcome::BadChain => used = true,
                 RxOutcome::NoBuffers => {
-                    self.pause_backend();
+                    self.rx_wanted = false;
+                    self.update_backend_interest();
                     break;
                 }
             }
@@ -225,7 +258,7 @@ impl NetWorker {
         // The backend hung up or failed: polling it again would only spin (EPOLLHUP and
         // EPOLLERR are level-triggered too), so stop receiving; tx keeps trying.
         self.backend_alive = false;
-        self.pause_backend();
+        self.update_backend_interest();
         None
     }
 
@@ -270,6 +303,9 @@ impl NetWorker {
     fn process_tx(&mut self) -> Result<(), virtio_queue::Error> {
         let mut used = false;
         for i in 0.. {
+            if self.tx_blocked {
+                break;
+            }
             if i == BATCH {
                 // More may be queued, and their notify is already consumed: come back
                 // after the other queue had its turn.
@@ -280,13 +316,20 @@ impl NetWorker {
                 break;
             };
             let head = chain.head_index();
-            match Reader::new(&self.mem, chain) {
+            let outcome = match Reader::new(&self.mem, chain) {
                 Ok(reader) => send(reader, &mut self.tx_buf, &*self.backend, &self.counters),
                 Err(_) => {
                     self.counters
                         .malformed_chains
                         .fetch_add(1, Ordering::Relaxed);
+                    TxOutcome::Dropped
                 }
+            };
+            if let TxOutcome::WouldBlock = outcome {
+                self.tx.go_to_previous_position();
+                self.tx_blocked = true;
+                self.update_backend_interest();
+                break;
             }
             // tx buffers are read-only for the device: the used length is 0 (§2.7.8).
             self.tx.add_used(&self.mem, head, 0)?;
@@ -298,51 +341,65 @@ impl NetWorker {
         Ok(())
     }
 
-    fn pause_backend(&mut self) {
-        if self.backend_polled {
-            // Removing a registered fd cannot fail; if it did, the worst case is a
-            // spurious wake-up that finds nothing to do.
-            let _ = self.epoll.ctl(
-                ControlOperation::Delete,
-                self.backend.as_raw_fd(),
-                EpollEvent::default(),
-            );
-            self.backend_polled = false;
+    /// Registers the backend fd for what rx and tx currently wait for (see module docs).
+    fn update_backend_interest(&mut self) {
+        let mut want = EventSet::empty();
+        if self.rx_wanted && self.backend_alive {
+            want |= EventSet::IN;
         }
-    }
-
-    fn resume_backend(&mut self) {
-        if !self.backend_polled && self.backend_alive {
-            let event = EpollEvent::new(EventSet::IN, BACKEND_TOKEN);
-            self.backend_polled = self
-                .epoll
-                .ctl(ControlOperation::Add, self.backend.as_raw_fd(), event)
-                .is_ok();
+        if self.tx_blocked {
+            want |= EventSet::OUT;
+        }
+        if want == self.backend_interest {
+            return;
+        }
+        let op = if self.backend_interest.is_empty() {
+            ControlOperation::Add
+        } else if want.is_empty() {
+            ControlOperation::Delete
+        } else {
+            ControlOperation::Modify
+        };
+        let event = EpollEvent::new(want, BACKEND_TOKEN);
+        // On our own valid fds these cannot fail; if one did, the interest is unchanged
+        // and the next change retries.
+        if self.epoll.ctl(op, self.backend.as_raw_fd(), event).is_ok() {
+            self.backend_interest = want;
         }
     }
 }
 
 /// Writes one frame: our own zeroed header (the guest's may ask for offloads it never
 /// negotiated) and the frame copied out of guest memory.
-fn send(mut reader: Reader<'_>, buf: &mut Vec<u8>, backend: &dyn AsRawFd, counters: &NetCounters) {
+fn send(
+    mut reader: Reader<'_>,
+    buf: &mut Vec<u8>,
+    backend: &dyn AsRawFd,
+    counters: &NetCounters,
+) -> TxOutcome {
     let total = reader.available_bytes();
-    if !(VNET_HDR_LEN..=MAX_FRAME_LEN).contains(&total) {
-        counters.malformed_chains.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
     let mut hdr = [0u8; VNET_HDR_LEN];
     buf.clear();
-    if reader.read_exact(&mut hdr).is_err() || reader.read_to_end(buf).is_err() {
+    let copied = (VNET_HDR_LEN..=MAX_FRAME_LEN).contains(&total)
+        && reader.read_exact(&mut hdr).is_ok()
+        && reader.read_to_end(buf).is_ok();
+    if !copied {
         counters.malformed_chains.fetch_add(1, Ordering::Relaxed);
-        return;
+        return TxOutcome::Dropped;
     }
     hdr.fill(0);
     let iov = [IoSlice::new(&hdr), IoSlice::new(buf)];
     match writev_frame(backend, &iov) {
-        Ok(_) => count(&counters.tx_frames, &counters.tx_bytes, total),
-        // A full or down link drops the frame, as a NIC would; the guest's TCP retries.
+        Ok(_) => {
+            count(&counters.tx_frames, &counters.tx_bytes, total);
+            TxOutcome::Sent
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => TxOutcome::WouldBlock,
+        // A down link (EIO) or a gone peer drops the frame, as a NIC would; the guest's
+        // TCP retries.
         Err(_) => {
             counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            TxOutcome::Dropped
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Muxer {
     ready: VecDeque<ConnKey>,
     rsts: VecDeque<Header>,
     next_port: u32,
+    /// The listener is out of epoll because accept failed for lack of fds.
+    listener_paused: bool,
 }
 
 impl Muxer {
@@ -84,6 +86,7 @@ impl Muxer {
             ready: VecDeque::new(),
             rsts: VecDeque::new(),
             next_port: FIRST_HOST_PORT,
+            listener_paused: false,
         })
     }
 
@@ -136,7 +139,18 @@ impl Muxer {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // Out of fds (EMFILE/ENFILE): the connection stays in the backlog and
+                    // level-triggered epoll would report it forever. Stop watching until
+                    // a stream closes.
+                    let fd = self.listener.as_raw_fd();
+                    let _ = self
+                        .epoll
+                        .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                    self.listener_paused = true;
+                    return;
+                }
             };
             let full =
                 self.handshakes.len() >= MAX_HANDSHAKES || self.conns.len() >= MAX_CONNECTIONS;
@@ -166,6 +180,7 @@ impl Muxer {
             .epoll
             .ctl(ControlOperation::Delete, fd, EpollEvent::default());
         let Some(peer_port) = port.filter(|_| self.conns.len() < MAX_CONNECTIONS) else {
+            self.resume_listener();
             return;
         };
         let local_port = self.alloc_port(peer_port);
@@ -177,6 +192,18 @@ impl Muxer {
             },
             conn,
         );
+    }
+
+    /// Watches the listener again after a stream closed and freed an fd.
+    fn resume_listener(&mut self) {
+        if !self.listener_paused {
+            return;
+        }
+        let ev = EpollEvent::new(EventSet::IN, LISTENER_TOKEN);
+        let fd = self.listener.as_raw_fd();
+        if self.epoll.ctl(ControlOperation::Add, fd, ev).is_ok() {
+            self.listener_paused = false;
+        }
     }
 
     /// The next free ephemeral host port for a stream to guest port `peer_port`.
@@ -225,6 +252,7 @@ impl Muxer {
             }
             self.by_fd.remove(&fd);
             self.conns.remove(&key);
+            self.resume_listener();
             return;
         }
         let mut want = EventSet::empty();

@@ -300,7 +300,7 @@ impl Harness {
     pub fn host_connect(&self, guest_port: u32) -> UnixStream {
         let mut s = UnixStream::connect(self.uds_path()).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
-        write!(s, "CONNECT {guest_port}\n").unwrap();
+        writeln!(s, "CONNECT {guest_port}").unwrap();
         s
     }
 

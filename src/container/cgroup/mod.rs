@@ -1,0 +1,158 @@
+//! The container's cgroup: detect how the host mounts cgroups (statfs of /sys/fs/cgroup, as
+//! youki and crun do), create the container's group, apply memory/pids/cpu limits, put the
+//! process in it, report an OOM kill and remove the group afterwards.
+//!
+//! On a hybrid host (v1 controllers, an empty v2 tree at /sys/fs/cgroup/unified) the limits
+//! live in the v1 controllers, so hybrid is handled as v1.
+
+pub mod v1;
+pub mod v2;
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::config::Resources;
+use super::error::{ContainerError, Result};
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// `CGROUP2_SUPER_MAGIC` and `TMPFS_MAGIC` from linux/magic.h.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Only cgroup v1 hierarchies.
+    Legacy,
+    /// v1 controllers plus a v2 hierarchy at /sys/fs/cgroup/unified.
+    Hybrid,
+    /// cgroup v2 only.
+    Unified,
+}
+
+fn fs_magic(path: &Path) -> io::Result<i64> {
+    let c = super::sys::linux::cstring(path)?;
+    // SAFETY: statfs is plain data; all-zero is a valid value that the call overwrites.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` a valid, writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64)
+}
+
+/// How the host mounts cgroups, by the file system type of /sys/fs/cgroup.
+pub fn detect_mode() -> Result<CgroupMode> {
+    let root = Path::new(CGROUP_ROOT);
+    let magic = fs_magic(root).map_err(|source| ContainerError::Cgroup {
+        path: root.to_owned(),
+        action: "statfs",
+        source,
+    })?;
+    Ok(match magic {
+        CGROUP2_SUPER_MAGIC => CgroupMode::Unified,
+        TMPFS_MAGIC if fs_magic(&root.join("unified")).ok() == Some(CGROUP2_SUPER_MAGIC) => {
+            CgroupMode::Hybrid
+        }
+        _ => CgroupMode::Legacy,
+    })
+}
+
+/// A container's cgroup; removed when dropped.
+#[derive(Debug)]
+pub enum Cgroup {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
+
+impl Cgroup {
+    /// Create the group named `id` with `resources` applied.
+    pub fn create(mode: CgroupMode, id: &str, resources: &Resources) -> Result<Self> {
+        match mode {
+            CgroupMode::Unified => {
+                v2::V2Cgroup::create(Path::new(CGROUP_ROOT), id, resources).map(Self::V2)
+            }
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                let mounts = v1::hierarchies(&read("/proc/self/mountinfo")?);
+                let own = read("/proc/self/cgroup")?;
+                v1::V1Cgroup::create(&mounts, &own, id, resources).map(Self::V1)
+            }
+        }
+    }
+
+    /// Move process `pid` (all its threads) into the group.
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        let dirs: Vec<&Path> = match self {
+            Self::V1(c) => c.dirs().collect(),
+            Self::V2(c) => vec![c.dir()],
+        };
+        for dir in dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// True when the kernel's OOM killer killed a process of the group.
+    pub fn oom_killed(&self) -> bool {
+        match self {
+            Self::V1(c) => c.oom_killed(),
+            Self::V2(c) => c.oom_killed(),
+        }
+    }
+}
+
+pub(crate) fn read(path: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| ContainerError::Cgroup {
+        path: path.into(),
+        action: "read",
+        source,
+    })
+}
+
+pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|source| ContainerError::Cgroup {
+        path: path.to_owned(),
+        action: "write",
+        source,
+    })
+}
+
+pub(crate) fn mkdir(path: &Path) -> Result<()> {
+    match std::fs::create_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(ContainerError::Cgroup {
+            path: path.to_owned(),
+            action: "create",
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Remove a cgroup directory, retrying while its last tasks finish exiting (EBUSY).
+pub(crate) fn remove_dir(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => {
+                eprintln!("vmm: warning: cannot remove cgroup {path:?}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// The `N` of a `key N` line in a cgroup stat file.
+pub(crate) fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}

@@ -1,0 +1,238 @@
+//! cgroup v1 (and hybrid hosts): one directory per controller hierarchy, under the
+//! caller's own group in each, so the container stays inside whatever contains its runtime.
+
+use std::path::{Path, PathBuf};
+
+use super::{mkdir, remove_dir, stat_value, write};
+use crate::container::config::Resources;
+use crate::container::error::{ContainerError, Result};
+
+/// A mounted v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub controllers: Vec<String>,
+    pub mount_point: PathBuf,
+    /// The hierarchy path mounted there (`/` unless the mount is a bind of a subtree).
+    pub root: String,
+}
+
+/// The device rules of runc's default allowlist: mknod of anything, and access to the
+/// nodes of the minimal /dev, ptys and /dev/net/tun.
+pub const DEVICE_ALLOW: [&str; 11] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+];
+
+/// The v1 hierarchies in `/proc/self/mountinfo` text.
+pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let mut post = post.split(' ');
+            if post.next()? != "cgroup" {
+                return None;
+            }
+            let super_opts = post.nth(1)?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            Some(Hierarchy {
+                controllers: super_opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                    .map(str::to_owned)
+                    .collect(),
+                mount_point: PathBuf::from(pre.get(4)?),
+                root: (*pre.get(3)?).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The caller's group in the hierarchy holding `controller`, from `/proc/self/cgroup` text.
+pub fn own_group<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        list.split(',').any(|c| c == controller).then_some(path)
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct V1Cgroup {
+    /// (controller, directory), in creation order.
+    dirs: Vec<(String, PathBuf)>,
+}
+
+impl V1Cgroup {
+    pub fn create(
+        hierarchies: &[Hierarchy],
+        proc_cgroup: &str,
+        id: &str,
+        resources: &Resources,
+    ) -> Result<Self> {
+        let mut wanted = vec!["devices"];
+        if resources.memory.is_some() {
+            wanted.push("memory");
+        }
+        if resources.pids.is_some() {
+            wanted.push("pids");
+        }
+        if resources.cpu.is_some() {
+            wanted.push("cpu");
+        }
+        let mut cgroup = Self::default();
+        for controller in wanted {
+            let Some(h) = hierarchies
+                .iter()
+                .find(|h| h.controllers.iter().any(|c| c == controller))
+            else {
+                if controller == "devices" {
+                    continue;
+                }
+                return Err(ContainerError::Setup(format!(
+                    "the cgroup v1 {controller} controller is not mounted"
+                )));
+            };
+            let own = own_group(proc_cgroup, controller).unwrap_or("/");
+            let relative = own.strip_prefix(h.root.as_str()).unwrap_or(own);
+            let dir = h
+                .mount_point
+                .join(relative.trim_start_matches('/'))
+                .join(id);
+            if cgroup.dirs.iter().any(|(_, d)| *d == dir) {
+                continue;
+            }
+            mkdir(&dir)?;
+            cgroup.dirs.push((controller.to_owned(), dir.clone()));
+            apply(controller, &dir, resources)?;
+        }
+        Ok(cgroup)
+    }
+
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|(_, d)| d.as_path())
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+
+    pub fn oom_killed(&self) -> bool {
+        self.dir_of("memory")
+            .and_then(|d| std::fs::read_to_string(d.join("memory.oom_control")).ok())
+            .and_then(|t| stat_value(&t, "oom_kill"))
+            .is_some_and(|n| n > 0)
+    }
+}
+
+impl Drop for V1Cgroup {
+    fn drop(&mut self) {
+        for (_, dir) in self.dirs.iter().rev() {
+            remove_dir(dir);
+        }
+    }
+}
+
+/// Write the limits `controller` is responsible for.
+pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
+    match controller {
+        "memory" => {
+            if let Some(bytes) = r.memory {
+                write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                // Memory plus swap limited to the same total: no swapping past the limit.
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, &bytes.to_string())?;
+                }
+            }
+        }
+        "pids" => {
+            if let Some(n) = r.pids {
+                write(&dir.join("pids.max"), &n.to_string())?;
+            }
+        }
+        "cpu" => {
+            if let Some(cpu) = r.cpu {
+                write(&dir.join("cpu.cfs_period_us"), &cpu.period.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &cpu.quota.to_string())?;
+            }
+        }
+        "devices" => {
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in DEVICE_ALLOW {
+                // A parent group may itself refuse some rules (when nested): keep going.
+                let _ = write(&dir.join("devices.allow"), rule);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::config::CpuQuota;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+36 31 0:33 /outer /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+41 31 0:38 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd";
+
+    #[test]
+    fn hierarchies_come_from_mountinfo() {
+        let h = hierarchies(MOUNTINFO);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0].controllers, ["cpu", "cpuacct"]);
+        assert_eq!(h[1].root, "/outer");
+        assert!(
+            h[2].controllers.is_empty(),
+            "named hierarchy has no controller"
+        );
+    }
+
+    #[test]
+    fn own_group_is_found_by_controller() {
+        let text = "4:memory:/a/b\n1:cpu,cpuacct:/\n0::/";
+        assert_eq!(own_group(text, "memory"), Some("/a/b"));
+        assert_eq!(own_group(text, "cpuacct"), Some("/"));
+        assert_eq!(own_group(text, "pids"), None);
+    }
+
+    #[test]
+    fn limits_are_written_to_v1_files() {
+        let dir = std::env::temp_dir().join(format!("vmm-v1-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = Resources {
+            memory: Some(1 << 20),
+            pids: Some(7),
+            cpu: Some(CpuQuota {
+                quota: 50_000,
+                period: 100_000,
+            }),
+        };
+        for c in ["memory", "pids", "cpu"] {
+            apply(c, &dir, &r).unwrap();
+        }
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("memory.limit_in_bytes"), "1048576");
+        assert_eq!(read("pids.max"), "7");
+        assert_eq!(read("cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu.cfs_period_us"), "100000");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,157 @@
+//! cgroup v2 (a v2-only host or a guest): one directory `<root>/vmm/<id>`, with the
+//! controllers it needs enabled on the way down (a group with processes cannot enable
+//! controllers for its children, so the runtime's own group is not used as the parent).
+
+use std::path::{Path, PathBuf};
+
+use super::{mkdir, remove_dir, stat_value, write};
+use crate::container::config::Resources;
+use crate::container::error::{ContainerError, Result};
+
+/// The directory under the hierarchy root that holds the containers' groups.
+pub const PARENT: &str = "vmm";
+
+#[derive(Debug)]
+pub struct V2Cgroup {
+    dir: PathBuf,
+}
+
+impl V2Cgroup {
+    /// Create `<root>/vmm/<id>` with `resources` applied.
+    pub fn create(root: &Path, id: &str, resources: &Resources) -> Result<Self> {
+        let mut needed = Vec::new();
+        if resources.memory.is_some() {
+            needed.push("memory");
+        }
+        if resources.pids.is_some() {
+            needed.push("pids");
+        }
+        if resources.cpu.is_some() {
+            needed.push("cpu");
+        }
+        let available =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if let Some(missing) = needed
+            .iter()
+            .find(|c| !available.split_whitespace().any(|a| a == **c))
+        {
+            return Err(ContainerError::Setup(format!(
+                "the cgroup v2 {missing} controller is not available in {root:?}"
+            )));
+        }
+        let parent = root.join(PARENT);
+        mkdir(&parent)?;
+        if !needed.is_empty() {
+            let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
+            let enable = enable.join(" ");
+            for dir in [root, parent.as_path()] {
+                let control = dir.join("cgroup.subtree_control");
+                let current = std::fs::read_to_string(&control).unwrap_or_default();
+                if !needed
+                    .iter()
+                    .all(|c| current.split_whitespace().any(|e| e == *c))
+                {
+                    write(&control, &enable)?;
+                }
+            }
+        }
+        let dir = parent.join(id);
+        mkdir(&dir)?;
+        let cgroup = Self { dir };
+        cgroup.apply(resources)?;
+        Ok(cgroup)
+    }
+
+    fn apply(&self, r: &Resources) -> Result<()> {
+        if let Some(bytes) = r.memory {
+            write(&self.dir.join("memory.max"), &bytes.to_string())?;
+            let swap = self.dir.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
+        }
+        if let Some(n) = r.pids {
+            write(&self.dir.join("pids.max"), &n.to_string())?;
+        }
+        if let Some(cpu) = r.cpu {
+            write(
+                &self.dir.join("cpu.max"),
+                &format!("{} {}", cpu.quota, cpu.period),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn oom_killed(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("memory.events"))
+            .ok()
+            .and_then(|t| stat_value(&t, "oom_kill"))
+            .is_some_and(|n| n > 0)
+    }
+}
+
+impl Drop for V2Cgroup {
+    fn drop(&mut self) {
+        remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::config::CpuQuota;
+
+    fn fake_root(name: &str, controllers: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("vmm-v2-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
+        root
+    }
+
+    #[test]
+    fn limits_and_controllers_are_written_to_v2_files() {
+        let root = fake_root("limits", "cpuset cpu io memory pids");
+        let r = Resources {
+            memory: Some(64 << 20),
+            pids: Some(32),
+            cpu: Some(CpuQuota {
+                quota: 25_000,
+                period: 100_000,
+            }),
+        };
+        let cg = V2Cgroup::create(&root, "c1", &r).unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(cg.dir(), root.join("vmm/c1"));
+        assert_eq!(read(&cg.dir().join("memory.max")), "67108864");
+        assert_eq!(read(&cg.dir().join("pids.max")), "32");
+        assert_eq!(read(&cg.dir().join("cpu.max")), "25000 100000");
+        assert_eq!(
+            read(&root.join("cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(
+            read(&root.join("vmm/cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
+        std::fs::write(cg.dir().join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
+        assert!(cg.oom_killed());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn missing_controller_is_reported() {
+        let root = fake_root("missing", "cpu io");
+        let r = Resources {
+            pids: Some(5),
+            ..Resources::default()
+        };
+        let err = V2Cgroup::create(&root, "c2", &r).unwrap_err();
+        assert!(err.to_string().contains("pids"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

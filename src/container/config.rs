@@ -1,0 +1,183 @@
+//! The runtime's own description of a container, built from the command line
+//! ([`super::args`]) or from an OCI bundle ([`super::spec`]). Everything after parsing works
+//! on this type only, so the setup code does not care where a setting came from.
+
+use std::path::PathBuf;
+
+/// A fully resolved container: what to run, how to isolate it, which limits apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// Name of the container's cgroup (unique per run).
+    pub id: String,
+    /// Absolute path of the root filesystem on the host.
+    pub rootfs: PathBuf,
+    pub readonly_root: bool,
+    pub hostname: Option<String>,
+    pub process: ProcessConfig,
+    pub namespaces: Namespaces,
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+    /// Mounts in the order they are made, destinations inside the container.
+    pub mounts: Vec<MountSpec>,
+    /// Create the minimal /dev (null, zero, full, random, urandom, tty, ptmx, symlinks).
+    pub default_devices: bool,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub resources: Resources,
+    pub seccomp: Option<SeccompProfile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// argv; `args[0]` is looked up in `PATH` inside the container when it has no `/`.
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+    pub capabilities: CapabilitySets,
+    pub no_new_privileges: bool,
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// Capability sets as bit masks (bit N = capability number N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapabilitySets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+impl CapabilitySets {
+    /// The same mask in every set but ambient (what root gets by default).
+    pub fn uniform(mask: u64) -> Self {
+        Self {
+            bounding: mask,
+            effective: mask,
+            permitted: mask,
+            inheritable: mask,
+            ambient: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// `libc::RLIMIT_*` number.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Which new namespaces the container gets (joining existing ones is not supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    pub pid: bool,
+    pub mount: bool,
+    pub uts: bool,
+    pub ipc: bool,
+    pub net: bool,
+    pub user: bool,
+    pub cgroup: bool,
+}
+
+impl Namespaces {
+    /// Every namespace but the user namespace: what runc's default spec asks for.
+    pub const DEFAULT: Self = Self {
+        pid: true,
+        mount: true,
+        uts: true,
+        ipc: true,
+        net: true,
+        user: false,
+        cgroup: true,
+    };
+
+    /// The `CLONE_NEW*` flags for the namespaces created at clone time. The cgroup
+    /// namespace is left out: it is unshared by the child once it sits in its cgroup.
+    pub fn clone_flags(&self) -> u64 {
+        let mut flags = 0u64;
+        for (on, flag) in [
+            (self.pid, libc::CLONE_NEWPID),
+            (self.mount, libc::CLONE_NEWNS),
+            (self.uts, libc::CLONE_NEWUTS),
+            (self.ipc, libc::CLONE_NEWIPC),
+            (self.net, libc::CLONE_NEWNET),
+            (self.user, libc::CLONE_NEWUSER),
+        ] {
+            if on {
+                flags |= flag as u64;
+            }
+        }
+        flags
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// One mount, already split into `mount(2)` flags and filesystem data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub destination: PathBuf,
+    /// Filesystem type: "proc", "tmpfs", "bind", "cgroup", ...
+    pub fstype: String,
+    /// Host path for bind mounts, a label otherwise.
+    pub source: PathBuf,
+    /// `MS_*` flags (without propagation flags).
+    pub flags: u64,
+    /// Propagation flags applied after the mount (`MS_PRIVATE`, `MS_SLAVE`, ...).
+    pub propagation: u64,
+    /// Filesystem-specific options, comma separated.
+    pub data: String,
+}
+
+impl MountSpec {
+    pub fn is_bind(&self) -> bool {
+        self.fstype == "bind" || self.flags & libc::MS_BIND != 0
+    }
+}
+
+/// cgroup limits. `None` leaves the limit unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// Memory limit in bytes (swap is limited to the same total).
+    pub memory: Option<i64>,
+    /// Maximum number of tasks.
+    pub pids: Option<i64>,
+    /// CPU bandwidth: `quota` µs of CPU time every `period` µs.
+    pub cpu: Option<CpuQuota>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuQuota {
+    pub quota: i64,
+    pub period: u64,
+}
+
+/// A seccomp filter: the listed syscalls get `listed`, all others `default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompProfile {
+    pub default: SeccompVerdict,
+    pub listed: SeccompVerdict,
+    /// Syscall names as the kernel headers spell them (`kexec_load`, `unshare`, ...).
+    pub syscalls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompVerdict {
+    Allow,
+    Errno(u32),
+    KillProcess,
+    Trap,
+    Log,
+}

@@ -1,0 +1,203 @@
+//! Reading OCI bundles: what `runc spec` writes is accepted and mapped field by field; what
+//! the runtime cannot honour is refused by name.
+
+use std::path::{Path, PathBuf};
+
+use super::caps;
+use super::error::ContainerError;
+use super::spec::config_from_bundle;
+
+/// `runc spec` output (runc 1.1), with terminal off and args set.
+const RUNC_SPEC: &str = r#"{
+  "ociVersion": "1.0.2-dev",
+  "process": {
+    "terminal": false,
+    "user": { "uid": 0, "gid": 0 },
+    "args": ["sh", "-c", "echo hi"],
+    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+    "cwd": "/",
+    "capabilities": {
+      "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+      "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+      "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+      "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    },
+    "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+    "noNewPrivileges": true
+  },
+  "root": { "path": "rootfs", "readonly": true },
+  "hostname": "runc",
+  "mounts": [
+    { "destination": "/proc", "type": "proc", "source": "proc" },
+    { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+      "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+      "options": ["nosuid", "noexec", "nodev", "ro"] },
+    { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+      "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] }
+  ],
+  "linux": {
+    "resources": {
+      "devices": [{ "allow": false, "access": "rwm" }],
+      "memory": { "limit": 67108864 },
+      "pids": { "limit": 32 },
+      "cpu": { "quota": 50000, "period": 100000 }
+    },
+    "namespaces": [
+      { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+      { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
+    ],
+    "maskedPaths": ["/proc/kcore", "/proc/keys"],
+    "readonlyPaths": ["/proc/sys"]
+  }
+}"#;
+
+struct Bundle(PathBuf);
+
+impl Bundle {
+    fn new(name: &str, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vmm-bundle-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        std::fs::write(dir.join("config.json"), config).unwrap();
+        Self(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn load_err(name: &str, config: &str) -> ContainerError {
+    let b = Bundle::new(name, config);
+    config_from_bundle(b.path()).unwrap_err()
+}
+
+#[test]
+fn runc_default_spec_maps_to_the_config() {
+    let b = Bundle::new("runc", RUNC_SPEC);
+    let c = config_from_bundle(b.path()).unwrap();
+    assert_eq!(c.rootfs, b.path().join("rootfs").canonicalize().unwrap());
+    assert!(c.readonly_root);
+    assert_eq!(c.hostname.as_deref(), Some("runc"));
+    assert_eq!(c.process.args, ["sh", "-c", "echo hi"]);
+    let expected = caps::mask_of(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]).unwrap();
+    assert_eq!(c.process.capabilities.bounding, expected);
+    assert_eq!(c.process.capabilities.ambient, expected);
+    assert_eq!(c.process.capabilities.inheritable, 0);
+    assert_eq!(c.process.rlimits.len(), 1);
+    assert_eq!(c.process.rlimits[0].resource, libc::RLIMIT_NOFILE as u32);
+    assert!(c.process.no_new_privileges);
+    assert!(c.namespaces.pid && c.namespaces.net && c.namespaces.cgroup && c.namespaces.mount);
+    assert!(!c.namespaces.user);
+    assert_eq!(c.mounts.len(), 4);
+    assert_eq!(c.mounts[3].flags & libc::MS_RDONLY, libc::MS_RDONLY);
+    assert!(c.default_devices, "a tmpfs /dev gets the default devices");
+    assert_eq!(
+        c.masked_paths,
+        [PathBuf::from("/proc/kcore"), PathBuf::from("/proc/keys")]
+    );
+    assert_eq!(c.resources.memory, Some(64 << 20));
+    assert_eq!(c.resources.pids, Some(32));
+    assert_eq!(
+        c.resources.cpu.map(|q| (q.quota, q.period)),
+        Some((50_000, 100_000))
+    );
+}
+
+#[test]
+fn invalid_json_is_bad_input_naming_the_file() {
+    let err = load_err("badjson", "{ \"process\": ");
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("config.json"), "{err}");
+}
+
+#[test]
+fn missing_config_is_bad_input() {
+    let dir = std::env::temp_dir().join(format!("vmm-bundle-none-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = config_from_bundle(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.is_bad_input());
+}
+
+#[test]
+fn terminal_true_is_refused() {
+    let err = load_err(
+        "tty",
+        &RUNC_SPEC.replace("\"terminal\": false", "\"terminal\": true"),
+    );
+    assert!(matches!(err, ContainerError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("terminal"));
+}
+
+#[test]
+fn joining_a_namespace_by_path_is_refused() {
+    let spec = RUNC_SPEC.replace(
+        "{ \"type\": \"network\" }",
+        "{ \"type\": \"network\", \"path\": \"/proc/1/ns/net\" }",
+    );
+    let err = load_err("nspath", &spec);
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("net namespace"), "{err}");
+}
+
+#[test]
+fn unknown_namespace_type_is_invalid_spec() {
+    let err = load_err(
+        "nstype",
+        &RUNC_SPEC.replace("\"type\": \"uts\"", "\"type\": \"bogus\""),
+    );
+    assert!(matches!(err, ContainerError::InvalidSpec { .. }), "{err}");
+}
+
+#[test]
+fn unknown_capability_is_invalid() {
+    let err = load_err(
+        "cap",
+        &RUNC_SPEC.replace("\"CAP_KILL\", \"CAP_NET", "\"CAP_FLY\", \"CAP_NET"),
+    );
+    assert!(err.is_bad_input(), "{err}");
+}
+
+#[test]
+fn missing_rootfs_is_bad_input() {
+    let err = load_err(
+        "noroot",
+        &RUNC_SPEC.replace("\"path\": \"rootfs\"", "\"path\": \"nothere\""),
+    );
+    assert!(matches!(err, ContainerError::MissingRootfs(_)), "{err}");
+}
+
+#[test]
+fn bind_mount_with_missing_source_is_bad_input() {
+    let spec = RUNC_SPEC.replace(
+        "{ \"destination\": \"/proc\"",
+        "{ \"destination\": \"/data\", \"type\": \"bind\", \"source\": \"/no/such/dir\", \"options\": [\"rbind\"] },\n    { \"destination\": \"/proc\"",
+    );
+    let err = load_err("bindsrc", &spec);
+    assert!(
+        matches!(err, ContainerError::MissingMountSource(_)),
+        "{err}"
+    );
+}
+
+#[test]
+fn seccomp_profile_with_one_action_is_translated() {
+    let spec = RUNC_SPEC.replace(
+        "\"maskedPaths\"",
+        r#""seccomp": { "defaultAction": "SCMP_ACT_ALLOW",
+           "syscalls": [{ "names": ["reboot", "swapon"], "action": "SCMP_ACT_ERRNO" }] },
+         "maskedPaths""#,
+    );
+    let b = Bundle::new("seccomp", &spec);
+    let c = config_from_bundle(b.path()).unwrap();
+    let s = c.seccomp.unwrap();
+    assert_eq!(s.syscalls, ["reboot", "swapon"]);
+    assert_eq!(s.listed, super::config::SeccompVerdict::Errno(1));
+}
