@@ -85,6 +85,13 @@ pub enum BenchCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Container start: run → /bin/true → exit with our runtime and, when installed, crun
+    /// and runc, on the same busybox rootfs, side by side.
+    ContainerStart {
+        /// Number of measured runs per runtime.
+        #[arg(long, default_value_t = 40)]
+        runs: u32,
+    },
     /// The virtio-net path in-process: 1514-byte frames through the transport and the
     /// net device, over a socketpair standing in for the tap.
     Net {

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Net { frames },
         }) => bench_net::run(frames),
+        Some(cli::Command::Bench {
+            what: cli::BenchCommand::ContainerStart { runs },
+        }) => container::bench::bench_container_start(runs),
         None => run_vm(&cli.vm, started),
     }
 }

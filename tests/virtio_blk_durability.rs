@@ -43,7 +43,10 @@ fn flushed_write_survives_the_vmm_being_killed() {
             flushed = true;
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "no flush report in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no flush report in time"
+        );
     }
     child.kill().unwrap();
     let _ = child.wait();
@@ -53,5 +56,9 @@ fn flushed_write_survives_the_vmm_being_killed() {
     let _ = std::fs::remove_dir_all(&dir);
     let sector = &disk[WRITE_SECTOR * 512..(WRITE_SECTOR + 1) * 512];
     let expected: Vec<u8> = PATTERN.iter().copied().cycle().take(512).collect();
-    assert_eq!(sector, &expected[..], "sector {WRITE_SECTOR} holds the flushed pattern");
+    assert_eq!(
+        sector,
+        &expected[..],
+        "sector {WRITE_SECTOR} holds the flushed pattern"
+    );
 }

@@ -68,6 +68,22 @@ pub const APIC_ADDR: u64 = 0xFEE0_0000;
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// KVM's identity-map page (1 page), just below [`KVM_TSS_ADDRESS`], also in the gap.
 pub const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
+/// ACPI root system description pointer: in the BIOS read-only area 0xE0000..0x100000,
+/// which Linux scans (16-byte steps) for "RSD PTR " when no firmware hands it the address.
+/// The e820 map reserves it ([`EBDA_START`]..[`HIMEM_START`]), so the tables stay intact.
+pub const ACPI_RSDP_START: u64 = 0xE_0000;
+/// ACPI tables (DSDT, FADT, MADT, XSDT, in that order), right after the RSDP's 36 bytes.
+pub const ACPI_TABLES_START: u64 = 0xE_0100;
+/// End (exclusive) of the ACPI table area: 64 KiB from the RSDP, below the BIOS area at
+/// 0xF0000 that Linux scans for the MP floating pointer.
+pub const ACPI_TABLES_END: u64 = 0xF_0000;
+/// I/O port of the ACPI sleep control and status registers (one byte, both at this port),
+/// named by the hardware-reduced FADT. A write of SLP_EN with SLP_TYP = 5 is S5 (power off).
+/// Free on a PC: above the legacy ISA range, clear of the serial, i8042 and PIT ports.
+pub const ACPI_SLEEP_PORT: u16 = 0x600;
+/// I/O port of the pvpanic device (QEMU's convention, `QEMU0001` in the DSDT): the guest
+/// writes 1 here when its kernel panics.
+pub const PVPANIC_PORT: u16 = 0x505;
 
 // The fixed boot structures must not overlap one another; checked at compile time.
 const _: () = {
@@ -80,6 +96,8 @@ const _: () = {
     assert!(KVM_IDENTITY_MAP_ADDRESS + 4096 <= KVM_TSS_ADDRESS);
     assert!(IOAPIC_ADDR >= MMIO_GAP_START && APIC_ADDR < MMIO_GAP_END);
     assert!(BOOT_TIMER_ADDR < VIRTIO_MMIO_START && VIRTIO_MMIO_END <= IOAPIC_ADDR);
+    assert!(MPTABLE_START < ACPI_RSDP_START && ACPI_RSDP_START + 36 <= ACPI_TABLES_START);
+    assert!(ACPI_TABLES_END <= HIMEM_START);
 };
 
 /// End (exclusive) of the RAM below the MMIO gap for a guest of `mem_bytes` bytes.

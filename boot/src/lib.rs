@@ -10,6 +10,7 @@
 //! [`cpuid::normalize`], [`msr::boot_msrs`], [`regs::setup_sregs`], [`regs::boot_regs`],
 //! [`regs::boot_fpu`] and [`lapic::set_lint`].
 
+pub mod acpi;
 pub mod cpuid;
 pub mod e820;
 pub mod error;

@@ -4,6 +4,7 @@
 //! devices expose (e.g. [`Serial::irq_eventfd`] as the irqfd for GSI 4) and waits on
 //! [`StopSignal::eventfd`] to learn that a device asked the VM to end.
 
+pub mod acpi_pm;
 pub mod boot_timer;
 pub mod bus;
 pub mod debug_exit;

@@ -62,7 +62,7 @@ pub fn parse_bytes(s: &str) -> std::result::Result<i64, String> {
 /// `0.5`, `2`: a positive number of CPUs.
 pub fn parse_cpus(s: &str) -> std::result::Result<CpuFraction, String> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.01 && v <= 1024.0 => Ok(CpuFraction(v)),
+        Ok(v) if (0.01..=1024.0).contains(&v) => Ok(CpuFraction(v)),
         _ => Err(format!("{s:?} is not a CPU count between 0.01 and 1024")),
     }
 }
@@ -220,9 +220,9 @@ pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
         ));
     }
 
-    let mut cap_mask = caps::mask_of(&defaults::CAPABILITIES)?;
-    cap_mask |= caps::mask_of(&args.cap_add)?;
-    cap_mask &= !caps::mask_of(&args.cap_drop)?;
+    // Drops apply to the default set, adds come after (so `--cap-drop ALL --cap-add X`).
+    let cap_mask = (caps::mask_of(&defaults::CAPABILITIES)? & !caps::mask_of(&args.cap_drop)?)
+        | caps::mask_of(&args.cap_add)?;
 
     let mut env = Vec::new();
     if !args.env.iter().any(|e| e.starts_with("PATH=")) {

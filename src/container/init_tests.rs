@@ -35,7 +35,9 @@ fn config(extra: &[&str]) -> ContainerConfig {
     ];
     argv.extend_from_slice(extra);
     argv.extend_from_slice(&["--", "sh", "-c", "true"]);
-    let ContainerCommand::Run(args) = TestCli::parse_from(argv).cmd;
+    let ContainerCommand::Run(args) = TestCli::parse_from(argv).cmd else {
+        unreachable!("parsed a run command")
+    };
     let args: Box<RunArgs> = args;
     let mut cfg = config_from_args(&args).unwrap();
     cfg.rootfs = PathBuf::from(ROOT);

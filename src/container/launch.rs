@@ -127,6 +127,23 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
         cgroup2: mode == CgroupMode::Unified,
     };
     let cgroup = Cgroup::create(mode, &cfg.id, &cfg.resources)?;
+    let restricted;
+    let cfg = if cgroup.restricts_devices() {
+        cfg
+    } else {
+        // Without a device allowlist, a node made with CAP_MKNOD would open any host
+        // device (a disk, say): withhold the capability instead.
+        let mut c = cfg.clone();
+        let caps = &mut c.process.capabilities;
+        let mknod = !(1u64 << super::caps::number("CAP_MKNOD").unwrap_or(27));
+        caps.bounding &= mknod;
+        caps.effective &= mknod;
+        caps.permitted &= mknod;
+        caps.inheritable &= mknod;
+        caps.ambient &= mknod;
+        restricted = c;
+        &restricted
+    };
     let (sync_r, mut sync_w) = pipe()?;
     let (mut err_r, err_w) = pipe()?;
     let mask = SignalMask::block()?;

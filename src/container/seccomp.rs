@@ -67,8 +67,8 @@ pub fn compile(profile: &SeccompProfile) -> Result<Vec<BpfInstruction>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::defaults;
     use super::*;
-    use crate::container::defaults;
 
     #[test]
     fn default_profile_compiles() {

@@ -49,10 +49,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         .ok_or_else(|| unsupported("a spec without root.path"))?;
     let rootfs = resolve_rootfs(&bundle.join(root.path()))?;
 
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| ContainerError::NoCommand)?;
+    let process = spec.process().as_ref().ok_or(ContainerError::NoCommand)?;
     if process.terminal().unwrap_or(false) {
         return Err(unsupported(
             "process.terminal=true (no console support; set it to false)",
@@ -159,11 +156,10 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
     for m in spec.mounts().iter().flatten() {
         mounts.push(mount_from_spec(m, bundle)?);
     }
-    if !namespaces.mount
-        && !(mounts.is_empty()
-            && linux.masked_paths().as_ref().is_none_or(Vec::is_empty)
-            && linux.readonly_paths().as_ref().is_none_or(Vec::is_empty))
-    {
+    let no_mounts = mounts.is_empty()
+        && linux.masked_paths().as_ref().is_none_or(Vec::is_empty)
+        && linux.readonly_paths().as_ref().is_none_or(Vec::is_empty);
+    if !namespaces.mount && !no_mounts {
         return Err(unsupported(
             "mounts, maskedPaths or readonlyPaths without a mount namespace",
         ));

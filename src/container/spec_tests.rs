@@ -91,7 +91,7 @@ fn runc_default_spec_maps_to_the_config() {
     assert_eq!(c.process.capabilities.ambient, expected);
     assert_eq!(c.process.capabilities.inheritable, 0);
     assert_eq!(c.process.rlimits.len(), 1);
-    assert_eq!(c.process.rlimits[0].resource, libc::RLIMIT_NOFILE as u32);
+    assert_eq!(c.process.rlimits[0].resource, libc::RLIMIT_NOFILE);
     assert!(c.process.no_new_privileges);
     assert!(c.namespaces.pid && c.namespaces.net && c.namespaces.cgroup && c.namespaces.mount);
     assert!(!c.namespaces.user);

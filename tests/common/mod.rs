@@ -157,3 +157,160 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+// ---- Helpers for the virtio end-to-end tests (tests/virtio_*.rs) ----
+
+/// A VM still running: its stdout arrives line by line, so a host-side test can act while
+/// the guest waits (connect a socket, inject a frame, sample the VMM's RSS).
+pub struct LiveVm {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    err_reader: Option<std::thread::JoinHandle<Vec<u8>>>,
+    out_reader: Option<std::thread::JoinHandle<()>>,
+    args: Vec<String>,
+    started: Instant,
+}
+
+/// Starts the test guest with the given extra vmm args and guest command line tokens,
+/// stdin closed.
+pub fn spawn_guest(vmm_args: &[&str], guest_cmdline: &str) -> LiveVm {
+    let cmdline = format!("console=ttyS0 {guest_cmdline}");
+    let mut args: Vec<String> = vec![
+        "--kernel".into(),
+        TEST_GUEST.into(),
+        "--cmdline".into(),
+        cmdline,
+    ];
+    args.extend(vmm_args.iter().map(|s| s.to_string()));
+    let started = Instant::now();
+    let mut child = Command::new(VMM)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmm");
+    let out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    LiveVm {
+        child,
+        lines,
+        stdout: Vec::new(),
+        err_reader: Some(err_reader),
+        out_reader: Some(out_reader),
+        args,
+        started,
+    }
+}
+
+impl LiveVm {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the guest prints a line equal to `line` (after any `\r`), up to
+    /// `timeout`; true when it came. Lines before it are kept for the final `Run`.
+    pub fn wait_for_line(&mut self, line: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l == line;
+                    self.stdout.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Everything printed so far (for failure messages).
+    pub fn output_so_far(&mut self) -> String {
+        while let Ok(l) = self.lines.try_recv() {
+            self.stdout.push(l);
+        }
+        self.stdout.join("\n")
+    }
+
+    /// Waits for the VM to end, killing it after `timeout` (which fails the test).
+    pub fn finish(mut self, timeout: Duration) -> Run {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if self.started.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stdout = self.output_so_far();
+                panic!(
+                    "vmm {:?} overran its {timeout:?} limit and was killed\n--- stdout ---\n{stdout}",
+                    self.args
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(h) = self.out_reader.take() {
+            let _ = h.join();
+        }
+        let stderr = self
+            .err_reader
+            .take()
+            .map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned())
+            .unwrap_or_default();
+        let stdout = self.output_so_far();
+        Run {
+            status,
+            stdout: stdout + "\n",
+            stderr,
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for LiveVm {
+    fn drop(&mut self) {
+        // A test that panicked midway must not leave its VM running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// 32-bit FNV-1a, as the test guest computes it.
+pub fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Resident set size of process `pid` in KiB (VmRSS of /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -1,6 +1,7 @@
 /* The BSP's path: map the MMIO gap, read the command line, (boot timer), console, IDT,
  * run the tests named by tests=, print the summary, end as end= says. */
 #include "guest.h"
+#include "virtio.h"
 #include "x86.h"
 
 #define EXIT_SOME_FAILED 3
@@ -16,6 +17,10 @@ static const struct {
     {"boot", test_boot},     {"initrd", test_initrd}, {"serial", test_serial},
     {"echo", test_echo},     {"ioapic", test_ioapic}, {"timer", test_timer},
     {"smp", test_smp},
+    /* virtio-mmio devices (virtio.h) */
+    {"virtio", test_virtio}, {"blk", test_blk},       {"blkro", test_blkro},
+    {"rng", test_rng},       {"net", test_net},       {"vsock", test_vsock},
+    {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"hostile", test_hostile},
 };
 
 /* Records a failed check as a protocol line `vmmtest: FAIL NAME: reason`. */

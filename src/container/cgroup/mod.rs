@@ -93,6 +93,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// True when the group enforces a device allowlist (v1 `devices`; v2 would need an eBPF
+    /// program, which this runtime does not load).
+    pub fn restricts_devices(&self) -> bool {
+        match self {
+            Self::V1(c) => c.has_controller("devices"),
+            Self::V2(_) => false,
+        }
+    }
+
     /// True when the kernel's OOM killer killed a process of the group.
     pub fn oom_killed(&self) -> bool {
         match self {

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::config::Resources;
+use super::super::error::{ContainerError, Result};
 use super::{mkdir, remove_dir, stat_value, write};
-use crate::container::config::Resources;
-use crate::container::error::{ContainerError, Result};
 
 /// A mounted v1 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,10 @@ impl V1Cgroup {
         self.dirs.iter().map(|(_, d)| d.as_path())
     }
 
+    pub fn has_controller(&self, controller: &str) -> bool {
+        self.dir_of(controller).is_some()
+    }
+
     fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
@@ -183,8 +187,8 @@ pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::config::CpuQuota;
     use super::*;
-    use crate::container::config::CpuQuota;
 
     const MOUNTINFO: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::config::Resources;
+use super::super::error::{ContainerError, Result};
 use super::{mkdir, remove_dir, stat_value, write};
-use crate::container::config::Resources;
-use crate::container::error::{ContainerError, Result};
 
 /// The directory under the hierarchy root that holds the containers' groups.
 pub const PARENT: &str = "vmm";
@@ -102,8 +102,8 @@ impl Drop for V2Cgroup {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::config::CpuQuota;
     use super::*;
-    use crate::container::config::CpuQuota;
 
     fn fake_root(name: &str, controllers: &str) -> PathBuf {
         let root = std::env::temp_dir().join(format!("vmm-v2-{name}-{}", std::process::id()));

@@ -8,8 +8,8 @@ use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::super::config::{CapabilitySets, Rlimit};
 use super::{BpfInstruction, FileKind, Syscall};
-use crate::container::config::{CapabilitySets, Rlimit};
 
 #[derive(Default)]
 pub struct FakeSyscall {

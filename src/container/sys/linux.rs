@@ -10,8 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::ptr;
 
+use super::super::config::{CapabilitySets, Rlimit};
 use super::{BpfInstruction, FileKind, Syscall};
-use crate::container::config::{CapabilitySets, Rlimit};
 
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The real-KVM tier: boots real Linux guests with `vmm` on a genuine KVM. This host's
+# /dev/kvm (PVM) cannot run unmodified Linux, but QEMU's TCG emulates AMD SVM, so an outer
+# Debian guest under QEMU loads kvm_amd, and `vmm` runs inside it. See tests/realkvm/README.md.
+#
+# Usage: tests/realkvm/run.sh [--only case1,case2] [--bench N] [--build-kernel]
+#   --only LIST      run only these cases (names in tests/realkvm/cases.sh)
+#   --bench N        instead of the cases, boot the same guest N times with vmm and with
+#                    QEMU -M microvm and report the medians and their ratio
+#   --build-kernel   build the microVM kernel first if it is not cached (~13 min on 2 cores)
+#   --verbose        inner kernels print their whole boot log; failures show all of it
+#   --inner-cmdline "ARGS"  append ARGS to every inner guest's kernel command line
+# Env: VMM_BIN (default: cargo build --release → target/release/vmm), REALKVM_TIMEOUT
+# (outer QEMU limit, s), BOOT_TIMEOUT (per inner boot, s), XDG_CACHE_HOME.
+# Exit: 0 when every case passed or skipped, 1 when one failed or the run broke, 2 usage.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/vmm/realkvm"
+only="" bench="" kernel_flag="--no-kernel" verbose=0 inner_extra=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --only) only=$2; shift 2 ;;
+        --bench) bench=$2; shift 2 ;;
+        --build-kernel) kernel_flag="--kernel"; shift ;;
+        --verbose) verbose=1; shift ;;
+        --inner-cmdline) inner_extra=$2; shift 2 ;;
+        *) sed -n '6,16p' "$0" >&2; exit 2 ;;
+    esac
+done
+say() { echo "realkvm: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+t_start=$(date +%s)
+
+# --- what the outer guest is made of, all from Debian packages
+qemu=$(command -v qemu-system-x86_64 || true)
+[ -n "$qemu" ] || die "qemu-system-x86_64 is needed: apt-get install qemu-system-x86"
+outer_kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1 || true)
+[ -n "$outer_kernel" ] || die "no cloud kernel: apt-get install linux-image-cloud-amd64"
+kver=${outer_kernel#/boot/vmlinuz-}
+moddir=/lib/modules/$kver/kernel
+modules=("$moddir/virt/lib/irqbypass.ko" "$moddir/arch/x86/kvm/kvm.ko"
+    "$moddir/arch/x86/kvm/kvm-amd.ko" "$moddir/drivers/net/tun.ko")
+for m in "${modules[@]}"; do [ -f "$m" ] || die "missing module $m"; done
+command -v zstd >/dev/null || die "zstd is needed: apt-get install zstd"
+
+# --- vmm, release build
+if [ -z "${VMM_BIN:-}" ]; then
+    say "building vmm (cargo build --release)"
+    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+    VMM_BIN=$repo/target/release/vmm
+fi
+[ -x "$VMM_BIN" ] || die "VMM_BIN=$VMM_BIN is not an executable"
+
+# --- inner guest images (cached, keyed by their inputs)
+images_env=$("$repo/resources/build-images.sh" $kernel_flag --env) || die "building the guest images failed"
+eval "$images_env"
+
+# --- the outer initramfs
+mkdir -p "$cache"
+tree=$(mktemp -d "$cache/.tree.XXXXXX")
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree"/{bin,dev,proc,sys,tmp,run,modules,realkvm/img,usr/local/bin}
+cp /bin/busybox "$tree/bin/busybox"
+install -m 0755 "$here/outer-init" "$tree/init"
+cp "$here/cases.sh" "$here/bench.sh" "$tree/realkvm/"
+for m in "${modules[@]}"; do cp "$m" "$tree/modules/"; done
+# A dynamically linked binary runs if its libraries sit at the paths ldd prints.
+copy_with_libs() { # BINARY DEST
+    cp "$1" "$tree$2"
+    ldd "$1" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$tree$(dirname "$lib")"
+        cp -L "$lib" "$tree$lib"
+    done
+}
+mkdir -p "$tree/usr/local/bin"
+copy_with_libs "$VMM_BIN" /usr/local/bin/vmm
+ln -s "$GUEST_DIR" "$tree/realkvm/img/guest"
+ln -s "$DISTRO_DIR" "$tree/realkvm/img/distro"
+if [ -n "$KERNEL_VMLINUX" ]; then ln -s "$(dirname "$KERNEL_VMLINUX")" "$tree/realkvm/img/kernel"; fi
+if [ -n "$bench" ]; then
+    # The benchmark also boots the guest with Debian's QEMU -M microvm, inside the outer guest.
+    mkdir -p "$tree/usr/bin"
+    copy_with_libs "$qemu" /usr/bin/qemu-system-x86_64
+    for f in bios-microvm.bin linuxboot_dma.bin kvmvapic.bin; do
+        [ -e "/usr/share/qemu/$f" ] || continue
+        mkdir -p "$tree/usr/share/qemu"
+        cp -L "/usr/share/qemu/$f" "$tree/usr/share/qemu/"
+    done
+fi
+key=$( (cd "$tree" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
+    if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; else sha256sum "$f"; fi
+done) | sha256sum | cut -c1-16)
+initrd="$cache/outer-$key.cpio.zst"
+if [ ! -f "$initrd" ]; then
+    say "packing the outer initramfs $key"
+    # Follow the image symlinks (find -L, cpio -L) so the images land inside the archive.
+    (cd "$tree" && find -L . 2>/dev/null | LC_ALL=C sort |
+        cpio -o -H newc -R 0:0 -L --quiet) | zstd -q -T2 -3 >"$initrd.tmp"
+    mv "$initrd.tmp" "$initrd"
+    ls -t "$cache"/outer-*.cpio.zst | tail -n +4 | xargs -r rm -f # keep the 3 newest
+fi
+say "outer initramfs $(du -h "$initrd" | cut -f1) ($initrd), prepared in $(( $(date +%s) - t_start )) s"
+
+# --- boot the outer guest under TCG with SVM, with an outer limit
+append="console=ttyS0 panic=-1 quiet"
+[ -n "$only" ] && append="$append realkvm.only=$only"
+[ -n "$bench" ] && append="$append realkvm.bench=$bench"
+[ "$verbose" = 1 ] && append="$append realkvm.verbose=1"
+[ -n "$inner_extra" ] && append="$append realkvm.inner_extra=$(echo "$inner_extra" | tr ' ' ',')"
+[ -n "${BOOT_TIMEOUT:-}" ] && append="$append realkvm.boot_timeout=$BOOT_TIMEOUT"
+limit=${REALKVM_TIMEOUT:-2400}
+log="$cache/last-run.log"
+say "booting the outer guest (QEMU TCG, -cpu EPYC,+svm, limit ${limit}s); log: $log"
+t_qemu=$(date +%s)
+set +e
+timeout -k 10 "$limit" "$qemu" -accel tcg,thread=multi -cpu EPYC,+svm -smp 2 -m 2048 \
+    -nographic -no-reboot -nodefaults -serial stdio \
+    -kernel "$outer_kernel" -initrd "$initrd" -append "$append" </dev/null 2>"$log.qemu-stderr" |
+    tr -d '\r' | tee "$log" | grep --line-buffered -E '^(REALKVM|BENCH|  )' >&2
+qemu_status=${PIPESTATUS[0]}
+set -e
+say "outer guest ran $(( $(date +%s) - t_qemu )) s (QEMU exit $qemu_status); tier total $(( $(date +%s) - t_start )) s"
+
+# --- verdict
+if [ -n "$bench" ]; then
+    grep -q '^BENCH-DONE' "$log" || die "the benchmark did not finish (see $log)"
+    exit 0
+fi
+grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"
+grep -q '^REALKVM-DONE' "$log" || die "the outer guest did not finish its cases (QEMU exit $qemu_status; see $log)"
+pass=$(grep -c '^REALKVM-RESULT .* PASS' "$log" || true)
+fail=$(grep -c '^REALKVM-RESULT .* FAIL' "$log" || true)
+skip=$(grep -c '^REALKVM-RESULT .* SKIP' "$log" || true)
+grep '^REALKVM-RESULT .* SKIP' "$log" | sed 's/^REALKVM-RESULT //' >&2 || true
+grep '^REALKVM-RESULT .* FAIL' "$log" | sed 's/^REALKVM-RESULT //' >&2 || true
+say "passed=$pass failed=$fail skipped=$skip"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]
