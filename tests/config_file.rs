@@ -84,3 +84,59 @@ fn config_file_and_kernel_option_conflict() {
         run.describe()
     );
 }
+
+#[test]
+fn firecracker_config_with_drives_nics_and_vsock_boots_the_test_guest() {
+    if skip_without_kvm("firecracker_config_with_drives_nics_and_vsock_boots_the_test_guest") {
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() || effective_uid() != 0 {
+        eprintln!("SKIP firecracker_config_with_drives_nics_and_vsock_boots_the_test_guest: needs root and /dev/net/tun for the tap");
+        return;
+    }
+    let dir = scratch_dir("fc-devices");
+    let rootfs = dir.join("rootfs.img");
+    let data = dir.join("data.img");
+    std::fs::write(&rootfs, vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(&data, vec![0u8; 1 << 20]).unwrap();
+    let uds = dir.join("v.sock");
+    let tap = format!("vmmfc{}", std::process::id() % 100_000);
+    let json = format!(
+        r#"{{
+  "boot-source": {{ "kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=virtio,blk" }},
+  "drives": [
+    {{ "drive_id": "rootfs", "path_on_host": "{}", "is_root_device": true, "is_read_only": false }},
+    {{ "drive_id": "data", "path_on_host": "{}", "is_root_device": false, "is_read_only": true }}
+  ],
+  "machine-config": {{ "vcpu_count": 1, "mem_size_mib": 64 }},
+  "network-interfaces": [ {{ "iface_id": "eth0", "guest_mac": "06:00:ac:10:00:02", "host_dev_name": "{tap}" }} ],
+  "vsock": {{ "guest_cid": 3, "uds_path": "{}" }}
+}}"#,
+        rootfs.display(),
+        data.display(),
+        uds.display()
+    );
+    let path = dir.join("vm_config.json");
+    std::fs::write(&path, json).unwrap();
+    let run = run_vmm(&["--config-file", path.to_str().unwrap()]);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &tap])
+        .status();
+    let socket_left = uds.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    // Two disks, a NIC and a vsock device, in that order.
+    let ids: Vec<&str> = run
+        .facts("virtio_device")
+        .iter()
+        .map(|f| f.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(ids, ["2", "2", "1", "19"], "{}", run.describe());
+    assert_eq!(run.fact("blk_id"), Some("rootfs"), "{}", run.describe());
+    assert!(!socket_left, "the vsock socket is removed at exit");
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

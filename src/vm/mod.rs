@@ -108,7 +108,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     let mut devices =
         devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
     // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
-    let _virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
+    let virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
 
     let supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -147,6 +147,10 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     stop_vcpus(threads);
     waited?;
 
+    if let Some(balloon) = &virtio.balloon {
+        eprintln!("vmm: {}", virtio_setup::balloon_summary(balloon));
+    }
+    drop(virtio);
     if config.report_resident {
         eprintln!(
             "vmm: guest RAM resident: {} KiB",

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use devices::virtio::mmio::{cmdline_arg, MmioTransport, QUEUE_NOTIFY_OFFSET};
-use devices::virtio::VirtioDevice;
+use devices::virtio::{BalloonHandle, VirtioDevice};
 use devices::Bus;
 use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
@@ -78,23 +78,59 @@ fn push_token(cmdline: &mut String, token: &str) {
     cmdline.push_str(token);
 }
 
+/// The attached devices. Dropping this stops every device's worker.
+pub struct AttachedVirtio {
+    _transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// The balloon's statistics and target, when the VM has one.
+    pub balloon: Option<BalloonHandle>,
+}
+
 /// Creates each planned device and attaches it to the VM.
 pub fn attach(
     vm: &VmFd,
     mem: &GuestMemoryMmap,
     mmio_bus: &mut Bus,
     planned: &[PlannedDevice],
-) -> Result<Vec<Arc<Mutex<MmioTransport>>>, VmError> {
-    planned
+) -> Result<AttachedVirtio, VmError> {
+    let mut balloon = None;
+    let transports = planned
         .iter()
         .map(|device| {
-            let model = create_device(&device.spec)?;
+            let model = create_device(&device.spec, &mut balloon)?;
             attach_one(vm, mem, mmio_bus, model, device.slot)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(AttachedVirtio {
+        _transports: transports,
+        balloon,
+    })
 }
 
-fn create_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, VmError> {
+/// One line about the balloon for the user at exit: what was asked, what the guest did,
+/// and its last memory statistics when it sends them.
+pub fn balloon_summary(handle: &BalloonHandle) -> String {
+    let s = handle.stats();
+    let mib = |bytes: Option<u64>| bytes.map_or("?".to_string(), |b| (b >> 20).to_string());
+    let mut line = format!(
+        "balloon: target {} MiB, guest reached {} MiB; {} pages returned to the host, {} taken back",
+        s.target_mib, s.actual_mib, s.inflated_pages, s.deflated_pages
+    );
+    if s.stats_updates > 0 {
+        line.push_str(&format!(
+            "; guest memory: {} MiB free, {} MiB available of {} MiB ({} statistics updates)",
+            mib(s.free_memory),
+            mib(s.available_memory),
+            mib(s.total_memory),
+            s.stats_updates
+        ));
+    }
+    line
+}
+
+fn create_device(
+    spec: &VirtioSpec,
+    balloon_handle: &mut Option<BalloonHandle>,
+) -> Result<Box<dyn VirtioDevice>, VmError> {
     use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
     let device_err = |what: String, e: &dyn std::fmt::Display| VmError::Device {
         what,
@@ -115,11 +151,11 @@ fn create_device(spec: &VirtioSpec) -> Result<Box<dyn VirtioDevice>, VmError> {
                 .map_err(|e| device_err(format!("vsock on {:?}", v.uds_path), &e))?,
         ),
         VirtioSpec::Rng => Box::new(Rng::new()),
-        VirtioSpec::Balloon(b) => Box::new(Balloon::new(
-            b.amount_mib,
-            b.deflate_on_oom,
-            b.stats_interval_s,
-        )),
+        VirtioSpec::Balloon(b) => {
+            let balloon = Balloon::new(b.amount_mib, b.deflate_on_oom, b.stats_interval_s);
+            *balloon_handle = Some(balloon.handle());
+            Box::new(balloon)
+        }
     })
 }
 
