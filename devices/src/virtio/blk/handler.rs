@@ -81,6 +81,9 @@ impl BlockHandler {
                 }
                 Err(Reject::NoStatus) => 0,
                 Err(Reject::Broken) => {
+                    // NEEDS_RESET first, so a driver that sees this chain used and then
+                    // reads Status finds the flag already set.
+                    self.interrupt.set_needs_reset();
                     // Give the buffers back if the head is a real descriptor; a bad head
                     // makes add_used fail, which changes nothing.
                     used |= self.queue.add_used(&self.mem, head, 0).is_ok();
@@ -92,13 +95,13 @@ impl BlockHandler {
             }
             used = true;
         };
+        if result.is_break() {
+            self.interrupt.set_needs_reset();
+        }
         // One interrupt per batch, not per request. Without EVENT_IDX (not offered)
         // needs_notification is always true; with it, it honours used_event.
         if used && self.queue.needs_notification(&self.mem).unwrap_or(true) {
             self.interrupt.signal_used_queue();
-        }
-        if result.is_break() {
-            self.interrupt.set_needs_reset();
         }
         result
     }
