@@ -2,7 +2,8 @@
 # Builds the guest images of the real-KVM tier (tests/realkvm/) from Debian packages only,
 # into a cache outside the checkout, keyed by a hash of each image's inputs:
 #
-#   guest-<key>/initramfs.cpio.gz   busybox + tests/realkvm/guest-init as /init
+#   guest-<key>/initramfs.cpio.gz   busybox + tests/realkvm/guest-init as /init (+ the distro
+#                                   kernel's virtio/pvpanic modules, loaded by guest-init)
 #   guest-<key>/rootfs.ext4         the same tree as an ext4 image (mkfs.ext4 -d, no mount)
 #   distro-<key>/bzImage            Debian's cloud kernel, as shipped (the "distro kernel")
 #   distro-<key>/vmlinux            the ELF vmlinux extracted from that bzImage
@@ -46,7 +47,15 @@ command -v cpio >/dev/null || die "cpio is needed: apt-get install cpio"
 
 # --- the guest tree: busybox and our init, shared by the initramfs and the ext4 rootfs
 guest_init="$repo/tests/realkvm/guest-init"
-guest_key=$(hash_of "$busybox_bin" "$guest_init" "$0")
+distro_bz=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1 || true)
+[ -n "$distro_bz" ] || die "no /boot/vmlinuz-*-cloud-amd64: apt-get install linux-image-cloud-amd64"
+distro_kver=${distro_bz#/boot/vmlinuz-}
+# The distro kernel's virtio and pvpanic drivers are modules; the guest image carries
+# them, in dependency order, and guest-init loads them when it runs on that kernel.
+distro_modules="virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net
+virtio-rng vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio_balloon
+pvpanic pvpanic-mmio"
+guest_key=$( (cat "$busybox_bin" "$guest_init" "$0"; echo "$distro_kver") | sha256sum | cut -c1-16)
 guest_dir="$cache/guest-$guest_key"
 build_guest() {
     say "guest images $guest_key: busybox + guest-init → initramfs.cpio.gz, rootfs.ext4"
@@ -59,6 +68,14 @@ build_guest() {
         [ -e "$tree/bin/$applet" ] || ln -s busybox "$tree/bin/$applet"
     done
     install -m 0755 "$guest_init" "$tree/init"
+    local moddir="$tree/lib/modules/$distro_kver" m f
+    mkdir -p "$moddir"
+    for m in $distro_modules; do
+        f=$(find "/lib/modules/$distro_kver/kernel" -name "$m.ko" | head -1)
+        [ -n "$f" ] || die "module $m not found for $distro_kver"
+        cp "$f" "$moddir/"
+        echo "$m" >>"$moddir/load-order"
+    done
     ln -s ../init "$tree/sbin/init"
     # The kernel opens /dev/console before running init from an initramfs.
     (cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
@@ -71,8 +88,6 @@ build_guest() {
 [ -f "$guest_dir/rootfs.ext4" ] || build_guest
 
 # --- the distro kernel: Debian's cloud bzImage, and the vmlinux inside it
-distro_bz=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1 || true)
-[ -n "$distro_bz" ] || die "no /boot/vmlinuz-*-cloud-amd64: apt-get install linux-image-cloud-amd64"
 distro_key=$(hash_of "$distro_bz" "$0")
 distro_dir="$cache/distro-$distro_key"
 

@@ -14,7 +14,9 @@
 //! - DSDT: `\_S5` (so Linux offers ACPI power-off), one `LNRO0005` device per virtio-mmio
 //!   window (memory resource + edge, active-high interrupt), which Linux's virtio-mmio
 //!   driver binds to — distro kernels built without `virtio_mmio.device=` support need
-//!   this — and a `QEMU0001` pvpanic device at [`PVPANIC_PORT`].
+//!   this — the console `PNP0501` at [`COM1_PORT`] with its IRQ (hardware-reduced means
+//!   no legacy PIC, so Linux maps no ISA IRQ unless a device names it), and a `QEMU0001`
+//!   pvpanic device at [`PVPANIC_PORT`].
 //!
 //! The MP table stays: kernels built without ACPI still find the vCPUs there.
 
@@ -31,8 +33,8 @@ use acpi_tables::{Aml, AmlSink};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
 use crate::layout::{
-    ACPI_RSDP_START, ACPI_SLEEP_PORT, ACPI_TABLES_END, ACPI_TABLES_START, APIC_ADDR, IOAPIC_ADDR,
-    PVPANIC_PORT,
+    ACPI_RSDP_START, ACPI_SLEEP_PORT, ACPI_TABLES_END, ACPI_TABLES_START, APIC_ADDR, COM1_IRQ,
+    COM1_PORT, IOAPIC_ADDR, PVPANIC_PORT,
 };
 use crate::mptable::MAX_SUPPORTED_CPUS;
 use crate::BootError;
@@ -163,7 +165,7 @@ fn dsdt(windows: &[VirtioMmioWindow]) -> Result<Vec<u8>, BootError> {
     let mut body = Vec::new();
     aml::Name::new("_S5_".into(), &aml::Package::new(vec![&S5_SLEEP_TYPE])).to_aml_bytes(&mut body);
 
-    let mut devices: Vec<Vec<u8>> = Vec::new();
+    let mut devices: Vec<Vec<u8>> = vec![com1_device()];
     for (i, w) in windows.iter().enumerate() {
         devices.push(virtio_device(i, w)?);
     }
@@ -202,6 +204,22 @@ fn virtio_device(index: usize, w: &VirtioMmioWindow) -> Result<Vec<u8>, BootErro
         name.as_str().into(),
         vec![&hid, &uid_name, &crs_name],
     )))
+}
+
+/// `Device (COM1) { _HID PNP0501, _UID 0, _CRS { IO (0x3f8, 8), Interrupt (4) } }`.
+/// Hardware-reduced ACPI means no legacy PIC, so Linux sets up no ISA IRQ on its own;
+/// this entry is what gives the console its interrupt (as in Cloud Hypervisor's DSDT).
+fn com1_device() -> Vec<u8> {
+    let io = aml::IO::new(COM1_PORT, COM1_PORT, 1, 8);
+    let interrupt = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
+    let crs = aml::ResourceTemplate::new(vec![&io, &interrupt]);
+    let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
+    let uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let crs_name = aml::Name::new("_CRS".into(), &crs);
+    bytes_of(&aml::Device::new(
+        "COM1".into(),
+        vec![&hid, &uid, &crs_name],
+    ))
 }
 
 /// `Device (PEVT) { _HID "QEMU0001", _CRS { IO (PVPANIC_PORT, 1) } }`: Linux's pvpanic

@@ -182,6 +182,7 @@ fn dsdt_describes_each_virtio_window_and_s5() {
     assert_eq!(count(&t.dsdt, b"LNRO0005"), 2);
     assert_eq!(count(&t.dsdt, b"_S5_"), 1);
     assert_eq!(count(&t.dsdt, b"QEMU0001"), 1);
+    assert_eq!(count(&t.dsdt, b"COM1"), 1);
     // Memory32Fixed descriptor (0x86, length 9, read-write) with each base and size.
     for (base, len, _) in VIRTIO {
         let mut desc = vec![0x86, 9, 0, 1];
@@ -189,8 +190,9 @@ fn dsdt_describes_each_virtio_window_and_s5() {
         desc.extend((len as u32).to_le_bytes());
         assert_eq!(count(&t.dsdt, &desc), 1, "window {base:#x}");
     }
-    // Extended interrupt descriptor (0x89): consumer, edge, active high, one GSI.
-    for (_, _, irq) in VIRTIO {
+    // Extended interrupt descriptor (0x89): consumer, edge, active high, one GSI; the
+    // console's IRQ 4 as well as each virtio device's.
+    for irq in [COM1_IRQ, VIRTIO[0].2, VIRTIO[1].2] {
         let mut desc = vec![0x89, 6, 0, 0b011, 1];
         desc.extend(irq.to_le_bytes());
         assert_eq!(count(&t.dsdt, &desc), 1, "irq {irq}");

@@ -81,6 +81,11 @@ pub const ACPI_TABLES_END: u64 = 0xF_0000;
 /// named by the hardware-reduced FADT. A write of SLP_EN with SLP_TYP = 5 is S5 (power off).
 /// Free on a PC: above the legacy ISA range, clear of the serial, i8042 and PIT ports.
 pub const ACPI_SLEEP_PORT: u16 = 0x600;
+/// COM1, the console: its ports and ISA IRQ as the DSDT declares them (`PNP0501`). A
+/// hardware-reduced ACPI guest has no legacy PIC, so Linux maps no ISA IRQ by default:
+/// the serial port's interrupt works only because the DSDT names it.
+pub const COM1_PORT: u16 = 0x3f8;
+pub const COM1_IRQ: u32 = 4;
 /// I/O port of the pvpanic device (QEMU's convention, `QEMU0001` in the DSDT): the guest
 /// writes 1 here when its kernel panics.
 pub const PVPANIC_PORT: u16 = 0x505;

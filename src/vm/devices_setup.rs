@@ -69,6 +69,22 @@ pub fn setup_devices(
         )
         .map_err(bus_err)?;
 
+    // ACPI power-off (the FADT's sleep control register) and pvpanic (a guest panic).
+    io_bus
+        .insert(
+            u64::from(boot::layout::ACPI_SLEEP_PORT),
+            devices::acpi_pm::ACPI_SLEEP_LEN,
+            Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(stop.clone()))),
+        )
+        .map_err(bus_err)?;
+    io_bus
+        .insert(
+            u64::from(boot::layout::PVPANIC_PORT),
+            devices::acpi_pm::PVPANIC_LEN,
+            Arc::new(Mutex::new(devices::acpi_pm::PvPanic::new(stop.clone()))),
+        )
+        .map_err(bus_err)?;
+
     let mut mmio_bus = Bus::new();
     if let Some(origin) = boot_timer_origin {
         let timer = BootTimer::new(origin, Box::new(std::io::stderr()));

@@ -94,6 +94,13 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         None => None,
     };
     boot::mptable::write_mptable(&mem, num_cpus)?;
+    // ACPI for kernels that use it (distro kernels find virtio devices only here); the MP
+    // table stays for kernels without ACPI.
+    let virtio_windows: Vec<(u64, u64, u32)> = virtio_devices
+        .iter()
+        .map(|d| (d.slot.base, d.slot.len, d.slot.irq))
+        .collect();
+    boot::acpi::write_acpi_tables(&mem, num_cpus, &virtio_windows)?;
     boot::zero_page::write_zero_page(
         &mem,
         &boot::zero_page::ZeroPageConfig {

@@ -83,7 +83,7 @@ if [ -n "$bench" ]; then
     # The benchmark also boots the guest with Debian's QEMU -M microvm, inside the outer guest.
     mkdir -p "$tree/usr/bin"
     copy_with_libs "$qemu" /usr/bin/qemu-system-x86_64
-    for f in bios-microvm.bin linuxboot_dma.bin kvmvapic.bin; do
+    for f in bios-microvm.bin qboot.rom pvh.bin linuxboot_dma.bin linuxboot.bin kvmvapic.bin; do
         [ -e "/usr/share/qemu/$f" ] || continue
         mkdir -p "$tree/usr/share/qemu"
         cp -L "/usr/share/qemu/$f" "$tree/usr/share/qemu/"
@@ -126,6 +126,7 @@ say "outer guest ran $(( $(date +%s) - t_qemu )) s (QEMU exit $qemu_status); tie
 # --- verdict
 if [ -n "$bench" ]; then
     grep -q '^BENCH-DONE' "$log" || die "the benchmark did not finish (see $log)"
+    say "$(grep '^BENCH-RESULT' "$log")"
     exit 0
 fi
 grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"
