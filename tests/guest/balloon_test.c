@@ -23,9 +23,10 @@
 #define USED_TIMEOUT_US 500000
 #define TOUCH_MAGIC 0xa5
 
-/* 2 MiB aligned and not zeroed by head.S (NOLOAD, not in .bss): its pages stay untouched,
- * and so out of the VMM's RSS, until this test writes them. */
-static u8 balloon_mem[BALLOON_BYTES] __attribute__((section(".noinit"), aligned(2 << 20)));
+/* Page aligned and not zeroed by head.S (NOLOAD, not in .bss): its pages stay untouched,
+ * and so out of the VMM's RSS, until this test writes them. (Not 2 MiB aligned: that
+ * alignment would pad the ELF file, and so the vmm binary that embeds it, by up to 2 MiB.) */
+static u8 balloon_mem[BALLOON_BYTES] __attribute__((section(".noinit"), aligned(4096)));
 static u32 pfns[BALLOON_PAGES] __attribute__((section(".noinit"), aligned(4096)));
 static struct vq_mem infl_ring, defl_ring;
 
