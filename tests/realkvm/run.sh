@@ -10,6 +10,8 @@
 #   --build-kernel   build the microVM kernel first if it is not cached (~13 min on 2 cores)
 #   --verbose        inner kernels print their whole boot log; failures show all of it
 #   --inner-cmdline "ARGS"  append ARGS to every inner guest's kernel command line
+#   --known-fail LIST  cases known to fail (an open bug): reported as KNOWN-FAIL, loudly,
+#                    without failing the run; one of them passing is reported too
 # Env: VMM_BIN (default: cargo build --release → target/release/vmm), REALKVM_TIMEOUT
 # (outer QEMU limit, s), BOOT_TIMEOUT (per inner boot, s), XDG_CACHE_HOME.
 # Exit: 0 when every case passed or skipped, 1 when one failed or the run broke, 2 usage.
@@ -18,7 +20,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/vmm/realkvm"
-only="" bench="" kernel_flag="--no-kernel" verbose=0 inner_extra=""
+only="" bench="" kernel_flag="--no-kernel" verbose=0 inner_extra="" known_fail=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --only) only=$2; shift 2 ;;
@@ -26,7 +28,8 @@ while [ $# -gt 0 ]; do
         --build-kernel) kernel_flag="--kernel"; shift ;;
         --verbose) verbose=1; shift ;;
         --inner-cmdline) inner_extra=$2; shift 2 ;;
-        *) sed -n '6,16p' "$0" >&2; exit 2 ;;
+        --known-fail) known_fail=$2; shift 2 ;;
+        *) sed -n '6,18p' "$0" >&2; exit 2 ;;
     esac
 done
 say() { echo "realkvm: $*" >&2; }
@@ -132,9 +135,21 @@ fi
 grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"
 grep -q '^REALKVM-DONE' "$log" || die "the outer guest did not finish its cases (QEMU exit $qemu_status; see $log)"
 pass=$(grep -c '^REALKVM-RESULT .* PASS' "$log" || true)
-fail=$(grep -c '^REALKVM-RESULT .* FAIL' "$log" || true)
+fail=0 known=0
 skip=$(grep -c '^REALKVM-RESULT .* SKIP' "$log" || true)
 grep '^REALKVM-RESULT .* SKIP' "$log" | sed 's/^REALKVM-RESULT //' >&2 || true
-grep '^REALKVM-RESULT .* FAIL' "$log" | sed 's/^REALKVM-RESULT //' >&2 || true
-say "passed=$pass failed=$fail skipped=$skip"
+while read -r _ name verdict rest; do
+    if [[ ",$known_fail," == *",$name,"* ]]; then
+        if [ "$verdict" = FAIL ]; then
+            known=$((known + 1))
+            say "KNOWN-FAIL $name (an open bug, listed with --known-fail): $rest"
+        elif [ "$verdict" = PASS ]; then
+            say "NOTE: $name is listed with --known-fail but passed: take it off the list"
+        fi
+    elif [ "$verdict" = FAIL ]; then
+        fail=$((fail + 1))
+        say "FAIL $name $rest"
+    fi
+done < <(grep '^REALKVM-RESULT ' "$log")
+say "passed=$pass failed=$fail known-fail=$known skipped=$skip"
 [ "$fail" = 0 ] && [ "$pass" -gt 0 ]
