@@ -188,15 +188,27 @@ case_disk_ro_refuses_writes() {
     expect_status 0 && expect_check_ok blkro || return 1
     [ "$(md5sum </tmp/ro.ext4)" = "$before" ] || { WHY="the read-only disk image changed"; return 1; }
 }
+# The outer side of the guest's NIC: a persistent tap rk0, up, 172.30.0.1/24, made before
+# vmm attaches to it. Busybox's `ip` has no `tuntap` subcommand, so it is made with
+# busybox `tunctl` (TUNSETPERSIST); if vmm had to create it, it would be down and have no
+# address, and every frame the guest sends would be dropped.
+setup_outer_tap() {
+    [ -e /sys/class/net/rk0 ] || tunctl -t rk0 >/dev/null ||
+        { WHY="cannot create the outer tap rk0 (tunctl -t rk0)"; return 1; }
+    ip addr show dev rk0 | grep -q 'inet 172\.30\.0\.1/24' || ip addr add 172.30.0.1/24 dev rk0 ||
+        { WHY="cannot give rk0 the address 172.30.0.1/24"; return 1; }
+    ip link set rk0 up || { WHY="cannot bring rk0 up"; return 1; }
+}
 case_net_ping_tap() {
     need_microvm_kernel || return
     need_vmm_flag --net || return
-    ip tuntap add dev rk0 mode tap 2>/dev/null
-    ip addr add 172.30.0.1/24 dev rk0 2>/dev/null
-    ip link set rk0 up
+    setup_outer_tap || return 1
     boot "$MICROVM_VMLINUX" --initrd "$GUEST_INITRD" --net tap=rk0 --mem 256 --cpus 1 -- \
         realkvm.checks=ping realkvm.ip=172.30.0.2 realkvm.peer=172.30.0.1 realkvm.end=reboot
-    expect_status 0 && expect_check_ok ping
+    expect_status 0 && expect_check_ok ping && return 0
+    # What the outer side saw, for the failure report.
+    echo "  rk0: $(ip -o link show rk0 2>&1); $(grep rk0: /proc/net/dev); neigh: $(ip neigh show dev rk0 2>&1)"
+    return 1
 }
 case_vsock_round_trip() {
     need_microvm_kernel || return
