@@ -114,17 +114,56 @@ append="console=ttyS0 panic=-1 quiet"
 [ -n "$inner_extra" ] && append="$append realkvm.inner_extra=$(echo "$inner_extra" | tr ' ' ',')"
 [ -n "${BOOT_TIMEOUT:-}" ] && append="$append realkvm.boot_timeout=$BOOT_TIMEOUT"
 limit=${REALKVM_TIMEOUT:-2400}
+# A nested-virtualization outer guest occasionally hangs as a whole (measured here: about
+# once in 20 full runs), which no per-case timeout inside it can catch. So a watchdog kills
+# QEMU when the outer guest prints nothing for REALKVM_STALL seconds, and the cases that
+# got no result run again in a fresh outer guest, at most twice more.
+stall=${REALKVM_STALL:-150}
 log="$cache/last-run.log"
+: >"$log"
+boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
+    local part="$log.part" pidfile="$cache/qemu.pid" last_size=-1 quiet_since
+    : >"$part"
+    rm -f "$pidfile"
+    timeout -k 10 "$limit" "$qemu" -accel tcg,thread=multi -cpu EPYC,+svm -smp 2 -m 2048 \
+        -nographic -no-reboot -nodefaults -serial stdio -pidfile "$pidfile" \
+        -kernel "$outer_kernel" -initrd "$initrd" -append "$1" </dev/null 2>"$log.qemu-stderr" |
+        stdbuf -oL tr -d '\r' | tee "$part" | grep --line-buffered -E '^(REALKVM|BENCH|  )' >&2 &
+    local pipeline=$!
+    quiet_since=$(date +%s)
+    while kill -0 "$pipeline" 2>/dev/null; do
+        sleep 5
+        local size
+        size=$(stat -c %s "$part")
+        if [ "$size" != "$last_size" ]; then
+            last_size=$size quiet_since=$(date +%s)
+        elif [ $(( $(date +%s) - quiet_since )) -ge "$stall" ]; then
+            say "the outer guest printed nothing for ${stall}s: killing it (a nested-virtualization hang)"
+            [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+            break
+        fi
+    done
+    wait "$pipeline"
+    cat "$part" >>"$log"
+}
 say "booting the outer guest (QEMU TCG, -cpu EPYC,+svm, limit ${limit}s); log: $log"
 t_qemu=$(date +%s)
 set +e
-timeout -k 10 "$limit" "$qemu" -accel tcg,thread=multi -cpu EPYC,+svm -smp 2 -m 2048 \
-    -nographic -no-reboot -nodefaults -serial stdio \
-    -kernel "$outer_kernel" -initrd "$initrd" -append "$append" </dev/null 2>"$log.qemu-stderr" |
-    tr -d '\r' | tee "$log" | grep --line-buffered -E '^(REALKVM|BENCH|  )' >&2
-qemu_status=${PIPESTATUS[0]}
+boot_outer "$append"
+if [ -z "$bench" ]; then
+    all_cases=${only:-$(grep -o '^case_[a-z0-9_]*' "$here/cases.sh" | sed 's/^case_//' | paste -sd, -)}
+    for retry in 1 2; do
+        grep -q '^REALKVM-DONE' "$log" && break
+        remaining=$(echo "$all_cases" | tr ',' '\n' | while read -r c; do
+            grep -q "^REALKVM-RESULT $c " "$log" || echo "$c"
+        done | paste -sd, -)
+        [ -n "$remaining" ] || break
+        say "outer boot $((retry + 1)): running the cases without a result: $remaining"
+        boot_outer "${append/realkvm.only=$only/} realkvm.only=$remaining"
+    done
+fi
 set -e
-say "outer guest ran $(( $(date +%s) - t_qemu )) s (QEMU exit $qemu_status); tier total $(( $(date +%s) - t_start )) s"
+say "outer guest(s) ran $(( $(date +%s) - t_qemu )) s; tier total $(( $(date +%s) - t_start )) s"
 
 # --- verdict
 if [ -n "$bench" ]; then
@@ -133,7 +172,7 @@ if [ -n "$bench" ]; then
     exit 0
 fi
 grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"
-grep -q '^REALKVM-DONE' "$log" || die "the outer guest did not finish its cases (QEMU exit $qemu_status; see $log)"
+grep -q '^REALKVM-DONE' "$log" || die "the outer guest did not finish its cases (see $log)"
 pass=$(grep -c '^REALKVM-RESULT .* PASS' "$log" || true)
 fail=0 known=0
 skip=$(grep -c '^REALKVM-RESULT .* SKIP' "$log" || true)
