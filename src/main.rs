@@ -111,7 +111,7 @@ fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
         }
         Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
         Err(e) => {
-            eprintln!("vmm: error: {}", error_chain(&e));
+            eprintln!("vmm: error: {}", container::error::error_chain(&e));
             if e.is_bad_input() {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
@@ -119,19 +119,4 @@ fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
             }
         }
     }
-}
-
-/// The error and its sources on one line, each said once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
