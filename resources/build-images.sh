@@ -55,7 +55,8 @@ distro_kver=${distro_bz#/boot/vmlinuz-}
 distro_modules="virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net
 virtio-rng vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio_balloon
 pvpanic pvpanic-mmio"
-guest_key=$( (cat "$busybox_bin" "$guest_init" "$0"; echo "$distro_kver") | sha256sum | cut -c1-16)
+vsock_echo_src="$repo/tests/realkvm/vsock-echo.c"
+guest_key=$( (cat "$busybox_bin" "$guest_init" "$vsock_echo_src" "$0"; echo "$distro_kver") | sha256sum | cut -c1-16)
 guest_dir="$cache/guest-$guest_key"
 build_guest() {
     say "guest images $guest_key: busybox + guest-init → initramfs.cpio.gz, rootfs.ext4"
@@ -68,6 +69,10 @@ build_guest() {
         [ -e "$tree/bin/$applet" ] || ln -s busybox "$tree/bin/$applet"
     done
     install -m 0755 "$guest_init" "$tree/init"
+    # The vsock round trip's two ends (busybox has no AF_VSOCK or Unix-socket client); the
+    # same static binary also serves the outer guest's side (run.sh copies it there).
+    gcc -static -O2 -o "$tmp/vsock-echo" "$vsock_echo_src" || die "building vsock-echo failed"
+    install -m 0755 "$tmp/vsock-echo" "$tree/bin/vsock-echo"
     local moddir="$tree/lib/modules/$distro_kver" m f
     mkdir -p "$moddir"
     for m in $distro_modules; do
@@ -184,6 +189,7 @@ fi
 if [ "$print_env" = 1 ]; then
     {
         echo "GUEST_DIR=$guest_dir"
+        echo "VSOCK_ECHO=$guest_dir/vsock-echo"
         echo "DISTRO_DIR=$distro_dir"
         if [ -f "$kernel_dir/vmlinux" ]; then
             echo "KERNEL_VMLINUX=$kernel_dir/vmlinux"

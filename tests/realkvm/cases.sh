@@ -213,7 +213,18 @@ case_net_ping_tap() {
 case_vsock_round_trip() {
     need_microvm_kernel || return
     need_vmm_flag --vsock || return
-    [ -x /realkvm/vsock-echo ] || { WHY="no vsock test program in the guest image yet"; return 2; }
+    [ -x /realkvm/vsock-echo ] || { WHY="no vsock-echo program in the outer image"; return 2; }
+    # The outer side connects through vmm's Unix socket (CONNECT 5001, Firecracker's
+    # protocol) once the guest listens on vsock port 5001; the guest echoes one line.
+    rm -f /tmp/v.sock /tmp/vsock.host
+    /realkvm/vsock-echo host /tmp/v.sock 5001 hello-from-host >/tmp/vsock.host 2>&1 &
+    local client=$!
+    boot "$MICROVM_VMLINUX" --initrd "$GUEST_INITRD" --vsock cid=3,uds=/tmp/v.sock --mem 256 --cpus 1 \
+        -- realkvm.checks=vsock realkvm.vsock_port=5001 realkvm.end=reboot
+    wait "$client"
+    expect_status 0 && expect_check_ok vsock || return 1
+    grep -q '^answer=echo:hello-from-host$' /tmp/vsock.host ||
+        { WHY="the host side got: $(tr '\n' ' ' </tmp/vsock.host)"; return 1; }
 }
 case_hwrng_readable() {
     need_microvm_kernel || return

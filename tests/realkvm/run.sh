@@ -68,6 +68,7 @@ mkdir -p "$tree"/{bin,dev,proc,sys,tmp,run,modules,realkvm/img,usr/local/bin}
 cp /bin/busybox "$tree/bin/busybox"
 install -m 0755 "$here/outer-init" "$tree/init"
 cp "$here/cases.sh" "$here/bench.sh" "$tree/realkvm/"
+[ -x "${VSOCK_ECHO:-}" ] && cp "$VSOCK_ECHO" "$tree/realkvm/vsock-echo"
 for m in "${modules[@]}"; do cp "$m" "$tree/modules/"; done
 # A dynamically linked binary runs if its libraries sit at the paths ldd prints.
 copy_with_libs() { # BINARY DEST
