@@ -46,10 +46,7 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         String::from_utf8_lossy(&capture.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("vmm: error: {e}");
-            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
-        }
+        Err(e) => return crate::report_vm_error(&e),
     };
     let report = Report::from_guest_output(&output);
     let host_checks = host_checks(&report, &config);

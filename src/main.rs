@@ -110,13 +110,16 @@ fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
             ExitCode::from(EXIT_VM_FAILED)
         }
         Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
-        Err(e) => {
-            eprintln!("vmm: error: {}", container::error::error_chain(&e));
-            if e.is_bad_input() {
-                ExitCode::from(EXIT_BAD_INPUT)
-            } else {
-                ExitCode::from(EXIT_VM_FAILED)
-            }
-        }
+        Err(e) => report_vm_error(&e),
+    }
+}
+
+/// Prints a VM error with its causes on one line; 2 when the input was at fault, else 1.
+pub(crate) fn report_vm_error(e: &vm::VmError) -> ExitCode {
+    eprintln!("vmm: error: {}", container::error::error_chain(e));
+    if e.is_bad_input() {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::from(EXIT_VM_FAILED)
     }
 }

@@ -4,7 +4,7 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::e820::e820_map;
-use crate::layout::{low_ram_end, CMDLINE_MAX_SIZE, HIMEM_START, ZERO_PAGE_START};
+use crate::layout::{low_ram_end, HIMEM_START, ZERO_PAGE_START};
 use crate::BootError;
 
 /// `setup_header.boot_flag` magic.
@@ -107,15 +107,6 @@ pub fn initrd_load_addr(mem_bytes: u64, initrd_size: u64) -> Result<u64, BootErr
         });
     }
     Ok(start)
-}
-
-/// Largest command line (bytes, NUL included) the kernel accepts: the setup header's
-/// `cmdline_size` plus the NUL when it states one, else [`CMDLINE_MAX_SIZE`].
-pub fn cmdline_limit(setup_header: Option<&setup_header>) -> usize {
-    match setup_header.map(|hdr| hdr.cmdline_size) {
-        Some(size) if size > 0 => size as usize + 1,
-        _ => CMDLINE_MAX_SIZE,
-    }
 }
 
 fn split(value: u64) -> (u32, u32) {
@@ -228,15 +219,5 @@ mod tests {
         assert!(matches!(err, BootError::InitrdTooLarge { size, limit }
             if size == 64 * MIB && limit == 64 * MIB));
         assert!(initrd_load_addr(64 * MIB, 128 * MIB).is_err());
-    }
-
-    #[test]
-    fn cmdline_limit_comes_from_the_setup_header_when_stated() {
-        let hdr = setup_header {
-            cmdline_size: 0xfff,
-            ..Default::default()
-        };
-        assert_eq!(cmdline_limit(Some(&hdr)), 0x1000);
-        assert_eq!(cmdline_limit(None), CMDLINE_MAX_SIZE);
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use boot::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START};
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::bootparam::setup_header;
-use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
+use linux_loader::loader::{self, BzImage, Elf, KernelLoader};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::error::VmError;
@@ -48,8 +48,6 @@ pub struct LoadedKernel {
     pub entry: u64,
     /// The bzImage's setup header, which seeds the zero page.
     pub setup_header: Option<setup_header>,
-    /// The longest command line the kernel accepts, without the terminating NUL.
-    pub cmdline_limit: usize,
 }
 
 /// An opened kernel image whose format is known but which is not loaded yet, so that the
@@ -86,20 +84,13 @@ impl KernelImage {
             format: self.format.name(),
             reason: e.to_string(),
         })?;
-        let (entry, cmdline_limit) = match self.format {
-            KernelFormat::Elf => (loaded.kernel_load.0, CMDLINE_MAX_SIZE),
-            KernelFormat::BzImage => (
-                loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
-                loaded
-                    .setup_header
-                    .map(|h| bzimage_cmdline_limit(&h))
-                    .unwrap_or(OLD_KERNEL_CMDLINE_LIMIT),
-            ),
+        let entry = match self.format {
+            KernelFormat::Elf => loaded.kernel_load.0,
+            KernelFormat::BzImage => loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
         };
         Ok(LoadedKernel {
             entry,
             setup_header: loaded.setup_header,
-            cmdline_limit,
         })
     }
 }
@@ -148,17 +139,12 @@ pub fn cmdline_limit_of(image: &mut KernelImage) -> usize {
     }
 }
 
-/// Checks the command line against the kernel's limit and writes it at CMDLINE_START.
-/// Returns the number of bytes the kernel will see, without the NUL.
-pub fn load_cmdline_checked(
-    mem: &GuestMemoryMmap,
-    cmdline: &str,
-    limit: usize,
-) -> Result<usize, VmError> {
-    check_cmdline(cmdline, limit)?;
+/// Writes the command line, already checked against `limit` with `check_cmdline`, at
+/// CMDLINE_START. Returns the number of bytes the kernel will see, without the NUL.
+pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, limit: usize) -> Result<usize, VmError> {
     let parsed = Cmdline::try_from(cmdline, limit + 1)
         .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
-    load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed)
+    loader::load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed)
         .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
     let len = parsed
         .as_cstring()

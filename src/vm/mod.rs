@@ -76,7 +76,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         config.devices.rootfs.is_some(),
         &virtio_devices,
     );
-    loader::check_cmdline(&cmdline, loader::cmdline_limit_of(&mut kernel))?;
+    let cmdline_limit = loader::cmdline_limit_of(&mut kernel);
+    loader::check_cmdline(&cmdline, cmdline_limit)?;
 
     let kvm = kvm_setup::open_checked_kvm()?;
     let num_cpus = kvm_setup::check_cpu_count(&kvm, config.cpus)?;
@@ -88,7 +89,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     kvm_setup::create_interrupt_controllers(&vm)?;
 
     let kernel = kernel.load(&mem)?;
-    let cmdline_len = loader::load_cmdline_checked(&mem, &cmdline, kernel.cmdline_limit)?;
+    let cmdline_len = loader::load_cmdline(&mem, &cmdline, cmdline_limit)?;
     let initrd = match &config.initrd {
         Some(path) => Some(loader::load_initrd(&mem, mem_bytes, path)?),
         None => None,
@@ -178,7 +179,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
 fn spawn_vcpus(
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     shared: &vcpu::VcpuShared,
-) -> Result<Vec<JoinHandle<u64>>, VmError> {
+) -> Result<Vec<JoinHandle<()>>, VmError> {
     vcpus
         .into_iter()
         .enumerate()
@@ -194,7 +195,7 @@ fn spawn_vcpus(
 
 /// Kicks each vCPU thread until it has left its loop (the stop flag is already set).
 /// A thread that does not stop by the deadline is left behind: the process exits anyway.
-fn stop_vcpus(threads: Vec<JoinHandle<u64>>) {
+fn stop_vcpus(threads: Vec<JoinHandle<()>>) {
     let deadline = Instant::now() + STOP_DEADLINE;
     for thread in threads {
         while !thread.is_finished() && Instant::now() < deadline {

@@ -80,9 +80,8 @@ pub struct VcpuShared {
     pub pvm_host: bool,
 }
 
-/// Runs the vCPU until the VM is asked to stop. Returns how many exits it handled.
-pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) -> u64 {
-    let mut exits = 0u64;
+/// Runs the vCPU until the VM is asked to stop.
+pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) {
     while !shared.stop.is_requested() {
         let outcome = match vcpu.run() {
             Ok(exit) => handle_exit(exit, &shared),
@@ -91,7 +90,6 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) -> u64 {
                 "vCPU {index}: KVM_RUN failed: {e}"
             ))),
         };
-        exits += 1;
         if let Flow::Stop(reason) = outcome {
             let reason = match reason {
                 StopReason::Failed(msg) => {
@@ -102,7 +100,6 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) -> u64 {
             shared.stop.request(reason);
         }
     }
-    exits
 }
 
 enum Flow {
