@@ -132,9 +132,10 @@ fn create_device(
     balloon_handle: &mut Option<BalloonHandle>,
 ) -> Result<Box<dyn VirtioDevice>, VmError> {
     use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
-    let device_err = |what: String, e: &dyn std::fmt::Display| VmError::Device {
+    // The whole chain: "cannot open disk image …: Is a directory", not just its head.
+    let device_err = |what: String, e: &dyn std::error::Error| VmError::Device {
         what,
-        reason: e.to_string(),
+        reason: crate::container::error::error_chain(e),
     };
     Ok(match spec {
         VirtioSpec::Disk(d) => Box::new(
