@@ -1,10 +1,13 @@
-//! Guest RAM: mapped with vm-memory (anonymous, MAP_NORESERVE, so untouched pages cost
-//! nothing) and registered with KVM, one memory slot per region.
+//! Guest RAM: private anonymous memory (MAP_NORESERVE, so untouched pages cost nothing),
+//! each region starting on a 2 MiB boundary in the host, wrapped by vm-memory and
+//! registered with KVM, one memory slot per region.
+
+use std::io;
 
 use boot::layout::ram_ranges;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
 
 use super::error::VmError;
 
@@ -37,12 +40,75 @@ pub fn host_ram_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// x86_64's large page. KVM maps guest RAM with 2 MiB pages only where the guest-physical
+/// and host-virtual addresses agree modulo 2 MiB (otherwise the whole slot gets 4 KiB
+/// mappings, one nested/EPT fault per page the guest touches: measured under nested SVM,
+/// 6.7k faults to boot Linux against 0.75k for QEMU, which aligns its RAM the same way).
+/// vm-memory maps wherever mmap(2) puts it, so the regions are mapped here instead.
+pub const HUGE_PAGE: usize = 2 << 20;
+
 pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
-    let ranges = ram_ranges(mem_bytes);
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| VmError::GuestMemory {
+    let error = |reason: String| VmError::GuestMemory {
         mib: mem_bytes / MIB,
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let regions = ram_ranges(mem_bytes)
+        .into_iter()
+        .map(|(guest_base, len)| {
+            let host = map_huge_page_aligned(len).map_err(|e| error(e.to_string()))?;
+            // SAFETY: `host` is the start of a private anonymous read-write mapping of
+            // exactly `len` bytes made above, which is never unmapped: guest RAM lives as
+            // long as the process (one VM per process; vCPU and device threads hold
+            // clones of the memory until they exit).
+            let mapping =
+                unsafe { vm_memory::mmap::MmapRegionBuilder::new(len).with_raw_mmap_pointer(host) }
+                    .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+                    .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE)
+                    .build()
+                    .map_err(|e| error(e.to_string()))?;
+            GuestRegionMmap::<()>::new(mapping, guest_base)
+                .ok_or_else(|| error("region end overflows".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.to_string()))
+}
+
+/// Maps `len` bytes of private anonymous memory starting on a [`HUGE_PAGE`] boundary: maps
+/// `len + HUGE_PAGE`, then unmaps the unaligned head and the tail beyond `len`.
+fn map_huge_page_aligned(len: usize) -> io::Result<*mut u8> {
+    let padded = len
+        .checked_add(HUGE_PAGE)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    // SAFETY: a new anonymous mapping at an address of the kernel's choosing (no
+    // MAP_FIXED), so no existing memory is affected.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            padded,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(HUGE_PAGE);
+    let head = aligned - start;
+    let tail = padded - head - len;
+    // SAFETY: both ranges lie inside the mapping just made and outside [aligned,
+    // aligned + len), which is what is kept; nothing else refers to them yet.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + len) as *mut libc::c_void, tail);
+        }
+    }
+    Ok(aligned as *mut u8)
 }
 
 pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
@@ -87,4 +153,35 @@ pub fn resident_bytes(mem: &GuestMemoryMmap) -> u64 {
         }
     }
     resident
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::{Bytes, GuestAddress};
+
+    #[test]
+    fn guest_ram_regions_start_on_a_huge_page_boundary_in_the_host() {
+        // 4.5 GiB: one region below the MMIO gap and one above 4 GiB, both reserved only.
+        let mem = create_guest_memory(4608 * MIB).unwrap();
+        assert_eq!(mem.num_regions(), 2);
+        for region in mem.iter() {
+            let host = mem.get_host_address(region.start_addr()).unwrap() as usize;
+            assert_eq!(host % HUGE_PAGE, 0, "region at {:?}", region.start_addr());
+        }
+    }
+
+    #[test]
+    fn guest_ram_is_readable_and_writable_to_its_last_byte() {
+        let mem = create_guest_memory(3 * MIB).unwrap();
+        let last = GuestAddress(3 * MIB - 1);
+        mem.write_obj(0xa5u8, last).unwrap();
+        assert_eq!(mem.read_obj::<u8>(last).unwrap(), 0xa5);
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(0)).unwrap(),
+            0,
+            "fresh RAM is zero"
+        );
+        assert!(mem.read_obj::<u8>(GuestAddress(3 * MIB)).is_err());
+    }
 }
