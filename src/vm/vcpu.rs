@@ -110,8 +110,11 @@ enum Flow {
 fn handle_exit(exit: VcpuExit, shared: &VcpuShared) -> Flow {
     match exit {
         VcpuExit::IoIn(port, data) => {
+            // A port nobody decodes reads as all ones, as on a PC's floating bus (and in
+            // QEMU). Zeros would fake hardware: Linux's PCI probe reads 0 back from 0xcf8
+            // and 0xcfa as a "type 2" host bridge and scans its bus, ~1.3k port exits.
             if !shared.io_bus.read(u64::from(port), data) {
-                data.fill(0);
+                data.fill(0xff);
             }
             Flow::Continue
         }

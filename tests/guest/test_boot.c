@@ -85,8 +85,18 @@ static void check_mptable(struct test *t) {
     check(t, mp.bsp_index >= 0, "MP table flags no processor as the BSP");
 }
 
+/* A port nobody decodes reads as all ones, as on a PC's floating bus. Linux's PCI probe
+ * takes zeros at 0xcf8/0xcfa for a "type 2" host bridge and scans a bus that is not there. */
+static void check_unassigned_ports(struct test *t) {
+    u8 cf8 = inb(0xcf8), cfa = inb(0xcfa);
+    kprintf("vmmtest: fact unassigned_port_reads=0x%x\n", cf8);
+    check(t, cf8 == 0xff && cfa == 0xff, "unassigned ports 0xcf8/0xcfa read 0x%x/0x%x, want 0xff",
+          cf8, cfa);
+}
+
 void test_boot(struct test *t) {
     check_zero_page(t);
+    check_unassigned_ports(t);
     check_cpu_state(t);
     check_cpuid(t);
     check_mptable(t);
