@@ -3,6 +3,10 @@
 # inner kernel and initramfs to init N times with
 # `vmm` and N times with Debian's QEMU (-M microvm, same memory and vCPUs), alternating,
 # and reports per run and the medians:
+#   BENCH-EXITS vmm|qemu EVENT total=N key=count...  (an unmeasured profiling boot of each:
+#   exits by SVM exit code, port, MSR, CPUID leaf, MMIO address, from ftrace histograms of
+#   the outer kernel's KVM events)
+#   BENCH-PROFILE vmm|qemu first_ioctl=S create_vm=S first_entry=S init=S  (its timeline)
 #   BENCH run=I vmm|qemu secs_to_init=S exits=E io=.. mmio=.. halt=..  (KVM's own counters,
 #   summed over the vCPUs, from VM creation to init's first line)
 #   BENCH-RESULT vmm_median=S qemu_median=S ratio=R
@@ -11,65 +15,115 @@
 BENCH_MEM=256
 BENCH_CPUS=1
 
-# One KVM exit counter of the live VM, summed over its vCPUs (debugfs <pid>-<fd>/; a VM's counters vanish
-# with it, so this is read while the guest runs).
-kvm_stat() { cat /sys/kernel/debug/kvm/*-*/"$1" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 
-# bench_one NAME COMMAND...: starts it, and when the guest's init prints its first line
-# takes the time since start and the exit counters, then stops it (time to init is what
-# is compared; how each VMM tears down is not). One BENCH line; secs → /tmp/NAME.secs.
-bench_one() {
-    local name=$1 t0 pid secs
-    shift
-    rm -f /tmp/bench.init /tmp/bench.out
-    t0=$(now)
-    "$@" </dev/null >/tmp/bench.fifo 2>&1 &
-    pid=$!
-    ( sleep 120; kill -9 $pid 2>/dev/null ) &
-    local watchdog=$!
-    tr -d '\r' </tmp/bench.fifo | while IFS= read -r line; do
-        echo "$line" >>/tmp/bench.out
-        case "$line" in
-            "REALKVM init-reached"*)
-                echo "$(now) $(kvm_stat exits) $(kvm_stat io_exits) $(kvm_stat mmio_exits) $(kvm_stat halt_exits)" >/tmp/bench.init
-                kill $pid 2>/dev/null ;;
-        esac
+# Where the exits come from: ftrace histogram triggers on the outer kernel's KVM
+# tracepoints, armed for the first run of each VMM. Keys: SVM exit code; port; MSR; CPUID leaf.
+TRACING=/sys/kernel/tracing
+HISTS="kvm_exit:exit_reason.hex kvm_pio:port.hex,rw kvm_msr:ecx.hex,write kvm_cpuid:function.hex kvm_mmio:gpa.hex"
+hist_arm() { # + to arm, ! to disarm
+    local h ev keys
+    for h in $HISTS; do
+        ev=${h%%:*} keys=${h#*:}
+        echo "$1hist:keys=$keys:sort=hitcount.descending:size=2048" \
+            >"$TRACING/events/kvm/$ev/trigger" 2>/dev/null
     done
-    wait $pid 2>/dev/null
-    kill $watchdog 2>/dev/null
-    if [ -f /tmp/bench.init ]; then
-        set -- $(cat /tmp/bench.init)
-        secs=$(awk -v a="$t0" -v b="$1" 'BEGIN { printf "%.2f", b - a }')
-        echo "BENCH run=$RUN $name secs_to_init=$secs exits=$2 io=$3 mmio=$4 halt=$5"
-        echo "$secs" >>"/tmp/$name.secs"
-    else
-        echo "BENCH run=$RUN $name no-init"
-        tail -n 5 /tmp/bench.out | sed 's/^/  | /'
-    fi
+}
+# hist_report NAME: one BENCH-EXITS line per histogram, its 12 biggest keys as key=count.
+hist_report() {
+    local h ev
+    for h in $HISTS; do
+        ev=${h%%:*}
+        [ -r "$TRACING/events/kvm/$ev/hist" ] || continue
+        awk -v name="$1" -v ev="$ev" '
+            /^\{/ { key = $0; sub(/^\{ */, "", key); sub(/ *\}.*/, "", key); gsub(/[a-z_]+: +/, "", key);
+                     gsub(/, +/, "/", key); n = $0; sub(/.*hitcount: */, "", n);
+                     if (shown < 12) { out = out " " key "=" n + 0; shown++ } total += n }
+            END { print "BENCH-EXITS " name " " ev " total=" total + 0 out }' \
+            "$TRACING/events/kvm/$ev/hist"
+    done
 }
 
-median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# profile_one NAME COMMAND...: one boot that is not measured, under the ftrace histograms
+# and a timeline from the outer kernel's events (exec, KVM ioctls, first guest entry):
+#   BENCH-EXITS ... lines, and
+#   BENCH-PROFILE NAME first_ioctl=S create_vm=S first_entry=S init=S  (seconds since exec)
+# The first entry is where the VMM's own start-up ends and the guest (or its firmware) runs.
+profile_one() {
+    local name=$1 e events="sched/sched_process_exec kvm/kvm_entry syscalls/sys_enter_ioctl"
+    shift
+    hist_arm ""
+    echo 8192 >"$TRACING/buffer_size_kb"
+    : >"$TRACING/trace"
+    for e in $events; do echo 1 >"$TRACING/events/$e/enable"; done
+    /realkvm/time-to-init "REALKVM init-reached" /tmp/bench.out 120 "$@" >/tmp/bench.result
+    for e in $events; do echo 0 >"$TRACING/events/$e/enable"; done
+    hist_report "$name" # ftrace histograms outlive the VM
+    hist_arm "!"
+    # Trace lines: "comm-pid [cpu] flags timestamp: event: ..."; the VMM is exec'd by
+    # time-to-init, so its exec is the first one after time-to-init's own.
+    awk -v name="$name" -v secs="$(sed -n 's/^secs=\([0-9.]*\) .*/\1/p' /tmp/bench.result)" '
+        { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = $i + 0; break } }
+        /sched_process_exec/ && /time-to-init/ { tti = 1; next }
+        /sched_process_exec/ && tti && t0 == "" { t0 = t }
+        t0 == "" { next }
+        /sys_ioctl/ && ioctl == "" { ioctl = t - t0 }
+        /sys_ioctl/ && /cmd: ae01,/ && vm == "" { vm = t - t0 }
+        /kvm_entry/ && entry == "" { entry = t - t0 }
+        END { printf "BENCH-PROFILE %s first_ioctl=%.3f create_vm=%.3f first_entry=%.3f init=%s\n",
+                     name, ioctl, vm, entry, secs }' "$TRACING/trace"
+    [ "${VERBOSE:-0}" = 1 ] && sed "s/^/  | $name: /" /tmp/bench.out
+}
+
+# bench_one NAME COMMAND...: starts it under /realkvm/time-to-init, which at the guest
+# init's first line takes the time since the start and KVM's exit counters, then stops it
+# (time to init is what is compared; how each VMM tears down is not). One BENCH line;
+# secs → /tmp/NAME.secs.
+bench_one() {
+    local name=$1 result secs
+    shift
+    result=$(/realkvm/time-to-init "REALKVM init-reached" /tmp/bench.out 120 "$@")
+    case "$result" in
+        secs=*)
+            secs=$(echo "$result" | sed -n 's/^secs=\([0-9.]*\) .*/\1/p')
+            echo "BENCH run=$RUN $name secs_to_init=$secs $(echo "$result" | sed 's/^secs=[0-9.]* //; s/ line=.*//')"
+            echo "$secs" >>"/tmp/$name.secs" ;;
+        *)
+            echo "BENCH run=$RUN $name no-init"
+            tail -n 5 /tmp/bench.out | sed 's/^/  | /' ;;
+    esac
+}
+
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# each_vmm FUNCTION: FUNCTION NAME COMMAND... for vmm, then for QEMU -M microvm, both booting
+# $kernel with $GUEST_INITRD and $cmdline (run_bench's locals).
+each_vmm() {
+    "$1" vmm /usr/local/bin/vmm --kernel "$kernel" --initrd "$GUEST_INITRD" \
+        --mem "$BENCH_MEM" --cpus "$BENCH_CPUS" --cmdline "$cmdline"
+    "$1" qemu /usr/bin/qemu-system-x86_64 -M microvm -accel kvm -cpu host \
+        -m "$BENCH_MEM" -smp "$BENCH_CPUS" -nographic -no-reboot -nodefaults -serial stdio \
+        -L /usr/share/qemu -kernel "$kernel" -initrd "$GUEST_INITRD" -append "$cmdline"
+}
 
 run_bench() {
     local n=$1 kernel cmdline
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-    rm -f /tmp/bench.fifo && mkfifo /tmp/bench.fifo
+    mount -t tracefs tracefs "$TRACING" 2>/dev/null
     if [ -f "$MICROVM_VMLINUX" ]; then kernel=$MICROVM_VMLINUX; else kernel=$DISTRO_BZIMAGE; fi
     cmdline="$BASE_CMDLINE realkvm.end=reboot"
     echo "BENCH kernel=$(basename "$(dirname "$kernel")")/$(basename "$kernel") initrd=$GUEST_INITRD mem=$BENCH_MEM cpus=$BENCH_CPUS runs=$n"
     rm -f /tmp/vmm.secs /tmp/qemu.secs
+    # One unmeasured profiling boot of each first; it also warms the caches for both.
+    RUN=profile
+    each_vmm profile_one
     RUN=1
     while [ "$RUN" -le "$n" ]; do
-        bench_one vmm /usr/local/bin/vmm --kernel "$kernel" --initrd "$GUEST_INITRD" \
-            --mem "$BENCH_MEM" --cpus "$BENCH_CPUS" --cmdline "$cmdline"
-        bench_one qemu /usr/bin/qemu-system-x86_64 -M microvm -accel kvm -cpu host \
-            -m "$BENCH_MEM" -smp "$BENCH_CPUS" -nographic -no-reboot -nodefaults -serial stdio \
-            -L /usr/share/qemu -kernel "$kernel" -initrd "$GUEST_INITRD" -append "$cmdline"
+        each_vmm bench_one
         RUN=$((RUN + 1))
     done
     local vm qm
     vm=$(median /tmp/vmm.secs)
     qm=$(median /tmp/qemu.secs)
-    echo "BENCH-RESULT vmm_median=$vm qemu_median=$qm ratio=$(awk -v a="$vm" -v b="$qm" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }') vmm_ok=$(wc -l </tmp/vmm.secs 2>/dev/null || echo 0) qemu_ok=$(wc -l </tmp/qemu.secs 2>/dev/null || echo 0)"
+    echo "BENCH-RESULT vmm_median=$vm qemu_median=$qm ratio=$(awk -v a="$vm" -v b="$qm" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }') vmm_ok=$(wc -l </tmp/vmm.secs 2>/dev/null || echo 0) qemu_ok=$(wc -l </tmp/qemu.secs 2>/dev/null || echo 0)"
     echo "BENCH-DONE"
 }

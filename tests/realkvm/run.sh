@@ -87,6 +87,8 @@ if [ -n "$bench" ]; then
     # The benchmark also boots the guest with Debian's QEMU -M microvm, inside the outer guest.
     mkdir -p "$tree/usr/bin"
     copy_with_libs "$qemu" /usr/bin/qemu-system-x86_64
+    gcc -static -O2 -o "$tree/realkvm/time-to-init" "$here/time-to-init.c" ||
+        die "building tests/realkvm/time-to-init.c failed"
     for f in bios-microvm.bin qboot.rom pvh.bin linuxboot_dma.bin linuxboot.bin kvmvapic.bin; do
         [ -e "/usr/share/qemu/$f" ] || continue
         mkdir -p "$tree/usr/share/qemu"
