@@ -12,7 +12,8 @@
 #   --inner-cmdline "ARGS"  append ARGS to every inner guest's kernel command line
 #   --known-fail LIST  cases known to fail (an open bug): reported as KNOWN-FAIL, loudly,
 #                    without failing the run; one of them passing is reported too
-# Env: VMM_BIN (default: cargo build --release → target/release/vmm), REALKVM_TIMEOUT
+# Env: VMM_BIN (default: cargo build --release → target/x86_64-unknown-linux-gnu/release/vmm,
+# static; see .cargo/config.toml), REALKVM_TIMEOUT
 # (outer QEMU limit, s), BOOT_TIMEOUT (per inner boot, s), XDG_CACHE_HOME.
 # Exit: 0 when every case passed or skipped, 1 when one failed or the run broke, 2 usage.
 set -euo pipefail
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         --verbose) verbose=1; shift ;;
         --inner-cmdline) inner_extra=$2; shift 2 ;;
         --known-fail) known_fail=$2; shift 2 ;;
-        *) sed -n '6,18p' "$0" >&2; exit 2 ;;
+        *) sed -n '6,19p' "$0" >&2; exit 2 ;;
     esac
 done
 say() { echo "realkvm: $*" >&2; }
@@ -52,7 +53,7 @@ command -v zstd >/dev/null || die "zstd is needed: apt-get install zstd"
 if [ -z "${VMM_BIN:-}" ]; then
     say "building vmm (cargo build --release)"
     (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-    VMM_BIN=$repo/target/release/vmm
+    VMM_BIN=$repo/target/x86_64-unknown-linux-gnu/release/vmm
 fi
 [ -x "$VMM_BIN" ] || die "VMM_BIN=$VMM_BIN is not an executable"
 
@@ -70,9 +71,11 @@ install -m 0755 "$here/outer-init" "$tree/init"
 cp "$here/cases.sh" "$here/bench.sh" "$tree/realkvm/"
 [ -x "${VSOCK_ECHO:-}" ] && cp "$VSOCK_ECHO" "$tree/realkvm/vsock-echo"
 for m in "${modules[@]}"; do cp "$m" "$tree/modules/"; done
-# A dynamically linked binary runs if its libraries sit at the paths ldd prints.
+# A dynamically linked binary runs if its libraries sit at the paths ldd prints (a static
+# one, like vmm, needs none: ldd fails on it).
 copy_with_libs() { # BINARY DEST
     cp "$1" "$tree$2"
+    ldd "$1" >/dev/null 2>&1 || return 0
     ldd "$1" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
         mkdir -p "$tree$(dirname "$lib")"
         cp -L "$lib" "$tree$lib"
