@@ -164,25 +164,97 @@ pub fn check_cmdline(cmdline: &str, limit: usize) -> Result<(), VmError> {
     Ok(())
 }
 
-/// Loads the initrd page aligned at the top of low RAM. Returns (address, size).
-pub fn load_initrd(
-    mem: &GuestMemoryMmap,
-    mem_bytes: u64,
-    path: &Path,
-) -> Result<(u64, u64), VmError> {
-    use vm_memory::Bytes;
-    let (mut file, size) = open_nonempty_file("initrd", path)?;
-    let addr = boot::zero_page::initrd_load_addr(mem_bytes, size).map_err(|_| {
-        VmError::InitrdTooLarge {
-            path: path.to_path_buf(),
-            size,
-            limit: boot::layout::low_ram_end(mem_bytes),
-        }
-    })?;
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
-        .map_err(|e| VmError::Io {
-            op: "reading the initrd into guest memory",
-            source: std::io::Error::other(e.to_string()),
+/// An opened initrd and where it will go: page aligned at the top of low RAM. Opened and
+/// placed before anything is built, so a missing or too large file is refused first.
+pub struct InitrdImage {
+    file: File,
+    addr: u64,
+    size: u64,
+}
+
+impl InitrdImage {
+    pub fn open(path: &Path, mem_bytes: u64) -> Result<Self, VmError> {
+        let (file, size) = open_nonempty_file("initrd", path)?;
+        let addr = boot::zero_page::initrd_load_addr(mem_bytes, size).map_err(|_| {
+            VmError::InitrdTooLarge {
+                path: path.to_path_buf(),
+                size,
+                limit: boot::layout::low_ram_end(mem_bytes),
+            }
         })?;
-    Ok((addr, size))
+        Ok(Self { file, addr, size })
+    }
+
+    /// Copies the initrd into guest memory. Returns (address, size).
+    fn load(mut self, mem: &GuestMemoryMmap) -> Result<(u64, u64), VmError> {
+        use vm_memory::Bytes;
+        mem.read_exact_volatile_from(GuestAddress(self.addr), &mut self.file, self.size as usize)
+            .map_err(|e| VmError::Io {
+                op: "reading the initrd into guest memory",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        Ok((self.addr, self.size))
+    }
+}
+
+/// Everything [`Payload`] wrote into guest memory, for the zero page and the vCPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedPayload {
+    pub kernel: LoadedKernel,
+    /// Bytes of command line the kernel will see, without the NUL.
+    pub cmdline_len: usize,
+    /// (address, size) of the initrd, if there is one.
+    pub initrd: Option<(u64, u64)>,
+}
+
+/// The guest's boot payload, opened and checked: kernel, command line (checked against
+/// `cmdline_limit`) and initrd.
+pub struct Payload {
+    pub kernel: KernelImage,
+    pub cmdline: String,
+    pub cmdline_limit: usize,
+    pub initrd: Option<InitrdImage>,
+}
+
+impl Payload {
+    /// Copies the payload into `mem` on a thread of its own, so that
+    /// the copying (megabytes of kernel and initrd) overlaps with creating the VM, which
+    /// needs the memory mapping but not its contents. Measured under nested SVM the two
+    /// took 60 ms and 50 ms one after the other.
+    pub fn load_in_background(self, mem: &GuestMemoryMmap) -> Result<PayloadLoading, VmError> {
+        let mem = mem.clone();
+        std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || self.load(&mem))
+            .map(PayloadLoading)
+            .map_err(VmError::io("starting the loader thread"))
+    }
+
+    fn load(self, mem: &GuestMemoryMmap) -> Result<LoadedPayload, VmError> {
+        let kernel = self.kernel.load(mem)?;
+        let cmdline_len = load_cmdline(mem, &self.cmdline, self.cmdline_limit)?;
+        let initrd = match self.initrd {
+            Some(initrd) => Some(initrd.load(mem)?),
+            None => None,
+        };
+        Ok(LoadedPayload {
+            kernel,
+            cmdline_len,
+            initrd,
+        })
+    }
+}
+
+/// A payload being loaded; [`PayloadLoading::wait`] gives the result.
+pub struct PayloadLoading(std::thread::JoinHandle<Result<LoadedPayload, VmError>>);
+
+impl PayloadLoading {
+    pub fn wait(self) -> Result<LoadedPayload, VmError> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(VmError::Io {
+                op: "loading the kernel and initrd",
+                source: std::io::Error::other("the loader thread panicked"),
+            })
+        })
+    }
 }

@@ -78,22 +78,29 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     );
     let cmdline_limit = loader::cmdline_limit_of(&mut kernel);
     loader::check_cmdline(&cmdline, cmdline_limit)?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(loader::InitrdImage::open(path, mem_bytes)?),
+        None => None,
+    };
+
+    // Guest RAM is mapped first, and the payload is copied into it while the VM and its
+    // devices are created: those need the mapping but not its contents.
+    let mem = memory::create_guest_memory(mem_bytes)?;
+    let payload = loader::Payload {
+        kernel,
+        cmdline,
+        cmdline_limit,
+        initrd,
+    }
+    .load_in_background(&mem)?;
 
     let kvm = kvm_setup::open_checked_kvm()?;
     let num_cpus = kvm_setup::check_cpu_count(&kvm, config.cpus)?;
     let pvm_host = crate::host::pvm_detected(Some(&kvm));
     let vm = kvm_setup::create_vm(&kvm)?;
-
-    let mem = memory::create_guest_memory(mem_bytes)?;
     memory::register_with_kvm(&vm, &mem)?;
     kvm_setup::create_interrupt_controllers(&vm)?;
 
-    let kernel = kernel.load(&mem)?;
-    let cmdline_len = loader::load_cmdline(&mem, &cmdline, cmdline_limit)?;
-    let initrd = match &config.initrd {
-        Some(path) => Some(loader::load_initrd(&mem, mem_bytes, path)?),
-        None => None,
-    };
     boot::mptable::write_mptable(&mem, num_cpus)?;
     // ACPI for kernels that use it (distro kernels find virtio devices only here); the MP
     // table stays for kernels without ACPI.
@@ -102,16 +109,6 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         .map(|d| (d.slot.base, d.slot.len, d.slot.irq))
         .collect();
     boot::acpi::write_acpi_tables(&mem, num_cpus, &virtio_windows)?;
-    boot::zero_page::write_zero_page(
-        &mem,
-        &boot::zero_page::ZeroPageConfig {
-            setup_header: kernel.setup_header,
-            cmdline_addr: boot::layout::CMDLINE_START,
-            cmdline_size: cmdline_len,
-            initrd,
-            mem_bytes,
-        },
-    )?;
 
     let mut devices =
         devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
@@ -121,10 +118,22 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     let supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(VmError::kvm("reading the supported CPUID"))?;
+
+    let loaded = payload.wait()?;
+    boot::zero_page::write_zero_page(
+        &mem,
+        &boot::zero_page::ZeroPageConfig {
+            setup_header: loaded.kernel.setup_header,
+            cmdline_addr: boot::layout::CMDLINE_START,
+            cmdline_size: loaded.cmdline_len,
+            initrd: loaded.initrd,
+            mem_bytes,
+        },
+    )?;
     let boot_state = vcpu::BootState {
         mem: &mem,
         supported_cpuid: &supported_cpuid,
-        entry: kernel.entry,
+        entry: loaded.kernel.entry,
         num_cpus,
     };
     let vcpus = (0..num_cpus)
