@@ -1,6 +1,6 @@
 # The boot benchmark, sourced by outer-init when the outer command line has
 # realkvm.bench=N (tests/realkvm/run.sh --bench N). In the same outer guest, boots the same
-# inner kernel and initramfs to init N times with
+# inner kernel and root (the ext4 rootfs on virtio-blk, then the initramfs) to init N times with
 # `vmm` and N times with Debian's QEMU (-M microvm, same memory and vCPUs), alternating,
 # and reports per run and the medians:
 #   BENCH-EXITS vmm|qemu EVENT total=N key=count...  (an unmeasured profiling boot of each:
@@ -9,11 +9,14 @@
 #   BENCH-PROFILE vmm|qemu first_ioctl=S create_vm=S first_entry=S init=S  (its timeline)
 #   BENCH run=I vmm|qemu secs_to_init=S exits=E io=.. mmio=.. halt=..  (KVM's own counters,
 #   summed over the vCPUs, from VM creation to init's first line)
-#   BENCH-RESULT vmm_median=S qemu_median=S ratio=R
+#   BENCH-RESULT root=blk|initrd vmm_median=S qemu_median=S ratio=R
 # TCG distorts absolute times; the ratio within one run is what counts.
 
 BENCH_MEM=256
 BENCH_CPUS=1
+# Roots to boot from: blk = the ext4 rootfs on virtio-blk (`vmm --rootfs`), initrd = the
+# initramfs.
+BENCH_ROOTS="blk initrd"
 
 
 # Where the exits come from: ftrace histogram triggers on the outer kernel's KVM
@@ -96,34 +99,52 @@ bench_one() {
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # each_vmm FUNCTION: FUNCTION NAME COMMAND... for vmm, then for QEMU -M microvm, both booting
-# $kernel with $GUEST_INITRD and $cmdline (run_bench's locals).
+# $kernel with $cmdline and, by $BENCH_ROOT, the initramfs as root or the ext4 rootfs on
+# virtio-blk (a fresh copy each boot, made before the clock starts: a killed VMM leaves
+# the filesystem dirty). run_bench's locals.
 each_vmm() {
-    "$1" vmm /usr/local/bin/vmm --kernel "$kernel" --initrd "$GUEST_INITRD" \
+    local vmm_root qemu_root
+    if [ "$BENCH_ROOT" = blk ]; then
+        cp "$GUEST_ROOTFS" /tmp/bench-root.ext4
+        vmm_root="--rootfs /tmp/bench-root.ext4"
+        qemu_root="-drive id=root,file=/tmp/bench-root.ext4,format=raw,if=none -device virtio-blk-device,drive=root"
+        root_args="root=/dev/vda rw"
+    else
+        vmm_root="--initrd $GUEST_INITRD"
+        qemu_root="-initrd $GUEST_INITRD"
+        root_args=""
+    fi
+    "$1" vmm /usr/local/bin/vmm --kernel "$kernel" $vmm_root \
         --mem "$BENCH_MEM" --cpus "$BENCH_CPUS" --cmdline "$cmdline"
+    [ "$BENCH_ROOT" = blk ] && cp "$GUEST_ROOTFS" /tmp/bench-root.ext4
     "$1" qemu /usr/bin/qemu-system-x86_64 -M microvm -accel kvm -cpu host \
         -m "$BENCH_MEM" -smp "$BENCH_CPUS" -nographic -no-reboot -nodefaults -serial stdio \
-        -L /usr/share/qemu -kernel "$kernel" -initrd "$GUEST_INITRD" -append "$cmdline"
+        -L /usr/share/qemu -kernel "$kernel" $qemu_root -append "$cmdline${root_args:+ $root_args}"
 }
 
+# run_bench N: for each root (the ext4 rootfs on virtio-blk, then the initramfs), a
+# profiling boot of each VMM and N measured boots of each, alternating; one BENCH-RESULT
+# line per root.
 run_bench() {
-    local n=$1 kernel cmdline
+    local n=$1 kernel cmdline vm qm
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
     mount -t tracefs tracefs "$TRACING" 2>/dev/null
     if [ -f "$MICROVM_VMLINUX" ]; then kernel=$MICROVM_VMLINUX; else kernel=$DISTRO_BZIMAGE; fi
     cmdline="$BASE_CMDLINE realkvm.end=reboot"
-    echo "BENCH kernel=$(basename "$(dirname "$kernel")")/$(basename "$kernel") initrd=$GUEST_INITRD mem=$BENCH_MEM cpus=$BENCH_CPUS runs=$n"
-    rm -f /tmp/vmm.secs /tmp/qemu.secs
-    # One unmeasured profiling boot of each first; it also warms the caches for both.
-    RUN=profile
-    each_vmm profile_one
-    RUN=1
-    while [ "$RUN" -le "$n" ]; do
-        each_vmm bench_one
-        RUN=$((RUN + 1))
+    for BENCH_ROOT in $BENCH_ROOTS; do
+        echo "BENCH kernel=$(basename "$(dirname "$kernel")")/$(basename "$kernel") root=$BENCH_ROOT mem=$BENCH_MEM cpus=$BENCH_CPUS runs=$n"
+        rm -f /tmp/vmm.secs /tmp/qemu.secs
+        # One unmeasured profiling boot of each first; it also warms the caches for both.
+        RUN=profile
+        each_vmm profile_one
+        RUN=1
+        while [ "$RUN" -le "$n" ]; do
+            each_vmm bench_one
+            RUN=$((RUN + 1))
+        done
+        vm=$(median /tmp/vmm.secs)
+        qm=$(median /tmp/qemu.secs)
+        echo "BENCH-RESULT root=$BENCH_ROOT vmm_median=$vm qemu_median=$qm ratio=$(awk -v a="$vm" -v b="$qm" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }') vmm_ok=$(wc -l </tmp/vmm.secs 2>/dev/null || echo 0) qemu_ok=$(wc -l </tmp/qemu.secs 2>/dev/null || echo 0)"
     done
-    local vm qm
-    vm=$(median /tmp/vmm.secs)
-    qm=$(median /tmp/qemu.secs)
-    echo "BENCH-RESULT vmm_median=$vm qemu_median=$qm ratio=$(awk -v a="$vm" -v b="$qm" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }') vmm_ok=$(wc -l </tmp/vmm.secs 2>/dev/null || echo 0) qemu_ok=$(wc -l </tmp/qemu.secs 2>/dev/null || echo 0)"
     echo "BENCH-DONE"
 }

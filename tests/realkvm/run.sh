@@ -72,11 +72,12 @@ cp "$here/cases.sh" "$here/bench.sh" "$tree/realkvm/"
 [ -x "${VSOCK_ECHO:-}" ] && cp "$VSOCK_ECHO" "$tree/realkvm/vsock-echo"
 for m in "${modules[@]}"; do cp "$m" "$tree/modules/"; done
 # A dynamically linked binary runs if its libraries sit at the paths ldd prints (a static
-# one, like vmm, needs none: ldd fails on it).
+# one, like vmm, has none: ldd says "statically linked" or fails).
 copy_with_libs() { # BINARY DEST
+    local libs lib
     cp "$1" "$tree$2"
-    ldd "$1" >/dev/null 2>&1 || return 0
-    ldd "$1" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+    libs=$(ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | sort -u || true)
+    for lib in $libs; do
         mkdir -p "$tree$(dirname "$lib")"
         cp -L "$lib" "$tree$lib"
     done
@@ -174,7 +175,7 @@ say "outer guest(s) ran $(( $(date +%s) - t_qemu )) s; tier total $(( $(date +%s
 # --- verdict
 if [ -n "$bench" ]; then
     grep -q '^BENCH-DONE' "$log" || die "the benchmark did not finish (see $log)"
-    say "$(grep '^BENCH-RESULT' "$log")"
+    grep '^BENCH-RESULT' "$log" | while read -r line; do say "$line"; done
     exit 0
 fi
 grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"
