@@ -153,10 +153,17 @@ build_kernel_now() {
         scripts/kconfig/merge_config.sh -m .config "$kernel_config" >/dev/null
         make -s olddefconfig
     ) >"$tmp/config.log" 2>&1 || die "kernel configuration failed: $tmp/config.log"
-    # Every option the fragment turns on must have survived olddefconfig.
-    local missing=""
+    # Every setting of the fragment must have survived olddefconfig: values verbatim, and
+    # "is not set" options neither =y nor =m.
+    local missing="" opt
     while IFS= read -r line; do
-        case "$line" in CONFIG_*=y) grep -qx "$line" "$src/.config" || missing="$missing ${line%=y}" ;; esac
+        case "$line" in
+            CONFIG_*=*) grep -qx "$line" "$src/.config" || missing="$missing ${line%%=*}" ;;
+            "# CONFIG_"*" is not set")
+                opt=${line#\# }
+                opt=${opt%% *}
+                ! grep -qE "^$opt=(y|m)$" "$src/.config" || missing="$missing $opt(on)" ;;
+        esac
     done <"$kernel_config"
     [ -z "$missing" ] || die "kernel options dropped by olddefconfig (missing dependencies?):$missing"
     say "microVM kernel $kernel_key: building with $jobs jobs at nice 19 (log: $tmp/build.log)"
