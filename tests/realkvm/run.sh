@@ -122,14 +122,16 @@ append="console=ttyS0 panic=-1 quiet"
 [ -n "${BOOT_TIMEOUT:-}" ] && append="$append realkvm.boot_timeout=$BOOT_TIMEOUT"
 limit=${REALKVM_TIMEOUT:-2400}
 # A nested-virtualization outer guest occasionally hangs as a whole (measured here: about
-# once in 20 full runs), which no per-case timeout inside it can catch. So a watchdog kills
-# QEMU when the outer guest prints nothing for REALKVM_STALL seconds, and the cases that
-# got no result run again in a fresh outer guest, at most twice more.
+# once in 20 full runs; seen as "soft lockup" reports of the outer kernel, once for 13 min
+# with khugepaged stuck), which no per-case timeout inside it can catch. So a watchdog
+# kills QEMU when the outer kernel reports a soft lockup or an RCU stall, or when no
+# REALKVM/BENCH line came for REALKVM_STALL seconds (a case takes at most two 60 s boots),
+# and the cases that got no result run again in a fresh outer guest, at most twice more.
 stall=${REALKVM_STALL:-150}
 log="$cache/last-run.log"
 : >"$log"
 boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
-    local part="$log.part" pidfile="$cache/qemu.pid" last_size=-1 quiet_since
+    local part="$log.part" pidfile="$cache/qemu.pid" last_progress=-1 quiet_since progress
     : >"$part"
     rm -f "$pidfile"
     timeout -k 10 "$limit" "$qemu" -accel tcg,thread=multi -cpu EPYC,+svm -smp 2 -m 2048 \
@@ -140,12 +142,15 @@ boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
     quiet_since=$(date +%s)
     while kill -0 "$pipeline" 2>/dev/null; do
         sleep 5
-        local size
-        size=$(stat -c %s "$part")
-        if [ "$size" != "$last_size" ]; then
-            last_size=$size quiet_since=$(date +%s)
+        progress=$(grep -c -E '^(REALKVM|BENCH)' "$part" || true)
+        if grep -q -E 'soft lockup|rcu_(sched|preempt) (self-)?detected stall' "$part"; then
+            say "the outer kernel reports: $(grep -m1 -o -E 'soft lockup.*|rcu_(sched|preempt) (self-)?detected stall.*' "$part"): killing it (a nested-virtualization hang)"
+            [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+            break
+        elif [ "$progress" != "$last_progress" ]; then
+            last_progress=$progress quiet_since=$(date +%s)
         elif [ $(( $(date +%s) - quiet_since )) -ge "$stall" ]; then
-            say "the outer guest printed nothing for ${stall}s: killing it (a nested-virtualization hang)"
+            say "the outer guest reported no progress for ${stall}s: killing it (a nested-virtualization hang)"
             [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
             break
         fi
