@@ -6,7 +6,8 @@
  * starts COMMAND (a VMM) with its stdout and stderr on a pipe and copies what it prints to
  * LOG (without '\r'). At the first line containing MARKER it takes the time since just
  * before the fork, sums KVM's exit counters of the live VM from debugfs
- * (/sys/kernel/debug/kvm/<pid>-<fd>/, which vanish with the VM), kills COMMAND and prints
+ * (/sys/kernel/debug/kvm/<pid>-<fd>/, which vanish with the VM), stops COMMAND (SIGTERM,
+ * SIGKILL after 10 s) and prints
  *
  *   secs=S exits=E io=I mmio=M halt=H line=<the marker line>
  *
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #define KVM_DEBUGFS "/sys/kernel/debug/kvm"
+#define STOP_GRACE_S 10
 
 static double now_s(void) {
     struct timespec ts;
@@ -109,7 +111,15 @@ int main(int argc, char **argv) {
         }
     }
     if (!found) printf("no-init\n");
+    fflush(stdout);
     fclose(log);
+    /* SIGTERM, which both VMMs handle by stopping their vCPUs and exiting in order; SIGKILL
+     * only for one that has not exited after STOP_GRACE_S. */
+    kill(pid, SIGTERM);
+    for (int i = 0; i < STOP_GRACE_S * 100; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) return found ? 0 : 1;
+        usleep(10000);
+    }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     return found ? 0 : 1;
