@@ -132,3 +132,20 @@ fn guest_without_initrd_fails_its_initrd_test() {
     assert_eq!(run.code(), Some(3), "{}", run.describe());
     assert!(!run.failures().is_empty());
 }
+
+#[test]
+fn cpuid_announces_the_tsc_deadline_timer_when_kvm_emulates_it() {
+    if skip_without_kvm("cpuid_announces_the_tsc_deadline_timer_when_kvm_emulates_it") {
+        return;
+    }
+    let kvm = kvm_ioctls::Kvm::new().expect("open /dev/kvm");
+    let emulated = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+    let run = boot_guest(&["--mem", "128"], "tests=boot");
+    assert_all_passed(&run);
+    assert_eq!(
+        run.fact("tsc_deadline"),
+        Some(if emulated { "1" } else { "0" }),
+        "KVM_CAP_TSC_DEADLINE_TIMER={emulated}\n{}",
+        run.describe()
+    );
+}

@@ -23,6 +23,8 @@ pub const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
 
 /// Leaf 1 ECX: running under a hypervisor.
 pub const ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX: the LAPIC timer has a TSC-deadline mode.
+pub const ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX: the logical-processor count in `EBX[23:16]` is valid.
 pub const EDX_HTT: u32 = 1 << 28;
 /// Leaf 1 `EBX[15:8]`: CLFLUSH line size in 8-byte units (8 = 64 bytes).
@@ -57,6 +59,18 @@ pub fn normalize(cpuid: &mut CpuId, vcpu_index: u8, num_cpus: u8) {
             LEAF_AMD_SIZES => topo.amd_sizes(entry),
             LEAF_AMD_TOPOLOGY => topo.amd_topology(entry),
             _ => {}
+        }
+    }
+}
+
+/// Announces the LAPIC's TSC-deadline timer mode. KVM emulates it when it has
+/// KVM_CAP_TSC_DEADLINE_TIMER but leaves the bit out of KVM_GET_SUPPORTED_CPUID
+/// (Documentation/virt/kvm/api.rst), so the VMM sets it; Linux then uses the deadline
+/// timer as its clock-event device instead of programming the LAPIC's own counter.
+pub fn advertise_tsc_deadline(cpuid: &mut CpuId) {
+    for entry in cpuid.as_mut_slice() {
+        if entry.function == LEAF_FEATURES {
+            entry.ecx |= ECX_TSC_DEADLINE;
         }
     }
 }
@@ -188,6 +202,21 @@ mod tests {
         let mut cpuid = host_cpuid();
         normalize(&mut cpuid, vcpu_index, num_cpus);
         cpuid
+    }
+
+    #[test]
+    fn tsc_deadline_is_announced_in_leaf1_only() {
+        let mut cpuid = host_cpuid();
+        let before = cpuid.as_slice().to_vec();
+        advertise_tsc_deadline(&mut cpuid);
+        for (old, new) in before.iter().zip(cpuid.as_slice()) {
+            if old.function == LEAF_FEATURES {
+                assert_eq!(new.ecx, old.ecx | ECX_TSC_DEADLINE);
+                assert_eq!((new.eax, new.ebx, new.edx), (old.eax, old.ebx, old.edx));
+            } else {
+                assert_eq!(new, old, "leaf 0x{:x}.{} changed", old.function, old.index);
+            }
+        }
     }
 
     #[test]

@@ -115,9 +115,12 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
     let virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
 
-    let supported_cpuid = kvm
+    let mut supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(VmError::kvm("reading the supported CPUID"))?;
+    if kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer) {
+        boot::cpuid::advertise_tsc_deadline(&mut supported_cpuid);
+    }
 
     let loaded = payload.wait()?;
     boot::zero_page::write_zero_page(

@@ -55,6 +55,7 @@ static void check_cpuid(struct test *t) {
     cpuid(1, 0, &a, &b, &c, &d);
     check(t, c & CPUID_HYPERVISOR, "cpuid 1 ecx=0x%x lacks the hypervisor bit", c);
     kprintf("vmmtest: fact bsp_apic_id=%u\n", b >> 24);
+    kprintf("vmmtest: fact tsc_deadline=%u\n", (c >> 24) & 1);
     u32 sig[3];
     cpuid(0x40000000, 0, &a, &sig[0], &sig[1], &sig[2]);
     char name[13];

@@ -152,7 +152,8 @@ case_panic_exits_nonzero() { panic_case "$DISTRO_BZIMAGE"; }
 case_microvm_elf_initrd() {
     need_microvm_kernel || return
     boot "$MICROVM_VMLINUX" --initrd "$GUEST_INITRD" --mem 256 --cpus 2 -- realkvm.end=reboot
-    expect_status 0 && expect_line init-reached && expect_value cpus_online 2
+    expect_status 0 && expect_line init-reached && expect_value cpus_online 2 &&
+        expect_value tsc_deadline yes
 }
 case_microvm_cpus_4() { need_microvm_kernel || return; cpus_case "$MICROVM_VMLINUX" 4; }
 case_microvm_poweroff_exits_0() {
