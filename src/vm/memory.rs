@@ -45,7 +45,7 @@ pub fn host_ram_mib() -> Option<u64> {
 /// mappings, one nested/EPT fault per page the guest touches: measured under nested SVM,
 /// 6.7k faults to boot Linux against 0.75k for QEMU, which aligns its RAM the same way).
 /// vm-memory maps wherever mmap(2) puts it, so the regions are mapped here instead.
-pub const HUGE_PAGE: usize = 2 << 20;
+const HUGE_PAGE: usize = 2 << 20;
 
 pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
     let error = |reason: String| VmError::GuestMemory {
