@@ -13,7 +13,8 @@
 #   --known-fail LIST  cases known to fail (an open bug): reported as KNOWN-FAIL, loudly,
 #                    without failing the run; one of them passing is reported too
 # Env: VMM_BIN (default: cargo build --release → target/x86_64-unknown-linux-gnu/release/vmm,
-# static; see .cargo/config.toml), REALKVM_TIMEOUT
+# static; see .cargo/config.toml), REALKVM_ACCEL (QEMU -accel, default tcg,thread=multi),
+# REALKVM_TIMEOUT
 # (outer QEMU limit, s), BOOT_TIMEOUT (per inner boot, s), XDG_CACHE_HOME.
 # Exit: 0 when every case passed or skipped, 1 when one failed or the run broke, 2 usage.
 set -euo pipefail
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --verbose) verbose=1; shift ;;
         --inner-cmdline) inner_extra=$2; shift 2 ;;
         --known-fail) known_fail=$2; shift 2 ;;
-        *) sed -n '6,19p' "$0" >&2; exit 2 ;;
+        *) sed -n '6,20p' "$0" >&2; exit 2 ;;
     esac
 done
 say() { echo "realkvm: $*" >&2; }
@@ -128,13 +129,14 @@ limit=${REALKVM_TIMEOUT:-2400}
 # REALKVM/BENCH line came for REALKVM_STALL seconds (a case takes at most two 60 s boots),
 # and the cases that got no result run again in a fresh outer guest, at most twice more.
 stall=${REALKVM_STALL:-150}
+accel=${REALKVM_ACCEL:-tcg,thread=multi}
 log="$cache/last-run.log"
 : >"$log"
 boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
     local part="$log.part" pidfile="$cache/qemu.pid" last_progress=-1 quiet_since progress
     : >"$part"
     rm -f "$pidfile"
-    timeout -k 10 "$limit" "$qemu" -accel tcg,thread=multi -cpu EPYC,+svm -smp 2 -m 2048 \
+    timeout -k 10 "$limit" "$qemu" -accel "$accel" -cpu EPYC,+svm -smp 2 -m 2048 \
         -nographic -no-reboot -nodefaults -serial stdio -pidfile "$pidfile" \
         -kernel "$outer_kernel" -initrd "$initrd" -append "$1" </dev/null 2>"$log.qemu-stderr" |
         stdbuf -oL tr -d '\r' | tee "$part" | grep --line-buffered -E '^(REALKVM|BENCH|  )' >&2 &
@@ -158,7 +160,7 @@ boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
     wait "$pipeline"
     cat "$part" >>"$log"
 }
-say "booting the outer guest (QEMU TCG, -cpu EPYC,+svm, limit ${limit}s); log: $log"
+say "booting the outer guest (QEMU -accel $accel, -cpu EPYC,+svm, limit ${limit}s); log: $log"
 t_qemu=$(date +%s)
 set +e
 boot_outer "$append"
@@ -178,8 +180,8 @@ else
     # ratios come from one outer guest), at most twice more.
     for retry in 1 2; do
         grep -q '^BENCH-DONE' "$log" && break
-        say "outer boot $((retry + 1)): the benchmark did not finish; running it again"
-        : >"$log"
+        mv "$log" "$log.hung-$retry" # kept for a look at where it hung
+        say "outer boot $((retry + 1)): the benchmark did not finish ($log.hung-$retry); running it again"
         boot_outer "$append"
     done
 fi
