@@ -20,7 +20,8 @@ BENCH_ROOTS="blk initrd"
 
 
 # Where the exits come from: ftrace histogram triggers on the outer kernel's KVM
-# tracepoints, armed for the first run of each VMM. Keys: SVM exit code; port; MSR; CPUID leaf.
+# tracepoints, armed for each VMM's profiling boot. Keys: SVM exit code; port; MSR; CPUID
+# leaf; MMIO address.
 TRACING=/sys/kernel/tracing
 HISTS="kvm_exit:exit_reason.hex kvm_pio:port.hex,rw kvm_msr:ecx.hex,write kvm_cpuid:function.hex kvm_mmio:gpa.hex"
 hist_arm() { # + to arm, ! to disarm
@@ -104,7 +105,7 @@ median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; el
 # virtio-blk (a fresh copy each boot, made before the clock starts: a killed VMM leaves
 # the filesystem dirty). run_bench's locals.
 each_vmm() {
-    local vmm_root qemu_root
+    local vmm_root qemu_root root_args
     if [ "$BENCH_ROOT" = blk ]; then
         cp "$GUEST_ROOTFS" /tmp/bench-root.ext4
         vmm_root="--rootfs /tmp/bench-root.ext4"
