@@ -2,11 +2,9 @@
 //! PVM (software virtualization), which cgroup hierarchy and namespaces are there for
 //! containers. `vmm doctor` reports them; the VMM's start-up check uses the same functions.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::ops::RangeInclusive;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use kvm_ioctls::{Cap, Kvm};
@@ -111,72 +109,8 @@ fn classify_open_error(err: io::Error) -> KvmOpenError {
     }
 }
 
-/// Which cgroup hierarchy the host mounts at /sys/fs/cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupMode {
-    /// cgroup v1 controllers only, on a tmpfs.
-    V1,
-    /// cgroup v1 controllers, plus an (often empty) v2 hierarchy at /sys/fs/cgroup/unified.
-    Hybrid,
-    /// The unified cgroup v2 hierarchy.
-    V2,
-    /// No cgroup filesystem at /sys/fs/cgroup.
-    None,
-}
-
-impl CgroupMode {
-    /// A short lowercase name, as used in `vmm doctor --json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CgroupMode::V1 => "v1",
-            CgroupMode::Hybrid => "hybrid",
-            CgroupMode::V2 => "v2",
-            CgroupMode::None => "none",
-        }
-    }
-}
-
-impl std::fmt::Display for CgroupMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
-const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
-/// `TMPFS_MAGIC` from linux/magic.h.
-const TMPFS_MAGIC: u64 = 0x0102_1994;
-
-/// Detects the cgroup mode as youki and crun do, from the filesystem types of
-/// /sys/fs/cgroup and /sys/fs/cgroup/unified.
-pub fn cgroup_mode() -> CgroupMode {
-    classify_cgroup_mode(
-        fs_magic(Path::new("/sys/fs/cgroup")),
-        fs_magic(Path::new("/sys/fs/cgroup/unified")),
-    )
-}
-
-fn classify_cgroup_mode(root: Option<u64>, unified: Option<u64>) -> CgroupMode {
-    match root {
-        Some(CGROUP2_SUPER_MAGIC) => CgroupMode::V2,
-        Some(TMPFS_MAGIC) if unified == Some(CGROUP2_SUPER_MAGIC) => CgroupMode::Hybrid,
-        Some(TMPFS_MAGIC) => CgroupMode::V1,
-        _ => CgroupMode::None,
-    }
-}
-
-/// The filesystem type (`statfs.f_type`) of `path`, or None if it cannot be stat'ed.
-// `f_type` is signed on glibc and unsigned on musl; the magic numbers fit either way.
-#[allow(clippy::unnecessary_cast)]
-fn fs_magic(path: &Path) -> Option<u64> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a NUL-terminated string and `st` a writable `statfs`, both live
-    // for the call; statfs writes only within `st`.
-    let ret = unsafe { libc::statfs(c_path.as_ptr(), &mut st) };
-    (ret == 0).then_some(st.f_type as u64)
-}
+/// Which cgroup hierarchy the host mounts: the runtime's own detection.
+pub use runtime::cgroup::{detect_mode as cgroup_mode, CgroupMode};
 
 /// The namespaces a container needs, by their /proc/self/ns names.
 pub const NAMESPACES: &[&str] = &["pid", "mnt", "uts", "ipc", "net", "user", "cgroup"];
@@ -231,36 +165,6 @@ pub fn cpuinfo_virt_flags(cpuinfo: &str) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup2_root_is_v2() {
-        assert_eq!(
-            classify_cgroup_mode(Some(CGROUP2_SUPER_MAGIC), None),
-            CgroupMode::V2
-        );
-    }
-
-    #[test]
-    fn tmpfs_root_with_cgroup2_unified_is_hybrid() {
-        assert_eq!(
-            classify_cgroup_mode(Some(TMPFS_MAGIC), Some(CGROUP2_SUPER_MAGIC)),
-            CgroupMode::Hybrid
-        );
-    }
-
-    #[test]
-    fn tmpfs_root_without_unified_is_v1() {
-        assert_eq!(
-            classify_cgroup_mode(Some(TMPFS_MAGIC), None),
-            CgroupMode::V1
-        );
-    }
-
-    #[test]
-    fn missing_or_other_root_is_none() {
-        assert_eq!(classify_cgroup_mode(None, None), CgroupMode::None);
-        assert_eq!(classify_cgroup_mode(Some(0xef53), None), CgroupMode::None);
-    }
 
     #[test]
     fn pvm_msr_range_is_detected_and_kvm_paravirt_msrs_are_not() {

@@ -116,7 +116,7 @@ fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
 
 /// Prints a VM error with its causes on one line; 2 when the input was at fault, else 1.
 pub(crate) fn report_vm_error(e: &vm::VmError) -> ExitCode {
-    eprintln!("vmm: error: {}", container::error::error_chain(e));
+    eprintln!("vmm: error: {}", runtime::error::error_chain(e));
     if e.is_bad_input() {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use super::defaults;
+use runtime::defaults;
 
 /// The rootfs builder shipped in the source tree.
 const ROOTFS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/resources/container-rootfs.sh");
@@ -113,8 +113,8 @@ fn summary(times: &mut [Duration]) -> String {
 /// supported"). For a like-for-like run, the benchmark moves into a private mount namespace
 /// without /sys/fs/cgroup/unified: every runtime then sees the same v1-only host.
 fn hide_unified_hierarchy() -> bool {
-    let unified = Path::new(super::cgroup::CGROUP_ROOT).join("unified");
-    if super::cgroup::detect_mode().ok() != Some(super::cgroup::CgroupMode::Hybrid) {
+    let unified = Path::new(runtime::cgroup::CGROUP_ROOT).join("unified");
+    if runtime::cgroup::detect_mode() != runtime::cgroup::CgroupMode::Hybrid {
         return false;
     }
     let (Ok(root), Ok(target)) = (

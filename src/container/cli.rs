@@ -1,12 +1,13 @@
 //! Command-line arguments of `vmm container`. Values are parsed here (clap reports a bad
-//! one with exit status 2); [`super::args`] turns them into a [`super::config::ContainerConfig`].
+//! one with exit status 2) into the runtime's [`RunOptions`], which
+//! [`runtime::options::config_from_options`] turns into a container configuration.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::args::{parse_bytes, parse_cpus, parse_env, parse_mount, parse_rlimit, parse_user};
-use super::args::{BindMount, CpuFraction, RlimitArg, UserArg};
+use runtime::options::{parse_bytes, parse_cpus, parse_env, parse_mount, parse_rlimit, parse_user};
+use runtime::options::{BindMount, CpuFraction, RlimitArg, RunOptions, UserArg};
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
@@ -30,6 +31,15 @@ pub enum NetMode {
     None,
     /// The host's network namespace.
     Host,
+}
+
+impl From<NetMode> for runtime::options::NetMode {
+    fn from(mode: NetMode) -> Self {
+        match mode {
+            NetMode::None => Self::None,
+            NetMode::Host => Self::Host,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -95,4 +105,30 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The runtime's options for `--rootfs` runs (`--bundle` runs read config.json instead).
+    pub fn to_options(&self) -> RunOptions {
+        RunOptions {
+            rootfs: self.rootfs.clone().unwrap_or_default(),
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            memory: self.memory,
+            pids: self.pids,
+            cpus: self.cpus,
+            net: self.net.into(),
+            userns: self.userns,
+            read_only: self.read_only,
+            mounts: self.mounts.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            rlimits: self.rlimits.clone(),
+            seccomp: self.seccomp,
+            command: self.command.clone(),
+        }
+    }
 }

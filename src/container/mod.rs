@@ -1,35 +1,13 @@
-//! `vmm container`: a container runtime (namespaces, pivot_root, cgroups v1/v2, OCI
-//! bundles) whose code the guest agent reuses unchanged inside a VM: nothing here depends
-//! on the VM code.
-//!
-//! Flow: options or bundle → [`config::ContainerConfig`] → [`launch::run`] (cgroup, clone,
-//! [`init::setup_and_exec`] in the child, wait) → exit status.
+//! `vmm container`: the command line of the container runtime (the `runtime` crate, which
+//! the guest agent links too).
 
-pub mod args;
 pub mod bench;
-pub mod caps;
-pub mod cgroup;
 pub mod cli;
-pub mod config;
-pub mod defaults;
-pub mod error;
-pub mod init;
-pub mod launch;
-pub mod mount_opts;
-pub mod paths;
-pub mod rootfs;
-pub mod seccomp;
-pub mod spec;
-pub mod sys;
-
-#[cfg(test)]
-mod init_tests;
-#[cfg(test)]
-mod spec_tests;
 
 use std::process::ExitCode;
 
-use error::{error_chain, ContainerError};
+use runtime::error::{error_chain, ContainerError};
+use runtime::{defaults, launch, options, spec};
 
 /// Exit status for a failure of the runtime or the host.
 pub const EXIT_FAILED: u8 = 1;
@@ -51,11 +29,11 @@ fn run_container(args: &cli::RunArgs) -> ExitCode {
             }
             c
         }),
-        None => args::config_from_args(args),
+        None => options::config_from_options(&args.to_options()),
     };
     let outcome = config.and_then(|mut c| {
         if let Some(name) = &args.name {
-            args::check_id(name)?;
+            options::check_id(name)?;
             c.id = name.clone();
         }
         Ok((launch::run(&c)?, c))

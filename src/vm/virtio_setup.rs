@@ -135,7 +135,7 @@ fn create_device(
     // The whole chain: "cannot open disk image …: Is a directory", not just its head.
     let device_err = |what: String, e: &dyn std::error::Error| VmError::Device {
         what,
-        reason: crate::container::error::error_chain(e),
+        reason: runtime::error::error_chain(e),
     };
     Ok(match spec {
         VirtioSpec::Disk(d) => Box::new(

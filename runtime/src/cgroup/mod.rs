@@ -5,8 +5,11 @@
 //! On a hybrid host (v1 controllers, an empty v2 tree at /sys/fs/cgroup/unified) the limits
 //! live in the v1 controllers, so hybrid is handled as v1.
 
+mod mode;
 pub mod v1;
 pub mod v2;
+
+pub use mode::{classify_mode, detect_mode, CgroupMode};
 
 use std::io;
 use std::path::Path;
@@ -16,48 +19,6 @@ use super::config::Resources;
 use super::error::{ContainerError, Result};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// `CGROUP2_SUPER_MAGIC` and `TMPFS_MAGIC` from linux/magic.h.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupMode {
-    /// Only cgroup v1 hierarchies.
-    Legacy,
-    /// v1 controllers plus a v2 hierarchy at /sys/fs/cgroup/unified.
-    Hybrid,
-    /// cgroup v2 only.
-    Unified,
-}
-
-fn fs_magic(path: &Path) -> io::Result<i64> {
-    let c = super::sys::linux::cstring(path)?;
-    // SAFETY: statfs is plain data; all-zero is a valid value that the call overwrites.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` a valid, writable statfs.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_type as i64)
-}
-
-/// How the host mounts cgroups, by the file system type of /sys/fs/cgroup.
-pub fn detect_mode() -> Result<CgroupMode> {
-    let root = Path::new(CGROUP_ROOT);
-    let magic = fs_magic(root).map_err(|source| ContainerError::Cgroup {
-        path: root.to_owned(),
-        action: "statfs",
-        source,
-    })?;
-    Ok(match magic {
-        CGROUP2_SUPER_MAGIC => CgroupMode::Unified,
-        TMPFS_MAGIC if fs_magic(&root.join("unified")).ok() == Some(CGROUP2_SUPER_MAGIC) => {
-            CgroupMode::Hybrid
-        }
-        _ => CgroupMode::Legacy,
-    })
-}
 
 /// A container's cgroup; removed when dropped.
 #[derive(Debug)]
@@ -70,10 +31,15 @@ impl Cgroup {
     /// Create the group named `id` with `resources` applied.
     pub fn create(mode: CgroupMode, id: &str, resources: &Resources) -> Result<Self> {
         match mode {
-            CgroupMode::Unified => {
+            CgroupMode::V2 => {
                 v2::V2Cgroup::create(Path::new(CGROUP_ROOT), id, resources).map(Self::V2)
             }
-            CgroupMode::Legacy | CgroupMode::Hybrid => {
+            CgroupMode::None => Err(ContainerError::Cgroup {
+                path: CGROUP_ROOT.into(),
+                action: "find a cgroup file system (neither cgroup2 nor a tmpfs of v1 hierarchies is mounted there)",
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+            CgroupMode::V1 | CgroupMode::Hybrid => {
                 let mounts = v1::hierarchies(&read("/proc/self/mountinfo")?);
                 let own = read("/proc/self/cgroup")?;
                 v1::V1Cgroup::create(&mounts, &own, id, resources).map(Self::V1)
@@ -99,6 +65,27 @@ impl Cgroup {
         match self {
             Self::V1(c) => c.has_controller("devices"),
             Self::V2(_) => false,
+        }
+    }
+
+    /// Kills every process in the group (SIGKILL): `cgroup.kill` on v2 (Linux 5.14+),
+    /// each listed process otherwise.
+    pub fn kill_all(&self) {
+        let dirs: Vec<&Path> = match self {
+            Self::V1(c) => c.dirs().take(1).collect(),
+            Self::V2(c) => {
+                if std::fs::write(c.dir().join("cgroup.kill"), "1").is_ok() {
+                    return;
+                }
+                vec![c.dir()]
+            }
+        };
+        for dir in dirs {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) with plain integers; a pid that already exited is ESRCH.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
 

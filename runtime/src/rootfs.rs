@@ -1,10 +1,11 @@
 //! The container's file system view, made inside its new mount namespace: private
 //! propagation, the rootfs bound on itself, the configured mounts, a minimal /dev, then
-//! pivot_root and the masked and read-only paths (the order of runc's `prepareRootfs`).
+//! pivot_root (or chroot, for the unisolated baseline) and the masked and read-only paths
+//! (the order of runc's `prepareRootfs`).
 
 use std::path::{Path, PathBuf};
 
-use super::config::{ContainerConfig, MountSpec};
+use super::config::{ContainerConfig, MountSpec, RootSwitch};
 use super::error::{ContainerError, Result};
 use super::paths::secure_join;
 use super::sys::{FileKind, Syscall};
@@ -64,7 +65,15 @@ pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo
     if cfg.default_devices {
         create_devices(sys, root, cfg.namespaces.user)?;
     }
-    pivot(sys, root)?;
+    match cfg.root_switch {
+        RootSwitch::PivotRoot => pivot(sys, root)?,
+        RootSwitch::Chroot => {
+            sys.chroot(root)
+                .map_err(sys_err(format!("chroot into {root:?}")))?;
+            sys.chdir(Path::new("/"))
+                .map_err(sys_err("chdir /".into()))?;
+        }
+    }
     for path in &cfg.masked_paths {
         mask(sys, path)?;
     }

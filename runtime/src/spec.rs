@@ -8,14 +8,14 @@ use oci_spec::runtime::{
     Capabilities, LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, Mount, Spec,
 };
 
-use super::args::{check_id, default_id, resolve_rootfs, rlimit_resource};
 use super::caps;
 use super::config::{
     CapabilitySets, ContainerConfig, CpuQuota, IdMapping, MountSpec, Namespaces, ProcessConfig,
-    Resources, Rlimit, SeccompProfile, SeccompVerdict,
+    Resources, Rlimit, RootSwitch, SeccompProfile, SeccompVerdict,
 };
 use super::error::{ContainerError, Result};
 use super::mount_opts::mount_spec;
+use super::options::{check_id, default_id, resolve_rootfs, rlimit_resource};
 
 fn unsupported(what: impl Into<String>) -> ContainerError {
     ContainerError::Unsupported(what.into())
@@ -180,6 +180,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
     Ok(ContainerConfig {
         id,
         rootfs,
+        root_switch: RootSwitch::PivotRoot,
         readonly_root: root.readonly().unwrap_or(false),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         process: ProcessConfig {
@@ -191,6 +192,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             umask: user.umask().unwrap_or(0o022),
             capabilities,
+            inherit_capabilities: false,
             no_new_privileges: process.no_new_privileges().unwrap_or(false),
             rlimits,
         },
@@ -201,6 +203,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         default_devices,
         masked_paths: paths(linux.masked_paths()),
         readonly_paths: paths(linux.readonly_paths()),
+        cgroup: true,
         resources: resources(linux.resources().as_ref())?,
         seccomp: linux.seccomp().as_ref().map(seccomp).transpose()?,
     })
@@ -285,7 +288,7 @@ fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
             }
             c.quota().filter(|q| *q > 0).map(|quota| CpuQuota {
                 quota,
-                period: c.period().unwrap_or(super::args::CPU_PERIOD_US),
+                period: c.period().unwrap_or(super::options::CPU_PERIOD_US),
             })
         }
         None => None,

@@ -119,16 +119,127 @@ impl Drop for Child {
     }
 }
 
-/// Run the container to completion.
+/// Where the workload's standard streams go; `None` leaves the runtime's own in place.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// A started container: its first process and its cgroup. Dropping it before
+/// [`Running::finish`] kills the process and everything in its cgroup, reaps the
+/// process and removes the cgroup, so no early return leaves anything behind.
+pub struct Running {
+    child: Child,
+    cgroup: Option<Cgroup>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("pid", &self.child.pid)
+            .finish()
+    }
+}
+
+impl Running {
+    /// The container's first process, as this process sees it.
+    pub fn pid(&self) -> i32 {
+        self.child.pid
+    }
+
+    /// Sends `signal` to the container's first process.
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        // SAFETY: the child is not reaped yet (finish consumes self), so the pid is ours.
+        if unsafe { libc::kill(self.child.pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Kills every process left in the container's cgroup (the first process included);
+    /// without a cgroup only the first process. For a workload that leaves children
+    /// behind when it exits, or one whose caller went away.
+    pub fn kill_all(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all();
+        }
+        if !self.child.reaped {
+            let _ = self.signal(libc::SIGKILL);
+        }
+    }
+
+    /// How the workload ended, from the wait status of its first process, which the
+    /// caller reaped (an init's event loop reaps every child itself). Kills what is left
+    /// in the cgroup, and removes the cgroup.
+    pub fn finish(mut self, wait_status: libc::c_int) -> Outcome {
+        self.child.reaped = true;
+        let oom_killed = self.cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.kill_all();
+            drop(cgroup);
+        }
+        Outcome::from_wait_status(wait_status, oom_killed)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all();
+        }
+        // Then `child` kills and reaps the first process, and `cgroup` removes the group.
+    }
+}
+
+impl Outcome {
+    /// The outcome of a wait status as waitpid(2) reports it.
+    pub fn from_wait_status(status: libc::c_int, oom_killed: bool) -> Self {
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            Self {
+                status: 128u8.saturating_add(sig as u8),
+                signal: Some(sig),
+                oom_killed,
+            }
+        } else {
+            Self {
+                status: libc::WEXITSTATUS(status) as u8,
+                signal: None,
+                oom_killed,
+            }
+        }
+    }
+}
+
+/// Run the container to completion with the runtime's own stdio, passing on the signals
+/// the runtime receives (SIGINT, SIGTERM, ...) to the workload.
 pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
+    let mask = SignalMask::block()?;
+    let running = spawn(cfg, Stdio::default(), &mask.saved)?;
+    let status = wait_forwarding(running.pid(), &mask.set)?;
+    Ok(running.finish(status))
+}
+
+/// Create the container and start its command; returns once the command is about to be
+/// executed (or with the error that stopped the setup). `child_mask` is the signal mask
+/// the workload starts with. Call it while this process has a single thread: the child of
+/// the raw `clone` runs Rust code until it execs.
+pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -> Result<Running> {
     let filter = cfg.seccomp.as_ref().map(seccomp::compile).transpose()?;
-    let mode = cgroup::detect_mode()?;
+    let mode = cgroup::detect_mode();
     let host = HostInfo {
-        cgroup2: mode == CgroupMode::Unified,
+        cgroup2: mode == CgroupMode::V2,
     };
-    let cgroup = Cgroup::create(mode, &cfg.id, &cfg.resources)?;
+    let cgroup = if cfg.cgroup {
+        Some(Cgroup::create(mode, &cfg.id, &cfg.resources)?)
+    } else {
+        None
+    };
     let restricted;
-    let cfg = if cgroup.restricts_devices() {
+    let devices_restricted = cgroup.as_ref().is_some_and(Cgroup::restricts_devices);
+    let cfg = if !cfg.default_devices || devices_restricted {
         cfg
     } else {
         // Without a device allowlist, a node made with CAP_MKNOD would open any host
@@ -146,7 +257,6 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
     };
     let (sync_r, mut sync_w) = pipe()?;
     let (mut err_r, err_w) = pipe()?;
-    let mask = SignalMask::block()?;
 
     let flags = cfg.namespaces.clone_flags() | libc::SIGCHLD as u64;
     // SAFETY: a clone without CLONE_VM and with a NULL stack is a fork: the child gets a
@@ -163,24 +273,33 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
             cfg,
             host,
             filter.as_deref(),
-            sync_r,
-            err_w,
-            &mask,
-            [sync_w.as_raw_fd(), err_r.as_raw_fd()],
+            ChildPipes {
+                sync_r,
+                err_w,
+                parent_ends: [sync_w.as_raw_fd(), err_r.as_raw_fd()],
+            },
+            stdio,
+            child_mask,
         );
     }
-    let mut child = Child {
-        pid: pid as i32,
-        reaped: false,
+    drop(stdio);
+    let mut running = Running {
+        child: Child {
+            pid: pid as i32,
+            reaped: false,
+        },
+        cgroup,
     };
     drop(sync_r);
     drop(err_w);
 
     if cfg.namespaces.user {
-        write_id_map(child.pid, "uid_map", &cfg.uid_mappings)?;
-        write_id_map(child.pid, "gid_map", &cfg.gid_mappings)?;
+        write_id_map(running.pid(), "uid_map", &cfg.uid_mappings)?;
+        write_id_map(running.pid(), "gid_map", &cfg.gid_mappings)?;
     }
-    cgroup.add_process(child.pid)?;
+    if let Some(cgroup) = &running.cgroup {
+        cgroup.add_process(running.pid())?;
+    }
     sync_w
         .write_all(&[1])
         .map_err(|e| ContainerError::sys("release the container process", e))?;
@@ -189,27 +308,16 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
     let mut report = Vec::new();
     let _ = err_r.read_to_end(&mut report);
     if let Some((&kind, message)) = report.split_first() {
+        // The child has exited after writing its report: reap it here.
+        // SAFETY: `pid` is our unreaped child.
+        unsafe { libc::waitpid(running.pid(), ptr::null_mut(), 0) };
+        running.child.reaped = true;
         return Err(ContainerError::Child {
             message: String::from_utf8_lossy(message).into_owned(),
             bad_input: kind == 2,
         });
     }
-
-    let status = wait_forwarding(child.pid, &mask.set)?;
-    child.reaped = true;
-    let oom_killed = cgroup.oom_killed();
-    drop(cgroup);
-    let (status, signal) = if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        (128u8.saturating_add(sig as u8), Some(sig))
-    } else {
-        (libc::WEXITSTATUS(status) as u8, None)
-    };
-    Ok(Outcome {
-        status,
-        signal,
-        oom_killed,
-    })
+    Ok(running)
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[IdMapping]) -> Result<()> {
@@ -245,16 +353,27 @@ fn wait_forwarding(pid: i32, set: &libc::sigset_t) -> Result<libc::c_int> {
     }
 }
 
+/// The child's ends of the runtime's pipes, and the runtime's ends to close.
+struct ChildPipes {
+    sync_r: File,
+    err_w: File,
+    parent_ends: [i32; 2],
+}
+
 /// The container's first process: wait for the runtime, set up, exec. Never returns.
 fn child_main(
     cfg: &ContainerConfig,
     host: HostInfo,
     filter: Option<&[BpfInstruction]>,
-    mut sync_r: File,
-    mut err_w: File,
-    mask: &SignalMask,
-    parent_ends: [i32; 2],
+    pipes: ChildPipes,
+    stdio: Stdio,
+    child_mask: &libc::sigset_t,
 ) -> ! {
+    let ChildPipes {
+        mut sync_r,
+        mut err_w,
+        parent_ends,
+    } = pipes;
     for fd in parent_ends {
         // SAFETY: these are the runtime's ends of the pipes, duplicated into this process
         // by clone; this process never uses them, and never returns to code that would.
@@ -276,10 +395,15 @@ fn child_main(
         unsafe { libc::_exit(1) };
     }
     drop(sync_r);
-    let sys = LinuxSyscall::new(mask.saved);
-    let err = match setup_and_exec(&sys, cfg, host, filter) {
+    let err = match redirect_stdio(stdio) {
+        Ok(()) => {
+            let sys = LinuxSyscall::new(*child_mask);
+            match setup_and_exec(&sys, cfg, host, filter) {
+                Err(e) => e,
+                Ok(never) => match never {},
+            }
+        }
         Err(e) => e,
-        Ok(never) => match never {},
     };
     let kind = if err.is_bad_input() { 2u8 } else { 1u8 };
     let mut report = vec![kind];
@@ -287,4 +411,34 @@ fn child_main(
     let _ = err_w.write_all(&report);
     // SAFETY: as above.
     unsafe { libc::_exit(1) }
+}
+
+/// Puts the given descriptors on 0, 1 and 2. Each is first copied above 2, so one that
+/// happens to sit on a standard number is not overwritten before it is placed (an init
+/// may run with 0-2 closed); dup2 leaves the placed copies open across exec.
+fn redirect_stdio(stdio: Stdio) -> Result<()> {
+    let mut moved = Vec::new();
+    for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+        let Some(fd) = fd else { continue };
+        // SAFETY: `fd` is an open descriptor; the copy is a new descriptor owned below.
+        let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if copy < 0 {
+            return Err(ContainerError::sys(
+                format!("copy the descriptor for {target}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+        moved.push((unsafe { OwnedFd::from_raw_fd(copy) }, target));
+    }
+    for (fd, target) in moved {
+        // SAFETY: `fd` is an open descriptor; dup2 onto a standard stream number.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            return Err(ContainerError::sys(
+                format!("redirect descriptor {target}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -2,46 +2,33 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
-
-use super::args::config_from_args;
-use super::cli::{ContainerCommand, RunArgs};
 use super::config::ContainerConfig;
 use super::error::ContainerError;
 use super::init::setup_and_exec;
+use super::options::{config_from_options, parse_rlimit, NetMode, RunOptions};
 use super::rootfs::HostInfo;
 use super::sys::fake::FakeSyscall;
 use super::sys::BpfInstruction;
 
-#[derive(Parser)]
-struct TestCli {
-    #[command(subcommand)]
-    cmd: ContainerCommand,
-}
-
 const ROOT: &str = "/fake/rootfs";
 
 /// A config as `vmm container run` builds it, with its rootfs moved to a path that does
-/// not exist (the fake never touches the file system).
-fn config(extra: &[&str]) -> ContainerConfig {
-    let tmp = std::env::temp_dir();
-    let mut argv = vec![
-        "t",
-        "run",
-        "--rootfs",
-        tmp.to_str().unwrap(),
-        "--name",
-        "t1",
-    ];
-    argv.extend_from_slice(extra);
-    argv.extend_from_slice(&["--", "sh", "-c", "true"]);
-    let ContainerCommand::Run(args) = TestCli::parse_from(argv).cmd else {
-        unreachable!("parsed a run command")
-    };
-    let args: Box<RunArgs> = args;
-    let mut cfg = config_from_args(&args).unwrap();
+/// not exist (the fake never touches the file system). `tweak` sets options as the
+/// command line would.
+fn config_with(tweak: impl FnOnce(&mut RunOptions)) -> ContainerConfig {
+    let mut options = RunOptions::new(
+        std::env::temp_dir(),
+        vec!["sh".into(), "-c".into(), "true".into()],
+    );
+    options.name = Some("t1".into());
+    tweak(&mut options);
+    let mut cfg = config_from_options(&options).unwrap();
     cfg.rootfs = PathBuf::from(ROOT);
     cfg
+}
+
+fn config() -> ContainerConfig {
+    config_with(|_| {})
 }
 
 fn fake() -> FakeSyscall {
@@ -68,7 +55,10 @@ fn pos(sys: &FakeSyscall, prefix: &str) -> usize {
 #[test]
 fn setup_steps_run_in_runc_order() {
     let sys = fake();
-    let cfg = config(&["--hostname", "box", "--rlimit", "nofile=64"]);
+    let cfg = config_with(|o| {
+        o.hostname = Some("box".into());
+        o.rlimits = vec![parse_rlimit("nofile=64").unwrap()];
+    });
     run(&sys, &cfg, None);
     let order = [
         "unshare 0x2000000",
@@ -107,7 +97,7 @@ fn setup_steps_run_in_runc_order() {
 #[test]
 fn mounts_and_devices_happen_before_pivot_root_and_masks_after() {
     let sys = fake();
-    run(&sys, &config(&[]), None);
+    run(&sys, &config(), None);
     let pivot = pos(&sys, "pivot_root");
     assert!(pos(&sys, &format!("mount sysfs {ROOT}/sys sysfs")) < pivot);
     assert!(pos(&sys, &format!("symlink /proc/self/fd {ROOT}/dev/fd")) < pivot);
@@ -117,7 +107,7 @@ fn mounts_and_devices_happen_before_pivot_root_and_masks_after() {
 #[test]
 fn bounding_set_drops_exactly_the_capabilities_not_configured() {
     let sys = fake();
-    let cfg = config(&["--cap-drop", "CAP_KILL"]);
+    let cfg = config_with(|o| o.cap_drop = vec!["CAP_KILL".into()]);
     run(&sys, &cfg, None);
     let kept = cfg.process.capabilities.bounding.count_ones() as usize;
     assert_eq!(sys.count("capbset_drop"), 41 - kept);
@@ -134,7 +124,7 @@ fn bounding_set_drops_exactly_the_capabilities_not_configured() {
 #[test]
 fn user_namespace_binds_host_devices_instead_of_mknod() {
     let sys = fake();
-    run(&sys, &config(&["--userns"]), None);
+    run(&sys, &config_with(|o| o.userns = true), None);
     assert_eq!(sys.count("mknod"), 0);
     assert!(sys
         .position(&format!("mount /dev/null {ROOT}/dev/null - 0x1000"))
@@ -148,7 +138,7 @@ fn user_namespace_binds_host_devices_instead_of_mknod() {
 #[test]
 fn host_network_skips_loopback_setup() {
     let sys = fake();
-    run(&sys, &config(&["--net", "host"]), None);
+    run(&sys, &config_with(|o| o.net = NetMode::Host), None);
     assert!(sys.position("loopback_up").is_none());
 }
 
@@ -161,7 +151,7 @@ fn seccomp_is_the_last_step_before_exec_with_no_new_privs() {
         jf: 0,
         k: 0x7fff_0000,
     }];
-    run(&sys, &config(&[]), Some(&prog));
+    run(&sys, &config(), Some(&prog));
     assert!(pos(&sys, "capset") < pos(&sys, "seccomp 1"));
     assert!(pos(&sys, "seccomp 1") < pos(&sys, "execve"));
 }
@@ -169,7 +159,7 @@ fn seccomp_is_the_last_step_before_exec_with_no_new_privs() {
 #[test]
 fn seccomp_comes_before_dropping_caps_without_no_new_privs() {
     let sys = fake();
-    let mut cfg = config(&[]);
+    let mut cfg = config();
     cfg.process.no_new_privileges = false;
     let prog = vec![BpfInstruction {
         code: 6,
@@ -185,7 +175,7 @@ fn seccomp_comes_before_dropping_caps_without_no_new_privs() {
 #[test]
 fn command_missing_from_rootfs_is_bad_input_and_nothing_execs() {
     let sys = FakeSyscall::with_paths(&[], &[]);
-    let err = run(&sys, &config(&[]), None);
+    let err = run(&sys, &config(), None);
     assert!(err.is_bad_input(), "{err}");
     assert!(err.to_string().contains("\"sh\""), "{err}");
     assert!(sys.position("execve").is_none());
@@ -197,7 +187,7 @@ fn failing_step_stops_setup_and_is_named() {
         fail_on: Some("pivot_root".into()),
         ..fake()
     };
-    let err = run(&sys, &config(&[]), None);
+    let err = run(&sys, &config(), None);
     assert!(err.to_string().contains("pivot_root"), "{err}");
     assert!(!err.is_bad_input());
     assert!(sys.position("sethostname").is_none());
@@ -207,7 +197,7 @@ fn failing_step_stops_setup_and_is_named() {
 #[test]
 fn without_mount_namespace_chroot_replaces_pivot_root() {
     let sys = fake();
-    let mut cfg = config(&[]);
+    let mut cfg = config();
     cfg.namespaces.mount = false;
     run(&sys, &cfg, None);
     assert!(sys.position("pivot_root").is_none());
@@ -221,7 +211,7 @@ fn without_mount_namespace_chroot_replaces_pivot_root() {
 #[test]
 fn read_only_root_is_remounted_after_the_masks() {
     let sys = fake();
-    run(&sys, &config(&["--read-only"]), None);
+    run(&sys, &config_with(|o| o.read_only = true), None);
     let ro = sys
         .position("mount - / - 0x")
         .and_then(|first| {

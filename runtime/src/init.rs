@@ -60,21 +60,28 @@ pub fn setup_and_exec<S: Syscall>(
         sys.apply_seccomp(prog)
             .map_err(sys_err("install the seccomp filter"))?;
     }
-    for cap in 0..=caps::LAST_KNOWN {
-        if p.capabilities.bounding & (1u64 << cap) == 0 {
-            sys.drop_bounding_cap(cap)
-                .map_err(sys_err("drop a capability from the bounding set"))?;
+    if p.inherit_capabilities {
+        sys.setgroups(&p.additional_gids)
+            .map_err(sys_err("set the supplementary groups"))?;
+        sys.set_ids(p.uid, p.gid)
+            .map_err(sys_err("switch to the workload's user"))?;
+    } else {
+        for cap in 0..=caps::LAST_KNOWN {
+            if p.capabilities.bounding & (1u64 << cap) == 0 {
+                sys.drop_bounding_cap(cap)
+                    .map_err(sys_err("drop a capability from the bounding set"))?;
+            }
         }
+        sys.set_keep_caps(true).map_err(sys_err("set keepcaps"))?;
+        sys.setgroups(&p.additional_gids)
+            .map_err(sys_err("set the supplementary groups"))?;
+        sys.set_ids(p.uid, p.gid)
+            .map_err(sys_err("switch to the container user"))?;
+        sys.set_keep_caps(false)
+            .map_err(sys_err("clear keepcaps"))?;
+        sys.set_capabilities(&p.capabilities)
+            .map_err(sys_err("set the capabilities"))?;
     }
-    sys.set_keep_caps(true).map_err(sys_err("set keepcaps"))?;
-    sys.setgroups(&p.additional_gids)
-        .map_err(sys_err("set the supplementary groups"))?;
-    sys.set_ids(p.uid, p.gid)
-        .map_err(sys_err("switch to the container user"))?;
-    sys.set_keep_caps(false)
-        .map_err(sys_err("clear keepcaps"))?;
-    sys.set_capabilities(&p.capabilities)
-        .map_err(sys_err("set the capabilities"))?;
     // The death signal is cleared by the identity change: set it again.
     sys.set_parent_death_signal(libc::SIGKILL)
         .map_err(sys_err("set the parent death signal"))?;

@@ -4,13 +4,17 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// A fully resolved container: what to run, how to isolate it, which limits apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConfig {
     /// Name of the container's cgroup (unique per run).
     pub id: String,
     /// Absolute path of the root filesystem on the host.
     pub rootfs: PathBuf,
+    /// How the process's root becomes `rootfs`.
+    pub root_switch: RootSwitch,
     pub readonly_root: bool,
     pub hostname: Option<String>,
     pub process: ProcessConfig,
@@ -23,11 +27,27 @@ pub struct ContainerConfig {
     pub default_devices: bool,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
+    /// Put the workload in a cgroup of its own: for `resources`, and to learn whether the
+    /// OOM killer ended it. Off only for the unisolated baseline (`vmm run --isolation
+    /// process` on the host).
+    pub cgroup: bool,
     pub resources: Resources,
     pub seccomp: Option<SeccompProfile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the process's root becomes the rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootSwitch {
+    /// pivot_root, and the old root detached: nothing of the host's tree stays reachable.
+    #[default]
+    PivotRoot,
+    /// chroot: the baseline of `vmm run --isolation process` (and of the `vm` level inside
+    /// a guest), where the host's /proc, /sys and /dev are bound into the rootfs first.
+    Chroot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessConfig {
     /// argv; `args[0]` is looked up in `PATH` inside the container when it has no `/`.
     pub args: Vec<String>,
@@ -39,12 +59,17 @@ pub struct ProcessConfig {
     pub additional_gids: Vec<u32>,
     pub umask: u32,
     pub capabilities: CapabilitySets,
+    /// Leave the capabilities as the runtime has them (`capabilities` is not applied): the
+    /// unisolated baseline. A switch to a non-root `uid` still clears them, as for any
+    /// process that changes user.
+    #[serde(default)]
+    pub inherit_capabilities: bool,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
 }
 
 /// Capability sets as bit masks (bit N = capability number N).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CapabilitySets {
     pub bounding: u64,
     pub effective: u64,
@@ -66,7 +91,7 @@ impl CapabilitySets {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     /// `libc::RLIMIT_*` number.
     pub resource: u32,
@@ -75,7 +100,7 @@ pub struct Rlimit {
 }
 
 /// Which new namespaces the container gets (joining existing ones is not supported).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespaces {
     pub pid: bool,
     pub mount: bool,
@@ -118,7 +143,7 @@ impl Namespaces {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMapping {
     pub container_id: u32,
     pub host_id: u32,
@@ -126,7 +151,7 @@ pub struct IdMapping {
 }
 
 /// One mount, already split into `mount(2)` flags and filesystem data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub destination: PathBuf,
     /// Filesystem type: "proc", "tmpfs", "bind", "cgroup", ...
@@ -148,7 +173,7 @@ impl MountSpec {
 }
 
 /// cgroup limits. `None` leaves the limit unset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
     /// Memory limit in bytes (swap is limited to the same total).
     pub memory: Option<i64>,
@@ -158,14 +183,14 @@ pub struct Resources {
     pub cpu: Option<CpuQuota>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuQuota {
     pub quota: i64,
     pub period: u64,
 }
 
 /// A seccomp filter: the listed syscalls get `listed`, all others `default`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeccompProfile {
     pub default: SeccompVerdict,
     pub listed: SeccompVerdict,
@@ -173,7 +198,7 @@ pub struct SeccompProfile {
     pub syscalls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeccompVerdict {
     Allow,
     Errno(u32),

@@ -1,13 +1,13 @@
-//! From `vmm container run` options to a [`ContainerConfig`]: the value parsers clap calls,
-//! and the checks that need the file system (rootfs, mount sources).
+//! From command-line style options (`vmm container run`, `vmm run`) to a
+//! [`ContainerConfig`]: the value parsers the binary's clap options call, the plain
+//! [`RunOptions`] they fill, and the checks that need the file system (rootfs, mount sources).
 
 use std::path::{Path, PathBuf};
 
 use super::caps;
-use super::cli::{NetMode, RunArgs};
 use super::config::{
     CapabilitySets, ContainerConfig, CpuQuota, IdMapping, Namespaces, ProcessConfig, Resources,
-    Rlimit,
+    Rlimit, RootSwitch,
 };
 use super::defaults;
 use super::error::{ContainerError, Result};
@@ -151,6 +151,69 @@ pub fn parse_rlimit(s: &str) -> std::result::Result<RlimitArg, String> {
     }))
 }
 
+/// Network of the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// A new network namespace with only the loopback interface (up).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// What a container run asks for, as the command line spells it (already parsed). The
+/// binary's clap options fill it; [`config_from_options`] checks it and resolves defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    pub rootfs: PathBuf,
+    /// Container name (its cgroup); default [`default_id`].
+    pub name: Option<String>,
+    /// Hostname; default the container name.
+    pub hostname: Option<String>,
+    pub memory: Option<i64>,
+    pub pids: Option<i64>,
+    pub cpus: Option<CpuFraction>,
+    pub net: NetMode,
+    pub userns: bool,
+    pub read_only: bool,
+    pub mounts: Vec<BindMount>,
+    pub env: Vec<String>,
+    pub workdir: PathBuf,
+    pub user: Option<UserArg>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub rlimits: Vec<RlimitArg>,
+    pub seccomp: bool,
+    pub command: Vec<String>,
+}
+
+impl RunOptions {
+    /// Options with every default: `command` run in `rootfs`, from `/`.
+    pub fn new(rootfs: impl Into<PathBuf>, command: Vec<String>) -> Self {
+        Self {
+            rootfs: rootfs.into(),
+            name: None,
+            hostname: None,
+            memory: None,
+            pids: None,
+            cpus: None,
+            net: NetMode::None,
+            userns: false,
+            read_only: false,
+            mounts: Vec::new(),
+            env: Vec::new(),
+            workdir: PathBuf::from("/"),
+            user: None,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            rlimits: Vec::new(),
+            seccomp: false,
+            command,
+        }
+    }
+}
+
 /// A default container name, unique among the runs on this host.
 pub fn default_id() -> String {
     format!("vmm-{}", std::process::id())
@@ -184,11 +247,8 @@ pub fn resolve_rootfs(path: &Path) -> Result<PathBuf> {
 }
 
 /// Build the container described by `vmm container run --rootfs …` options.
-pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
-    let Some(rootfs) = &args.rootfs else {
-        return Err(ContainerError::MissingRootfs(PathBuf::new()));
-    };
-    let rootfs = resolve_rootfs(rootfs)?;
+pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
+    let rootfs = resolve_rootfs(&args.rootfs)?;
     if args.command.is_empty() {
         return Err(ContainerError::NoCommand);
     }
@@ -250,6 +310,7 @@ pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
         hostname: Some(args.hostname.clone().unwrap_or_else(|| id.clone())),
         id,
         rootfs,
+        root_switch: RootSwitch::PivotRoot,
         readonly_root: args.read_only,
         process: ProcessConfig {
             args: args.command.clone(),
@@ -260,6 +321,7 @@ pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
             additional_gids: Vec::new(),
             umask: 0o022,
             capabilities: CapabilitySets::uniform(cap_mask),
+            inherit_capabilities: false,
             no_new_privileges: true,
             rlimits: args.rlimits.iter().map(|r| r.0).collect(),
         },
@@ -270,6 +332,7 @@ pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
         default_devices: true,
         masked_paths: defaults::masked_paths(),
         readonly_paths: defaults::readonly_paths(),
+        cgroup: true,
         resources: Resources {
             memory: args.memory,
             pids: args.pids,
@@ -280,6 +343,51 @@ pub fn config_from_args(args: &RunArgs) -> Result<ContainerConfig> {
         },
         seccomp: args.seccomp.then(defaults::seccomp_profile),
     })
+}
+
+/// Host paths bound into the rootfs of the unisolated baseline, so that it sees the
+/// host's processes, devices and kernel objects as any host process does.
+pub const BASELINE_BINDS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The unisolated baseline (`vmm run --isolation process`, and the `vm` level inside a
+/// guest): the command chrooted into the rootfs, as a plain process that shares the PID,
+/// network, IPC, UTS, user and cgroup namespaces of whoever runs it, with its
+/// capabilities unchanged. Its one namespace is a private mount namespace, in which the
+/// host's /proc, /sys and /dev are bound into the rootfs before the chroot: those mounts
+/// vanish with the process and never appear in the host's mount table. No cgroup, no
+/// limits (a caller may turn on [`ContainerConfig::cgroup`] and set resources), no
+/// hostname, no seccomp, no_new_privs off.
+pub fn baseline_config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
+    let mut cfg = config_from_options(&RunOptions {
+        mounts: Vec::new(),
+        ..args.clone()
+    })?;
+    cfg.root_switch = RootSwitch::Chroot;
+    cfg.hostname = None;
+    cfg.namespaces = Namespaces {
+        pid: false,
+        mount: true,
+        uts: false,
+        ipc: false,
+        net: false,
+        user: false,
+        cgroup: false,
+    };
+    cfg.uid_mappings.clear();
+    cfg.gid_mappings.clear();
+    cfg.mounts = BASELINE_BINDS
+        .iter()
+        .map(|path| mount_spec(path, "bind", path, &["rbind"]))
+        .collect();
+    cfg.default_devices = false;
+    cfg.masked_paths.clear();
+    cfg.readonly_paths.clear();
+    cfg.process.inherit_capabilities = true;
+    cfg.process.no_new_privileges = false;
+    cfg.cgroup = false;
+    cfg.resources = Resources::default();
+    cfg.seccomp = None;
+    Ok(cfg)
 }
 
 #[cfg(test)]
