@@ -8,14 +8,20 @@
 #   distro-<key>/bzImage            Debian's cloud kernel, as shipped (the "distro kernel")
 #   distro-<key>/vmlinux            the ELF vmlinux extracted from that bzImage
 #   kernel-<key>/vmlinux            the microVM kernel: linux-source + resources/microvm-kernel.config
+#   agent-<key>/initramfs.cpio.gz   the guest of `vmm run --isolation vm|vm+container`: the
+#                                   vmm-agent binary as /init, /dev/console, empty mount points
+#   default/vmlinux                 links to the microVM kernel and agent initramfs built or
+#   default/agent-initramfs.cpio.gz found last: what `vmm run` boots without --kernel/--initrd
 #
-# Usage: resources/build-images.sh [--kernel | --no-kernel] [--env]
-#   --kernel     also build the microVM kernel if it is not cached (~13 min on 2 cores)
+# Usage: resources/build-images.sh [--kernel | --no-kernel] [--agent | --no-agent] [--env]
+#   --kernel     also build the microVM kernel if it is not cached (~13-25 min on 2 cores)
 #   --no-kernel  never build it (default): report it as missing instead
+#   --agent      build vmm-agent (cargo, from this checkout) and its initramfs (default)
+#   --no-agent   leave the agent initramfs and its default link alone
 #   --env        print KEY=VALUE lines (paths) on stdout for tests/realkvm/run.sh
 # Progress goes to stderr. Cache: ${XDG_CACHE_HOME:-~/.cache}/vmm/images.
 # Packages: busybox-static e2fsprogs cpio linux-image-cloud-amd64 zstd xz-utils; for the
-# kernel also linux-source bc flex bison libelf-dev make gcc.
+# kernel also linux-source bc flex bison libelf-dev make gcc; for the agent a Rust toolchain.
 set -euo pipefail
 # Only the --env lines go to stdout (fd 3); everything else, tools' chatter too, to stderr.
 exec 3>&1 1>&2
@@ -24,13 +30,16 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/vmm/images"
 build_kernel=0
+build_agent=1
 print_env=0
 for arg in "$@"; do
     case "$arg" in
         --kernel) build_kernel=1 ;;
         --no-kernel) build_kernel=0 ;;
+        --agent) build_agent=1 ;;
+        --no-agent) build_agent=0 ;;
         --env) print_env=1 ;;
-        *) echo "usage: $0 [--kernel|--no-kernel] [--env]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--kernel|--no-kernel] [--agent|--no-agent] [--env]" >&2; exit 2 ;;
     esac
 done
 mkdir -p "$cache"
@@ -40,14 +49,16 @@ die() { say "error: $*"; exit 1; }
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 busybox_bin=/bin/busybox
-[ -x "$busybox_bin" ] && "$busybox_bin" --list | grep -x ash >/dev/null ||
+if ! { [ -x "$busybox_bin" ] && "$busybox_bin" --list | grep -x ash >/dev/null; }; then
     die "busybox-static is needed (/bin/busybox); apt-get install busybox-static"
+fi
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is needed: apt-get install e2fsprogs"
 command -v cpio >/dev/null || die "cpio is needed: apt-get install cpio"
 
 # --- the guest tree: busybox and our init, shared by the initramfs and the ext4 rootfs
 guest_init="$repo/tests/realkvm/guest-init"
-distro_bz=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1 || true)
+distro_bz=$(find /boot -maxdepth 1 -name 'vmlinuz-*-cloud-amd64' 2>/dev/null |
+    sort -V | tail -1 || true)
 [ -n "$distro_bz" ] || die "no /boot/vmlinuz-*-cloud-amd64: apt-get install linux-image-cloud-amd64"
 distro_kver=${distro_bz#/boot/vmlinuz-}
 # The distro kernel's virtio and pvpanic drivers are modules; the guest image carries
@@ -105,12 +116,12 @@ extract_vmlinux() {
         magic=${pair%%:*}
         tool=${pair#*:}
         command -v "${tool%% *}" >/dev/null || continue
-        for pos in $(LC_ALL=C grep -obUaP "$magic" "$bz" | cut -d: -f1); do
+        while read -r pos; do
             tail -c +$((pos + 1)) "$bz" | $tool >"$out" 2>/dev/null || true
             if [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ]; then
                 return 0
             fi
-        done
+        done < <(LC_ALL=C grep -obUaP "$magic" "$bz" | cut -d: -f1)
     done
     return 1
 }
@@ -128,7 +139,8 @@ build_distro() {
 
 # --- the microVM kernel: linux-source + our config fragment
 kernel_config="$here/microvm-kernel.config"
-kernel_src_tar=$(ls /usr/src/linux-source-*.tar.xz 2>/dev/null | sort -V | tail -1 || true)
+kernel_src_tar=$(find /usr/src -maxdepth 1 -name 'linux-source-*.tar.xz' 2>/dev/null |
+    sort -V | tail -1 || true)
 # Key: the fragment, the source package version and the recipe below (bump on change).
 kernel_recipe=1
 kernel_key=$( (cat "$kernel_config"; echo "recipe=$kernel_recipe";
@@ -193,6 +205,80 @@ if [ ! -f "$kernel_dir/vmlinux" ]; then
     fi
 fi
 
+# --- the agent initramfs: vmm-agent as /init, for `vmm run`
+# Key: the agent binary, whether /dev/console could be made, and the recipe below (bump
+# on change).
+agent_recipe=1
+agent_dir=""
+agent_bin="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/vmm-agent"
+# The kernel opens /dev/console for init's stdio before running it. Making the node takes
+# root; without it the kernel's built-in initramfs (CONFIG_INITRAMFS_SOURCE="", as in
+# microvm-kernel.config) has one, which ours is unpacked over.
+agent_console=0
+if [ "$(id -u)" = 0 ]; then
+    agent_console=1
+fi
+build_agent_initramfs() {
+    say "agent initramfs $agent_key: vmm-agent as /init → initramfs.cpio.gz"
+    local tmp tree
+    tmp=$(mktemp -d "$cache/.agent.XXXXXX")
+    tree="$tmp/tree"
+    mkdir -p "$tree"/{dev,proc,sys,run,tmp,mnt}
+    # The archive's "." becomes the guest's / (mode included): not mktemp's 0700.
+    chmod 0755 "$tree"
+    chmod 1777 "$tree/tmp"
+    install -m 0755 "$agent_bin" "$tree/init"
+    if [ "$agent_console" = 1 ]; then
+        mknod -m 0600 "$tree/dev/console" c 5 1
+    else
+        say "agent initramfs: not root, so no /dev/console in it (the kernel's own has one)"
+    fi
+    (cd "$tree" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+        gzip -9n >"$tmp/initramfs.cpio.gz"
+    rm -rf "$tree"
+    # A concurrent run that built the same key first wins; its result is the same.
+    mv -T "$tmp" "$agent_dir" 2>/dev/null || rm -rf "$tmp"
+    [ -f "$agent_dir/initramfs.cpio.gz" ] || die "cannot create $agent_dir"
+}
+if [ "$build_agent" = 1 ]; then
+    command -v cargo >/dev/null || die "cargo is needed to build vmm-agent: https://rustup.rs"
+    say "agent: cargo build --release -p vmm-agent"
+    (cd "$repo" && cargo build --release --quiet -p vmm-agent) || die "building vmm-agent failed"
+    [ -x "$agent_bin" ] || die "cargo left no $agent_bin"
+    # A dynamically linked /init cannot start: the initramfs has no loader or libc.
+    if command -v readelf >/dev/null &&
+        readelf -lW "$agent_bin" | grep -q 'Requesting program interpreter'; then
+        die "$agent_bin is dynamically linked; /init must be static (.cargo/config.toml)"
+    fi
+    agent_key=$( (cat "$agent_bin"; echo "recipe=$agent_recipe console=$agent_console") |
+        sha256sum | cut -c1-16)
+    agent_dir="$cache/agent-$agent_key"
+    if [ -f "$agent_dir/initramfs.cpio.gz" ]; then
+        touch "$agent_dir"
+    else
+        build_agent_initramfs
+    fi
+    # Every change to the agent makes a new build: the three most recently used stay.
+    find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'agent-*' -printf '%T@ %p\n' |
+        sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
+fi
+
+# --- stable names for `vmm run`: relative links into the keyed builds above, replaced by
+# a rename so that a reader finds the old target or the new one, never no link. The
+# kernel's link is left alone (at the previous kernel, if any) until the kernel is built.
+point_default() { # NAME TARGET (relative to $cache)
+    local tmp="$cache/default/.$1.$$"
+    mkdir -p "$cache/default"
+    ln -sfn "../$2" "$tmp"
+    mv -T "$tmp" "$cache/default/$1"
+}
+if [ -f "$kernel_dir/vmlinux" ]; then
+    point_default vmlinux "kernel-$kernel_key/vmlinux"
+fi
+if [ -n "$agent_dir" ]; then
+    point_default agent-initramfs.cpio.gz "agent-$agent_key/initramfs.cpio.gz"
+fi
+
 if [ "$print_env" = 1 ]; then
     {
         echo "GUEST_DIR=$guest_dir"
@@ -204,5 +290,6 @@ if [ "$print_env" = 1 ]; then
             echo "KERNEL_VMLINUX="
         fi
         echo "KERNEL_KEY=$kernel_key"
+        echo "AGENT_INITRD=${agent_dir:+$agent_dir/initramfs.cpio.gz}"
     } >&3
 fi

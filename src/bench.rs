@@ -69,7 +69,7 @@ fn run_once(exe: &std::path::Path, mem_mib: u64) -> Result<Sample, String> {
 }
 
 /// Waits for the child and returns (exit status, peak RSS in KiB) from wait4(2).
-fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
+pub(crate) fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid for wait4 to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -105,7 +105,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn stats_ms(mut values: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn stats_ms(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(|a, b| a.total_cmp(b));
     (
         percentile(&values, 50.0),

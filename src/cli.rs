@@ -34,6 +34,16 @@ pub enum Command {
     },
     /// Boot the built-in test guest and print its conformance report.
     Demo(DemoArgs),
+    /// Run one workload at an isolation level: a plain process or a container, on this
+    /// host or in a fresh microVM.
+    ///
+    /// The same command line works at every level, so one workload can be compared
+    /// across them: stdout and stderr arrive apart and byte-exact, stdin is passed
+    /// through, SIGINT and SIGTERM reach the workload, and the exit status is the
+    /// workload's (128+N when killed by signal N; an OOM kill is reported as such).
+    /// The VM levels need a host that can boot Linux guests (`vmm doctor` says), the
+    /// microVM kernel and the agent initramfs (resources/build-images.sh builds both).
+    Run(Box<crate::run::args::RunArgs>),
     /// Run a process in a container: namespaces, pivot_root, cgroups, OCI bundles.
     Container {
         #[command(subcommand)]
@@ -92,6 +102,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 40)]
         runs: u32,
     },
+    /// One workload, /bin/true, at each isolation level: `vmm run` start → exit over N
+    /// fresh processes per level, with medians and the ratios between levels.
+    Run(crate::bench_run::BenchRunArgs),
     /// The virtio-net path in-process: 1514-byte frames through the transport and the
     /// net device, over a socketpair standing in for the tap.
     Net {

@@ -37,7 +37,8 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         devices: Default::default(),
         boot_timer: None,
         report_resident: false,
-        console_capture: Some(capture.clone()),
+        console: vm::Console::TerminalWithCopy(capture.clone()),
+        stop: None,
     };
     let vm_started = Instant::now();
     let outcome = vm::run(&config);
@@ -90,7 +91,8 @@ fn bench_run(args: &DemoArgs, guest: &GuestFile, started: Instant) -> ExitCode {
         devices: Default::default(),
         boot_timer: Some(started),
         report_resident: true,
-        console_capture: None,
+        console: Default::default(),
+        stop: None,
     };
     match vm::run(&config) {
         Ok(VmOutcome::Reset) => ExitCode::SUCCESS,

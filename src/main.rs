@@ -5,12 +5,15 @@
 mod bench;
 mod bench_blk;
 mod bench_net;
+mod bench_run;
 mod cli;
 mod container;
 mod demo;
 mod doctor;
+mod exit_status;
 mod guest_image;
 mod host;
+mod run;
 mod terminal;
 mod vm;
 
@@ -19,8 +22,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-const EXIT_VM_FAILED: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
+use exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Doctor { json }) => doctor::run(json),
         Some(cli::Command::Demo(args)) => demo::run(&args, started),
         Some(cli::Command::Container { command }) => container::run(command),
+        Some(cli::Command::Run(args)) => run::run(&args),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),
@@ -38,6 +41,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Net { frames },
         }) => bench_net::run(frames),
+        Some(cli::Command::Bench {
+            what: cli::BenchCommand::Run(args),
+        }) => bench_run::run(&args),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::ContainerStart { runs },
         }) => container::bench::bench_container_start(runs),
@@ -72,7 +78,8 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
             devices: file.devices,
             boot_timer,
             report_resident: false,
-            console_capture: None,
+            console: Default::default(),
+            stop: None,
         });
     }
     let devices = vm::device_specs::DeviceSpecs {
@@ -97,17 +104,18 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
         devices,
         boot_timer,
         report_resident: false,
-        console_capture: None,
+        console: Default::default(),
+        stop: None,
     })
 }
 
 fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
     match result {
-        Ok(vm::VmOutcome::Reset) => ExitCode::SUCCESS,
+        Ok(vm::VmOutcome::Reset | vm::VmOutcome::Stopped) => ExitCode::SUCCESS,
         Ok(vm::VmOutcome::DebugExit(code)) => ExitCode::from(code),
         Ok(vm::VmOutcome::Failed(msg)) => {
             eprintln!("vmm: the VM failed: {msg}");
-            ExitCode::from(EXIT_VM_FAILED)
+            ExitCode::from(EXIT_FAILED)
         }
         Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
         Err(e) => report_vm_error(&e),
@@ -120,6 +128,6 @@ pub(crate) fn report_vm_error(e: &vm::VmError) -> ExitCode {
     if e.is_bad_input() {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
-        ExitCode::from(EXIT_VM_FAILED)
+        ExitCode::from(EXIT_FAILED)
     }
 }

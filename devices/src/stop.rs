@@ -16,6 +16,9 @@ pub enum StopReason {
     DebugExit(u8),
     /// A device failed and cannot go on.
     Failed(String),
+    /// The VMM's owner asked the VM to stop (a command that ran it in the background and
+    /// is done with it).
+    Requested,
 }
 
 impl fmt::Display for StopReason {
@@ -24,6 +27,7 @@ impl fmt::Display for StopReason {
             StopReason::Reset => write!(f, "guest requested a reset"),
             StopReason::DebugExit(v) => write!(f, "guest wrote {v} to the debug-exit port"),
             StopReason::Failed(why) => write!(f, "device failure: {why}"),
+            StopReason::Requested => write!(f, "the VMM's owner stopped the VM"),
         }
     }
 }

@@ -19,8 +19,8 @@ use super::seccomp;
 use super::sys::linux::LinuxSyscall;
 use super::sys::BpfInstruction;
 
-/// Signals forwarded to the workload (SIGCHLD tells the runtime it exited).
-const FORWARDED: [i32; 8] = [
+/// Signals a runtime passes on to its workload (SIGCHLD tells the runtime it exited).
+pub const FORWARDED_SIGNALS: [i32; 8] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
@@ -70,7 +70,7 @@ impl SignalMask {
         unsafe {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGCHLD);
-            for sig in FORWARDED {
+            for sig in FORWARDED_SIGNALS {
                 libc::sigaddset(&mut set, sig);
             }
         }

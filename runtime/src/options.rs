@@ -358,10 +358,13 @@ pub const BASELINE_BINDS: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// limits (a caller may turn on [`ContainerConfig::cgroup`] and set resources), no
 /// hostname, no seccomp, no_new_privs off.
 pub fn baseline_config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
-    let mut cfg = config_from_options(&RunOptions {
-        mounts: Vec::new(),
-        ..args.clone()
-    })?;
+    config_from_options(args).map(make_baseline)
+}
+
+/// Turns a container's configuration (from options or a bundle) into the unisolated
+/// baseline of [`baseline_config_from_options`]: the same process (command, environment,
+/// working directory, user, rlimits) and rootfs, none of the isolation.
+pub fn make_baseline(mut cfg: ContainerConfig) -> ContainerConfig {
     cfg.root_switch = RootSwitch::Chroot;
     cfg.hostname = None;
     cfg.namespaces = Namespaces {
@@ -387,7 +390,7 @@ pub fn baseline_config_from_options(args: &RunOptions) -> Result<ContainerConfig
     cfg.cgroup = false;
     cfg.resources = Resources::default();
     cfg.seccomp = None;
-    Ok(cfg)
+    cfg
 }
 
 #[cfg(test)]

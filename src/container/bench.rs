@@ -138,6 +138,20 @@ fn hide_unified_hierarchy() -> bool {
     }
 }
 
+/// The busybox rootfs the benchmarks run /bin/true in, built once (by the script in the
+/// source tree) into the temp dir.
+pub fn busybox_rootfs() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join("vmm-container-rootfs");
+    let built = Command::new("sh").arg(ROOTFS_SCRIPT).arg(&dir).status();
+    if built.is_ok_and(|s| s.success()) {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "cannot build the busybox rootfs with {ROOTFS_SCRIPT}"
+        ))
+    }
+}
+
 /// Measure `runs` starts of each runtime and print a table (milliseconds).
 pub fn bench_container_start(runs: u32) -> ExitCode {
     if runs == 0 {
@@ -145,12 +159,13 @@ pub fn bench_container_start(runs: u32) -> ExitCode {
         return ExitCode::from(2);
     }
     let work = std::env::temp_dir().join(format!("vmm-bench-container-{}", std::process::id()));
-    let cache = std::env::temp_dir().join("vmm-container-rootfs");
-    let built = Command::new("sh").arg(ROOTFS_SCRIPT).arg(&cache).status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("vmm: error: cannot build the busybox rootfs with {ROOTFS_SCRIPT}");
-        return ExitCode::from(1);
-    }
+    let cache = match busybox_rootfs() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("vmm: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let bundle = work.join("bundle");
     let state = work.join("state");
     let prepared = std::fs::create_dir_all(&bundle)

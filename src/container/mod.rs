@@ -9,10 +9,7 @@ use std::process::ExitCode;
 use runtime::error::{error_chain, ContainerError};
 use runtime::{defaults, launch, options, spec};
 
-/// Exit status for a failure of the runtime or the host.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit status for input that cannot work.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 
 pub fn run(cmd: cli::ContainerCommand) -> ExitCode {
     match cmd {

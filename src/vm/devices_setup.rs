@@ -9,7 +9,9 @@ use boot::layout::BOOT_TIMER_ADDR;
 use devices::{BootTimer, Bus, DebugExit, Serial, StopSignal, DEBUG_EXIT_PORT, I8042};
 use kvm_ioctls::VmFd;
 
+use super::console_log::ConsoleLogWriter;
 use super::error::VmError;
+use super::Console;
 
 pub const SERIAL_PORT_BASE: u64 = 0x3f8;
 pub const SERIAL_PORT_LEN: u64 = 8;
@@ -26,21 +28,21 @@ pub struct Devices {
     pub stop: Arc<StopSignal>,
 }
 
-/// `boot_timer_origin` is the VMM's start instant when `--boot-timer` was given.
-/// `capture`, when given, receives a copy of everything the guest writes to its console.
+/// `boot_timer_origin` is the VMM's start instant when `--boot-timer` was given; `console`
+/// says where the guest's console output goes; `stop` is the VM's stop signal.
 pub fn setup_devices(
     vm: &VmFd,
     boot_timer_origin: Option<Instant>,
-    capture: Option<Arc<Mutex<Vec<u8>>>>,
+    console: &Console,
+    stop: Arc<StopSignal>,
 ) -> Result<Devices, VmError> {
-    let stop = Arc::new(StopSignal::new().map_err(VmError::io("creating the stop event"))?);
-
-    let console: Box<dyn Write + Send> = match capture {
-        Some(copy) => Box::new(TeeConsole {
+    let console: Box<dyn Write + Send> = match console {
+        Console::Terminal => Box::new(UnbufferedStdout::new()),
+        Console::TerminalWithCopy(copy) => Box::new(TeeConsole {
             stdout: UnbufferedStdout::new(),
-            copy,
+            copy: copy.clone(),
         }),
-        None => Box::new(UnbufferedStdout::new()),
+        Console::Log(log) => Box::new(ConsoleLogWriter(log.clone())),
     };
     let serial = Serial::new(console).map_err(VmError::io("creating the serial port"))?;
     vm.register_irqfd(serial.irq_eventfd(), SERIAL_GSI)

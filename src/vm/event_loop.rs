@@ -84,15 +84,21 @@ impl MutEventSubscriber for StopWatch {
     }
 }
 
-/// Runs until a stop is requested or the VMM receives a terminating signal.
-pub fn run_until_stop(serial: Arc<Mutex<Serial>>, stop: Arc<StopSignal>) -> Result<(), VmError> {
+/// Runs until a stop is requested or the VMM receives a terminating signal. `console_input`
+/// is the serial port that gets the VMM's stdin, when the VM owns the terminal.
+pub fn run_until_stop(
+    console_input: Option<Arc<Mutex<Serial>>>,
+    stop: Arc<StopSignal>,
+) -> Result<(), VmError> {
     let mut manager: EventManager<Subscriber> = EventManager::new().map_err(|e| VmError::Io {
         op: "creating the event loop",
         source: std::io::Error::other(e.to_string()),
     })?;
     signals::wake_on_termination(stop.eventfd().as_raw_fd());
     manager.add_subscriber(Arc::new(Mutex::new(StopWatch { stop: stop.clone() })));
-    manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial))));
+    if let Some(serial) = console_input {
+        manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial))));
+    }
     while !stop.is_requested() && signals::termination_signal().is_none() {
         // The timeout bounds the window between the checks above and the wait below, in
         // which a signal could arrive without waking the wait.

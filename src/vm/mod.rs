@@ -3,6 +3,7 @@
 //! the VM to stop, and tear down. Details live in the submodules, `boot/` and `devices/`.
 
 pub mod config_file;
+pub mod console_log;
 mod device_slots;
 pub mod device_specs;
 mod devices_setup;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use devices::StopReason;
+use devices::{StopReason, StopSignal};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use vmm_sys_util::signal::Killable;
 
@@ -47,8 +48,33 @@ pub struct VmConfig {
     pub boot_timer: Option<Instant>,
     /// Print guest RAM residency at exit (for `vmm bench`).
     pub report_resident: bool,
-    /// Receives a copy of the guest's console output (for `vmm demo`).
-    pub console_capture: Option<Arc<Mutex<Vec<u8>>>>,
+    /// Where the guest's console goes, and whether the VM owns the terminal.
+    pub console: Console,
+    /// A stop signal the caller keeps, to end the VM from another thread
+    /// ([`StopReason::Requested`]); `None` makes a private one.
+    pub stop: Option<Arc<StopSignal>>,
+}
+
+/// Where the guest's console goes.
+#[derive(Debug, Clone, Default)]
+pub enum Console {
+    /// The terminal: output to stdout, stdin to the serial port (raw mode on a tty), and
+    /// SIGINT, SIGTERM and SIGHUP end the VM. What `vmm --kernel` does.
+    #[default]
+    Terminal,
+    /// The terminal as above, and a copy of the output (`vmm demo` reads the guest's
+    /// report from it).
+    TerminalWithCopy(Arc<Mutex<Vec<u8>>>),
+    /// Output into this log only, no input; the terminal and the process's signal
+    /// dispositions are left alone. For a VM run behind another command (`vmm run`),
+    /// which ends it through [`VmConfig::stop`].
+    Log(Arc<Mutex<console_log::ConsoleLog>>),
+}
+
+impl Console {
+    fn owns_terminal(&self) -> bool {
+        !matches!(self, Console::Log(_))
+    }
 }
 
 /// How the VM ended.
@@ -62,6 +88,8 @@ pub enum VmOutcome {
     Failed(String),
     /// The VMM was told to stop by this signal.
     Terminated(i32),
+    /// The VMM's owner stopped it ([`StopReason::Requested`]).
+    Stopped,
 }
 
 pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
@@ -110,8 +138,11 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         .collect();
     boot::acpi::write_acpi_tables(&mem, num_cpus, &virtio_windows)?;
 
-    let mut devices =
-        devices_setup::setup_devices(&vm, config.boot_timer, config.console_capture.clone())?;
+    let stop = match &config.stop {
+        Some(stop) => stop.clone(),
+        None => Arc::new(StopSignal::new().map_err(VmError::io("creating the stop event"))?),
+    };
+    let mut devices = devices_setup::setup_devices(&vm, config.boot_timer, &config.console, stop)?;
     // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
     let virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
 
@@ -143,8 +174,9 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         .map(|i| vcpu::create_vcpu(&vm, i, &boot_state))
         .collect::<Result<Vec<_>, _>>()?;
 
-    signals::install_handlers()?;
-    let _raw_mode = RawModeGuard::enter();
+    let owns_terminal = config.console.owns_terminal();
+    signals::install_handlers(owns_terminal)?;
+    let _raw_mode = owns_terminal.then(RawModeGuard::enter);
     let shared = vcpu::VcpuShared {
         io_bus: Arc::new(devices.io_bus),
         mmio_bus: Arc::new(devices.mmio_bus),
@@ -153,7 +185,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     };
     let threads = spawn_vcpus(vcpus, &shared)?;
 
-    let waited = event_loop::run_until_stop(devices.serial.clone(), devices.stop.clone());
+    let console_input = owns_terminal.then(|| devices.serial.clone());
+    let waited = event_loop::run_until_stop(console_input, devices.stop.clone());
     if let Some(sig) = signals::termination_signal() {
         devices
             .stop
@@ -183,6 +216,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
             Some(StopReason::Reset) => VmOutcome::Reset,
             Some(StopReason::DebugExit(code)) => VmOutcome::DebugExit(code),
             Some(StopReason::Failed(msg)) => VmOutcome::Failed(msg),
+            Some(StopReason::Requested) => VmOutcome::Stopped,
             None => VmOutcome::Failed("the VM stopped without a reason".into()),
         },
     })

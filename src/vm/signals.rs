@@ -30,12 +30,17 @@ extern "C" fn on_terminate(num: c_int, _: *mut siginfo_t, _: *mut c_void) {
     }
 }
 
-pub fn install_handlers() -> Result<(), VmError> {
+/// The vCPU kick handler, and when the VM owns the terminal, the handlers that end the VM
+/// on SIGTERM, SIGINT and SIGHUP (a VM run behind another command leaves those to it).
+pub fn install_handlers(terminating: bool) -> Result<(), VmError> {
     let err = |e: vmm_sys_util::errno::Error| VmError::Io {
         op: "installing signal handlers",
         source: std::io::Error::from_raw_os_error(e.errno()),
     };
     register_signal_handler(kick_signal(), on_kick).map_err(err)?;
+    if !terminating {
+        return Ok(());
+    }
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         register_signal_handler(sig, on_terminate).map_err(err)?;
     }

@@ -10,6 +10,9 @@
 #   BENCH run=I vmm|qemu secs_to_init=S exits=E io=.. mmio=.. halt=..  (KVM's own counters,
 #   summed over the vCPUs, from VM creation to init's first line)
 #   BENCH-RESULT root=blk|initrd vmm_median=S qemu_median=S ratio=R paired_ratio_median=P
+# Then `vmm run` of /bin/true at the vm and vm+container levels (`vmm bench run`, its table
+# as BENCH-RUN lines), against the boot to init above (initramfs root, vmm):
+#   BENCH-RUN-RESULT vm_ms=M vmc_ms=M boot_to_init_ms=M vmc_over_vm=R vm_over_boot=R
 # TCG distorts absolute times; the ratio within one run is what counts.
 
 BENCH_MEM=256
@@ -128,7 +131,7 @@ each_vmm() {
 # profiling boot of each VMM and N measured boots of each, alternating; one BENCH-RESULT
 # line per root.
 run_bench() {
-    local n=$1 kernel cmdline vm qm
+    local n=$1 kernel cmdline vm qm boot_to_init=""
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
     mount -t tracefs tracefs "$TRACING" 2>/dev/null
     if [ -f "$MICROVM_VMLINUX" ]; then kernel=$MICROVM_VMLINUX; else kernel=$DISTRO_BZIMAGE; fi
@@ -150,7 +153,25 @@ run_bench() {
         # slow spell of the host hits both halves of a pair).
         awk 'NR == FNR { v[$1] = $2; next } ($1 in v) && $2 > 0 { print v[$1] / $2 }' \
             /tmp/vmm.runs /tmp/qemu.runs >/tmp/pair.ratios 2>/dev/null
+        [ "$BENCH_ROOT" = initrd ] && boot_to_init=$vm
         echo "BENCH-RESULT root=$BENCH_ROOT vmm_median=$vm qemu_median=$qm ratio=$(awk -v a="$vm" -v b="$qm" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }') paired_ratio_median=$(median /tmp/pair.ratios) vmm_ok=$(wc -l </tmp/vmm.secs 2>/dev/null || echo 0) qemu_ok=$(wc -l </tmp/qemu.secs 2>/dev/null || echo 0)"
     done
+    bench_workload "$n" "$kernel" "$boot_to_init"
     echo "BENCH-DONE"
+}
+
+# bench_workload N KERNEL BOOT_TO_INIT_SECS: `vmm bench run` at the VM levels, and its
+# medians against the plain boot to init of the same kernel.
+bench_workload() {
+    local vm_ms vmc_ms
+    [ -f "$AGENT_INITRD" ] || { echo "BENCH-RUN skipped: no agent initramfs"; return; }
+    /usr/local/bin/vmm bench run --isolation vm,vm+container --runs "$1" --kernel "$2" \
+        --initrd "$AGENT_INITRD" --rootfs "$WORKLOAD" >/tmp/benchrun.out 2>&1
+    sed 's/^/BENCH-RUN /' /tmp/benchrun.out
+    vm_ms=$(awk '$1 == "vm" && $3 == "ms" { print $2 }' /tmp/benchrun.out)
+    vmc_ms=$(awk '$1 == "vm+container" && $3 == "ms" { print $2 }' /tmp/benchrun.out)
+    awk -v vm="$vm_ms" -v vmc="$vmc_ms" -v boot="$3" 'BEGIN {
+        b = boot * 1000
+        printf "BENCH-RUN-RESULT vm_ms=%s vmc_ms=%s boot_to_init_ms=%.1f vmc_over_vm=%s vm_over_boot=%s\n",
+            vm, vmc, b, (vm > 0 ? sprintf("%.3f", vmc / vm) : "nan"), (b > 0 ? sprintf("%.3f", vm / b) : "nan") }'
 }

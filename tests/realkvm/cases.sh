@@ -11,6 +11,8 @@ GUEST_ROOTFS=$IMG/guest/rootfs.ext4
 DISTRO_BZIMAGE=$IMG/distro/bzImage
 DISTRO_VMLINUX=$IMG/distro/vmlinux
 MICROVM_VMLINUX=$IMG/kernel/vmlinux # absent when the microVM kernel was not built yet
+AGENT_INITRD=$IMG/agent/initramfs.cpio.gz # the guest agent as PID 1 (resources/build-images.sh)
+WORKLOAD=/realkvm/workload # busybox, /memhog and a 1 MiB /blob: the `vmm run` cases' rootfs
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}
 # panic=-1: reboot at once on panic, so a panicking guest never hangs a case. quiet: every
 # console byte is a nested exit; the lines we assert on come from init, not the kernel.
@@ -22,7 +24,10 @@ BASE_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 CASES="distro_bzimage_initrd distro_elf_initrd cmdline_is_ours mem_matches_512 mem_matches_768
 cpus_2 cpus_4 reboot_exits_0 poweroff_exits_0 panic_exits_nonzero
 microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_nonzero
-distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable"
+distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
+run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
+run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
+run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -232,6 +237,155 @@ case_hwrng_readable() {
     need_vmm_flag --rng || return
     boot "$MICROVM_VMLINUX" --initrd "$GUEST_INITRD" --rng --mem 256 --cpus 1 -- realkvm.checks=hwrng realkvm.end=reboot
     expect_status 0 && expect_check_ok hwrng
+}
+
+# --- `vmm run` in a microVM: the guest agent (PID 1 of its initramfs) runs the workload as a
+# plain process (vm) or in a container (vm+container, "vmc" in case names)
+RUN_TIMEOUT=${RUN_TIMEOUT:-90}
+need_run() {
+    need_microvm_kernel || return
+    [ -f "$AGENT_INITRD" ] || { WHY="no agent initramfs (resources/build-images.sh)"; return 2; }
+    /usr/local/bin/vmm run --help >/dev/null 2>&1 || { WHY="vmm has no run command yet"; return 2; }
+}
+# vrun LEVEL [vmm run options] -- CMD...: `vmm run` with the microVM kernel, the agent and
+# the workload rootfs; stdin from $VRUN_STDIN (empty: /dev/null). Sets $STATUS; stdout in
+# /tmp/run.out, stderr in /tmp/run.err (also $OUT, shown when a case fails).
+vrun() {
+    local level=$1 t0
+    shift
+    OUT=/tmp/run.err
+    t0=$(now)
+    if [ -n "${VRUN_STDIN:-}" ]; then
+        printf '%s' "$VRUN_STDIN" | timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation "$level" \
+            --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" --rootfs "$WORKLOAD" "$@" >/tmp/run.out 2>/tmp/run.err
+    else
+        timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation "$level" \
+            --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" --rootfs "$WORKLOAD" "$@" </dev/null >/tmp/run.out 2>/tmp/run.err
+    fi
+    STATUS=$?
+    timed_out "$t0" && STATUS=timeout
+    return 0
+}
+# timed_out T0: the command begun at T0 ran into $RUN_TIMEOUT (its 137 is timeout's KILL,
+# not the workload's own).
+timed_out() { awk -v a="$1" -v b="$(now)" -v l="$RUN_TIMEOUT" 'BEGIN { exit !(b - a >= l - 1) }'; }
+err_value() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /tmp/run.err | head -1; }
+# One boot: the guest's own kernel, hostname and PID of the workload on stderr; 1 MiB of
+# binary data on stdout, byte-exact; exit status 42.
+identity_case() { # LEVEL WANT_PID1(yes|no)
+    need_run || return
+    vrun "$1" --hostname rk-guest -- sh -c 'cat /blob; echo "kernel=$(uname -r) host=$(hostname) pid=$$" >&2; exit 42'
+    expect_status 42 || return 1
+    local want got kernel pid
+    want=$(md5sum <"$WORKLOAD/blob" | cut -d' ' -f1)
+    got=$(md5sum </tmp/run.out | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { WHY="stdout is not /blob ($(wc -c </tmp/run.out) bytes, md5 $got)"; return 1; }
+    kernel=$(err_value kernel)
+    [ -n "$kernel" ] && [ "$kernel" != "$(uname -r)" ] ||
+        { WHY="guest kernel '$kernel' vs outer $(uname -r): not a kernel of its own"; return 1; }
+    [ "$(err_value host)" = rk-guest ] || { WHY="hostname is '$(err_value host)', want rk-guest"; return 1; }
+    pid=$(err_value pid)
+    if [ "$2" = yes ]; then [ "$pid" = 1 ] || { WHY="workload pid $pid, want 1 (a PID namespace)"; return 1; }
+    else [ -n "$pid" ] && [ "$pid" != 1 ] || { WHY="workload pid '$pid', want a plain guest process (not 1)"; return 1; }; fi
+    echo "  kernel=$kernel pid=$pid outer=$(uname -r)"
+}
+case_run_vm_identity_stdio_exit_42() { identity_case vm no; }
+case_run_vmc_identity_stdio_exit_42() { identity_case vm+container yes; }
+# stdin and its end reach the workload (cat returns); then the vm workload kills itself
+# with signal 9 (137). The container's PID 1 cannot (a PID namespace's init ignores
+# signals from inside it, SIGKILL too): its signal-9 death is the OOM case's.
+stdin_case() { # LEVEL ENDING WANT_STATUS
+    need_run || return
+    VRUN_STDIN="$(printf 'hello from the host\nsecond line')" vrun "$1" -- sh -c "cat; echo; echo eof-seen; $2"
+    expect_status "$3" || return 1
+    [ "$(cat /tmp/run.out)" = "$(printf 'hello from the host\nsecond line\neof-seen')" ] ||
+        { WHY="stdout: $(tr '\n' '|' </tmp/run.out)"; return 1; }
+}
+case_run_vm_stdin_eof_then_kill_9() { stdin_case vm 'kill -9 $$' 137; }
+case_run_vmc_stdin_eof_then_exit_3() { stdin_case vm+container 'exit 3' 3; }
+# Past --memory: the guest's OOM killer (vm: --memory is the guest's RAM) or the container's
+# cgroup (vm+container) ends the workload, and vmm says so.
+oom_case() { # LEVEL MEMORY HOG_MIB
+    need_run || return
+    vrun "$1" --memory "$2" -- /memhog "$3"
+    expect_status 137 || return 1
+    grep -q "killed by the OOM killer" /tmp/run.err || { WHY="no OOM report: $(tail -1 /tmp/run.err)"; return 1; }
+}
+case_run_vm_oom_is_reported() { oom_case vm 96m 256; }
+case_run_vmc_oom_is_reported() { oom_case vm+container 32m 128; }
+# A fork bomb of 64 sleepers under --pids 16: the shell cannot fork past the limit, and the
+# run ends at once (the sleepers are killed with the workload).
+pids_case() { # LEVEL
+    need_run || return
+    local t0
+    t0=$(now)
+    vrun "$1" --pids 16 -- sh -c 'for i in $(seq 64); do sleep 60 & done; echo all-started'
+    ! grep -q all-started /tmp/run.out || { WHY="64 processes started under --pids 16"; return 1; }
+    grep -q "can't fork" /tmp/run.err || { WHY="no fork failure: $(tail -1 /tmp/run.err)"; return 1; }
+    [ "$STATUS" != 0 ] && [ "$STATUS" != timeout ] || { WHY="vmm exited $STATUS"; return 1; }
+    awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 50) }' || { WHY="took until the sleepers ended"; return 1; }
+}
+case_run_vm_pids_stop_fork_bomb() { pids_case vm; }
+case_run_vmc_pids_stop_fork_bomb() { pids_case vm+container; }
+# SIGTERM to vmm reaches the workload (which traps it: PID 1 of a namespace ignores
+# signals it has no handler for, as in any container).
+case_run_vmc_sigterm_reaches_workload() {
+    need_run || return
+    rm -f /tmp/sig.out
+    timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm+container --kernel "$MICROVM_VMLINUX" \
+        --initrd "$AGENT_INITRD" --rootfs "$WORKLOAD" -- sh -c 'trap "echo got-term; exit 143" TERM; echo started; sleep 100 & wait' \
+        </dev/null >/tmp/sig.out 2>/tmp/run.err &
+    local pid=$! i=0
+    while ! grep -q started /tmp/sig.out 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -TERM "$pid"
+    wait "$pid"
+    STATUS=$?
+    OUT=/tmp/run.err
+    expect_status 143 || return 1
+    grep -q got-term /tmp/sig.out || { WHY="the workload did not see SIGTERM: $(tr '\n' '|' </tmp/sig.out)"; return 1; }
+}
+# A host (vmm run --vm-socket) that goes away mid-run: the agent kills that workload and
+# keeps serving the next one.
+case_run_agent_survives_host_disconnect() {
+    need_run || return
+    command -v mkfs.ext4 >/dev/null || { WHY="no mkfs.ext4 in the outer image"; return 2; }
+    rm -f /tmp/agent.sock /tmp/disc.out /tmp/wl.ext4
+    mkfs.ext4 -q -F -d "$WORKLOAD" -O ^has_journal /tmp/wl.ext4 32M >/dev/null 2>&1 ||
+        { WHY="packing the workload rootfs failed"; return 1; }
+    timeout -s KILL 300 /usr/local/bin/vmm --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" \
+        --disk /tmp/wl.ext4,ro --vsock cid=3,uds=/tmp/agent.sock --mem 256 \
+        --cmdline "console=ttyS0 reboot=k panic=-1 quiet" </dev/null >/tmp/agent-vm.log 2>&1 &
+    local vm=$! i=0 run
+    timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm --vm-socket /tmp/agent.sock \
+        -- sh -c 'echo started; exec sleep 100' </dev/null >/tmp/disc.out 2>/tmp/run.err &
+    run=$!
+    while ! grep -q started /tmp/disc.out 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$run"
+    wait "$run" 2>/dev/null
+    VRUN_STDIN="" timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm --vm-socket /tmp/agent.sock \
+        -- sh -c 'sleep 1; echo alive; ps | grep -c "[s]leep 100"' </dev/null >/tmp/run.out 2>/tmp/run.err
+    STATUS=$?
+    OUT=/tmp/run.err
+    kill -TERM "$vm" 2>/dev/null
+    wait "$vm" 2>/dev/null
+    grep -q started /tmp/disc.out || { WHY="the first workload never started: $(tail -2 /tmp/run.err)"; return 1; }
+    expect_status 0 || return 1
+    [ "$(head -1 /tmp/run.out)" = alive ] || { WHY="second run printed: $(tr '\n' '|' </tmp/run.out)"; return 1; }
+    [ "$(sed -n 2p /tmp/run.out)" = 0 ] || { WHY="the abandoned workload still runs ($(sed -n 2p /tmp/run.out) left)"; return 1; }
+}
+# Without --kernel and --initrd, vmm run takes the images build-images.sh points
+# ~/.cache/vmm/images/default/ at.
+case_run_finds_default_images() {
+    need_run || return
+    local cache=/tmp/xdg/vmm/images/default
+    mkdir -p "$cache"
+    ln -sf "$MICROVM_VMLINUX" "$cache/vmlinux"
+    ln -sf "$AGENT_INITRD" "$cache/agent-initramfs.cpio.gz"
+    XDG_CACHE_HOME=/tmp/xdg timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm \
+        --rootfs "$WORKLOAD" -- echo defaults-work </dev/null >/tmp/run.out 2>/tmp/run.err
+    STATUS=$?
+    OUT=/tmp/run.err
+    expect_status 0 && [ "$(cat /tmp/run.out)" = defaults-work ] || { WHY="${WHY:-stdout: $(cat /tmp/run.out)}"; return 1; }
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -88,6 +88,17 @@ copy_with_libs "$VMM_BIN" /usr/local/bin/vmm
 ln -s "$GUEST_DIR" "$tree/realkvm/img/guest"
 ln -s "$DISTRO_DIR" "$tree/realkvm/img/distro"
 if [ -n "$KERNEL_VMLINUX" ]; then ln -s "$(dirname "$KERNEL_VMLINUX")" "$tree/realkvm/img/kernel"; fi
+if [ -n "${AGENT_INITRD:-}" ]; then ln -s "$(dirname "$AGENT_INITRD")" "$tree/realkvm/img/agent"; fi
+# The `vmm run` cases' workload rootfs: busybox, a memory hog for the OOM cases, and 1 MiB
+# of binary data for the byte-exact stdout check (the outer kernel's first MiB: compressed,
+# so every byte value, and the same each run, so the outer initramfs stays cached). vmm
+# packs it into ext4 itself, with mkfs.ext4.
+"$repo/resources/container-rootfs.sh" "$tree/realkvm/workload" || die "building the workload rootfs failed"
+gcc -static -O2 -o "$tree/realkvm/workload/memhog" "$here/memhog.c" || die "building tests/realkvm/memhog.c failed"
+head -c 1048576 "$outer_kernel" >"$tree/realkvm/workload/blob"
+mkdir -p "$tree/sbin" "$tree/etc"
+copy_with_libs "$(command -v mkfs.ext4)" /sbin/mkfs.ext4
+[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$tree/etc/"
 if [ -n "$bench" ]; then
     # The benchmark also boots the guest with Debian's QEMU -M microvm, inside the outer guest.
     mkdir -p "$tree/usr/bin"
@@ -191,7 +202,7 @@ say "outer guest(s) ran $(( $(date +%s) - t_qemu )) s; tier total $(( $(date +%s
 # --- verdict
 if [ -n "$bench" ]; then
     grep -q '^BENCH-DONE' "$log" || die "the benchmark did not finish (see $log)"
-    grep '^BENCH-RESULT' "$log" | while read -r line; do say "$line"; done
+    grep -E '^BENCH-(RUN-)?RESULT' "$log" | while read -r line; do say "$line"; done
     exit 0
 fi
 grep -q '^REALKVM-FATAL' "$log" && die "$(grep '^REALKVM-FATAL' "$log")"

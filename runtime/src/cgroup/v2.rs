@@ -11,6 +11,9 @@ use super::{mkdir, remove_dir, stat_value, write};
 /// The directory under the hierarchy root that holds the containers' groups.
 pub const PARENT: &str = "vmm";
 
+/// Controllers enabled for every group when available, for what they count.
+const ACCOUNTING: [&str; 2] = ["memory", "pids"];
+
 #[derive(Debug)]
 pub struct V2Cgroup {
     dir: PathBuf,
@@ -39,20 +42,34 @@ impl V2Cgroup {
                 "the cgroup v2 {missing} controller is not available in {root:?}"
             )));
         }
+        // memory and pids are on whenever the kernel has them, limits or not: only with the
+        // memory controller does memory.events count the group's OOM kills (a guest-wide
+        // OOM kill of a workload without a limit included).
+        let turned_on: Vec<&str> = ["memory", "pids", "cpu"]
+            .into_iter()
+            .filter(|c| {
+                needed.contains(c)
+                    || (ACCOUNTING.contains(c) && available.split_whitespace().any(|a| a == *c))
+            })
+            .collect();
         let parent = root.join(PARENT);
         mkdir(&parent)?;
-        if !needed.is_empty() {
-            let enable: Vec<String> = needed.iter().map(|c| format!("+{c}")).collect();
-            let enable = enable.join(" ");
-            for dir in [root, parent.as_path()] {
-                let control = dir.join("cgroup.subtree_control");
-                let current = std::fs::read_to_string(&control).unwrap_or_default();
-                if !needed
-                    .iter()
-                    .all(|c| current.split_whitespace().any(|e| e == *c))
-                {
-                    write(&control, &enable)?;
-                }
+        let plus = |list: &[&str]| list.iter().map(|c| format!("+{c}")).collect::<Vec<_>>();
+        for dir in [root, parent.as_path()] {
+            let control = dir.join("cgroup.subtree_control");
+            let current = std::fs::read_to_string(&control).unwrap_or_default();
+            let lacks = |list: &[&str]| {
+                list.iter()
+                    .any(|c| !current.split_whitespace().any(|e| e == *c))
+            };
+            if !lacks(&turned_on) {
+                continue;
+            }
+            // The accounting controllers are best effort (a cgroup namespace's root that
+            // holds processes refuses them; the group works without): on failure, only
+            // the controllers the limits need are insisted on.
+            if std::fs::write(&control, plus(&turned_on).join(" ")).is_err() && lacks(&needed) {
+                write(&control, &plus(&needed).join(" "))?;
             }
         }
         let dir = parent.join(id);
@@ -140,6 +157,20 @@ mod tests {
         );
         std::fs::write(cg.dir().join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
         assert!(cg.oom_killed());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn memory_and_pids_are_enabled_without_limits_for_oom_accounting() {
+        let root = fake_root("accounting", "cpu memory pids");
+        let cg = V2Cgroup::create(&root, "c3", &Resources::default()).unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&root.join("cgroup.subtree_control")), "+memory +pids");
+        assert_eq!(
+            read(&root.join("vmm/cgroup.subtree_control")),
+            "+memory +pids"
+        );
+        drop(cg);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -1,0 +1,80 @@
+//! Why a request failed, and what kind of error the host is told it is.
+
+use std::io;
+
+use agent_protocol::protocol::{ErrorKind, Reply};
+use runtime::error::{error_chain, ContainerError};
+
+use crate::guest_init::InitError;
+use crate::requests::{MAX_CONTAINERS, MAX_WAITS};
+use crate::rootfs::RootError;
+
+/// Why a request failed; [`RequestError::kind`] is what the host is told about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no container {0:?}")]
+    Unknown(String),
+    #[error("container {0:?} exists already")]
+    Exists(String),
+    #[error("too many containers (at most {MAX_CONTAINERS} at once)")]
+    TooMany,
+    #[error("too many pending waits for container {0:?} (at most {MAX_WAITS})")]
+    TooManyWaits(String),
+    #[error("container {0:?} was started already")]
+    Started(String),
+    #[error("the {stream} of container {container:?} is attached already")]
+    Attached {
+        container: String,
+        stream: &'static str,
+    },
+    #[error("attach must be the first line of its own connection")]
+    AttachNotFirst,
+    #[error(
+        "container {0:?} was removed before it ended (its start failed or its owner went away)"
+    )]
+    Removed(String),
+    #[error("signal container {container:?}")]
+    NotRunning {
+        container: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid signal number {0}")]
+    BadSignal(i32),
+    #[error("set up the standard streams of container {container:?}")]
+    Stdio {
+        container: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+}
+
+impl RequestError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unknown(_) | Self::Started(_) | Self::Attached { .. } | Self::AttachNotFirst => {
+                ErrorKind::Protocol
+            }
+            Self::Exists(_) | Self::BadSignal(_) => ErrorKind::BadInput,
+            Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
+            Self::TooMany
+            | Self::TooManyWaits(_)
+            | Self::Removed(_)
+            | Self::NotRunning { .. }
+            | Self::Stdio { .. }
+            | Self::Container(_)
+            | Self::Root(_)
+            | Self::Init(_) => ErrorKind::Failed,
+        }
+    }
+
+    pub(crate) fn reply(&self, id: u64) -> Reply {
+        Reply::error(Some(id), self.kind(), error_chain(self))
+    }
+}

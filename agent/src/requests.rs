@@ -1,0 +1,341 @@
+//! What each request line does: the `CONNECT` handshake of test mode, the first line that
+//! makes a connection a control or a stream connection, and every op of the protocol.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_protocol::protocol::{
+    decode_request, ErrorKind, HelloReply, Op, ProtocolError, Reply, Request, RootfsSource,
+    StartReply, StreamKind, PROTOCOL_VERSION,
+};
+use runtime::config::ContainerConfig;
+use runtime::launch::{self, Stdio};
+use runtime::options::{check_id, resolve_rootfs};
+
+use crate::connection::{ConnId, Role};
+use crate::event_loop::{Agent, Setting};
+use crate::guest_init;
+use crate::listener::answer_connect;
+use crate::request_error::RequestError;
+use crate::rootfs::{OverlayRoot, RUN_DIR};
+use crate::signals::empty_set;
+use crate::sys;
+use crate::workload::{global_oom_kills, stream_index, Phase, Workload};
+
+/// Workloads the agent keeps at once (each holds mounts and a cgroup).
+pub const MAX_CONTAINERS: usize = 64;
+
+/// Pending `wait`s per workload (a host that repeats them cannot make the list grow
+/// without bound).
+pub const MAX_WAITS: usize = 64;
+
+/// How long a `shutdown` reply may take to leave before the agent goes on regardless.
+const SHUTDOWN_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Agent {
+    /// Takes the connection's complete lines while it accepts requests.
+    pub(crate) fn process_lines(&mut self, id: ConnId) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if !conn.takes_requests() || self.stop {
+                return;
+            }
+            let line = match conn.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => return,
+                Err(e) => {
+                    // The stream cannot be framed any more: say so (unless it never got
+                    // past the handshake) and close.
+                    if !matches!(conn.role, Role::Handshake) {
+                        conn.send(&Reply::error(None, ErrorKind::Protocol, e.to_string()));
+                    }
+                    conn.close_after_flush();
+                    return;
+                }
+            };
+            self.handle_line(id, &line);
+        }
+    }
+
+    fn handle_line(&mut self, id: ConnId, line: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let first = match conn.role {
+            Role::Handshake => {
+                match answer_connect(line) {
+                    Some(ok) => {
+                        conn.send_raw(ok.as_bytes());
+                        conn.role = Role::Undecided;
+                    }
+                    None => conn.abort(),
+                }
+                return;
+            }
+            Role::Undecided => true,
+            Role::Control => false,
+            Role::Stream(_) => return,
+        };
+        let request = match decode_request(line) {
+            Ok(request) => request,
+            Err((request_id, e)) => {
+                conn.role = Role::Control;
+                conn.send(&protocol_error(request_id, &e));
+                conn.flush();
+                return;
+            }
+        };
+        if let Op::Attach { container, stream } = request.op {
+            if first {
+                self.attach(id, request.id, container, stream);
+            } else {
+                conn.send(&RequestError::AttachNotFirst.reply(request.id));
+            }
+            return;
+        }
+        conn.role = Role::Control;
+        let request_id = request.id;
+        if let Some(reply) = self.dispatch(id, request) {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.send(&reply.unwrap_or_else(|e| e.reply(request_id)));
+                conn.flush();
+            }
+        }
+    }
+
+    /// Does a control request; `None` when the answer comes later (`wait`, or `shutdown`
+    /// which sends its own).
+    fn dispatch(&mut self, conn: ConnId, request: Request) -> Option<Result<Reply, RequestError>> {
+        let id = request.id;
+        let answer = match request.op {
+            Op::Hello => Ok(Reply::ok(
+                id,
+                &HelloReply {
+                    protocol: PROTOCOL_VERSION,
+                    agent: format!("vmm-agent {}", env!("CARGO_PKG_VERSION")),
+                    kernel: sys::kernel_release(),
+                },
+            )),
+            Op::Create {
+                container,
+                config,
+                rootfs,
+            } => self
+                .create(conn, container, *config, rootfs)
+                .map(|()| Reply::empty(id)),
+            Op::Start { container } => self
+                .start(&container)
+                .map(|pid| Reply::ok(id, &StartReply { pid })),
+            Op::Wait { container } => match self.wait(conn, id, &container) {
+                Ok(()) => return None,
+                Err(e) => Err(e),
+            },
+            Op::Signal { container, signal } => {
+                self.signal(&container, signal).map(|()| Reply::empty(id))
+            }
+            Op::Shutdown => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.send(&Reply::empty(id));
+                    c.flush_for(SHUTDOWN_REPLY_TIMEOUT);
+                }
+                self.stop = true;
+                return None;
+            }
+            // Handled before dispatch: only a connection's first line may attach.
+            Op::Attach { .. } => Err(RequestError::AttachNotFirst),
+        };
+        Some(answer)
+    }
+
+    fn create(
+        &mut self,
+        owner: ConnId,
+        container: String,
+        mut config: ContainerConfig,
+        rootfs: RootfsSource,
+    ) -> Result<(), RequestError> {
+        check_id(&container)?;
+        if self.workloads.contains_key(&container) {
+            return Err(RequestError::Exists(container));
+        }
+        if self.workloads.len() >= MAX_CONTAINERS {
+            return Err(RequestError::TooMany);
+        }
+        let (root, overlay) = match (rootfs, &self.setting) {
+            // The host cannot mount a guest's disk: test mode stands a directory in for it.
+            (RootfsSource::Disk { .. }, Setting::Test { rootfs_dir }) => {
+                (resolve_rootfs(rootfs_dir)?, None)
+            }
+            (RootfsSource::Disk { device, fstype }, Setting::Guest) => {
+                let overlay = OverlayRoot::new(Path::new(RUN_DIR), &container);
+                overlay.mount(&device, &fstype)?;
+                (overlay.root(), Some(overlay))
+            }
+            (RootfsSource::Dir { path }, _) => (resolve_rootfs(&path)?, None),
+        };
+        config.rootfs = root;
+        // The cgroup is named after the id, which is unique here: two workloads whose
+        // hosts chose the same config id must not share (and kill) one group.
+        config.id.clone_from(&container);
+        if let (Some(hostname), true) = (&config.hostname, self.is_guest()) {
+            // The `vm` level shares the guest's UTS namespace: its hostname is the guest's.
+            if let Err(e) = guest_init::set_hostname(hostname) {
+                if let Some(overlay) = &overlay {
+                    overlay.unmount();
+                }
+                return Err(e.into());
+            }
+        }
+        self.workloads
+            .insert(container, Workload::new(owner, config, overlay));
+        Ok(())
+    }
+
+    fn attach(&mut self, conn_id: ConnId, request_id: u64, container: String, kind: StreamKind) {
+        let checked = match self.workloads.get_mut(&container) {
+            None => Err(RequestError::Unknown(container.clone())),
+            Some(w) if !matches!(w.phase, Phase::Created) => {
+                Err(RequestError::Started(container.clone()))
+            }
+            Some(w) if w.attached[stream_index(kind)] => Err(RequestError::Attached {
+                container: container.clone(),
+                stream: kind.name(),
+            }),
+            Some(w) => {
+                w.attached[stream_index(kind)] = true;
+                w.streams[stream_index(kind)] = Some(conn_id);
+                Ok(())
+            }
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        match checked {
+            Ok(()) => {
+                conn.send(&Reply::empty(request_id));
+                conn.become_stream(container, kind);
+            }
+            Err(e) => {
+                conn.send(&e.reply(request_id));
+                conn.close_after_flush();
+            }
+        }
+        conn.flush();
+    }
+
+    /// Starts a created workload with its attached streams on pipes (the others on
+    /// /dev/null). A start that fails removes the workload: create it again to retry.
+    fn start(&mut self, container: &str) -> Result<i32, RequestError> {
+        let workload = self
+            .workloads
+            .get(container)
+            .ok_or_else(|| RequestError::Unknown(container.to_owned()))?;
+        if !matches!(workload.phase, Phase::Created) {
+            return Err(RequestError::Started(container.to_owned()));
+        }
+        let attached: Vec<(StreamKind, ConnId)> = StreamKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind, workload.streams[stream_index(kind)]?)))
+            .filter(|(_, id)| self.conns.contains_key(id))
+            .collect();
+        let stdio_err = |source| RequestError::Stdio {
+            container: container.to_owned(),
+            source,
+        };
+        let (stdio, ours) = workload_stdio(&attached).map_err(stdio_err)?;
+        let oom_kills_at_start = if self.is_guest() {
+            global_oom_kills()
+        } else {
+            None
+        };
+        let spawned = launch::spawn(&workload.config, stdio, &empty_set());
+        let running = match spawned {
+            Ok(running) => running,
+            Err(e) => {
+                self.remove_workload(container);
+                return Err(e.into());
+            }
+        };
+        let pid = running.pid();
+        if let Some(workload) = self.workloads.get_mut(container) {
+            workload.phase = Phase::Running(running);
+            workload.oom_kills_at_start = oom_kills_at_start;
+        }
+        for (conn_id, pipe) in ours {
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.connect_pipe(pipe);
+            }
+        }
+        Ok(pid)
+    }
+
+    fn wait(&mut self, conn: ConnId, request_id: u64, container: &str) -> Result<(), RequestError> {
+        let workload = self
+            .workloads
+            .get_mut(container)
+            .ok_or_else(|| RequestError::Unknown(container.to_owned()))?;
+        if workload.waiters.len() >= MAX_WAITS {
+            return Err(RequestError::TooManyWaits(container.to_owned()));
+        }
+        workload.waiters.push((conn, request_id));
+        self.settle(container);
+        Ok(())
+    }
+
+    fn signal(&mut self, container: &str, signal: i32) -> Result<(), RequestError> {
+        if !(1..=libc::SIGRTMAX()).contains(&signal) {
+            return Err(RequestError::BadSignal(signal));
+        }
+        let workload = self
+            .workloads
+            .get(container)
+            .ok_or_else(|| RequestError::Unknown(container.to_owned()))?;
+        let not_running = |source| RequestError::NotRunning {
+            container: container.to_owned(),
+            source,
+        };
+        match &workload.phase {
+            Phase::Running(running) => running.signal(signal).map_err(not_running),
+            _ => Err(not_running(io::Error::from_raw_os_error(libc::ESRCH))),
+        }
+    }
+}
+
+fn protocol_error(id: Option<u64>, e: &ProtocolError) -> Reply {
+    Reply::error(id, ErrorKind::Protocol, e.to_string())
+}
+
+/// The workload's standard streams: a pipe for each attached one (the workload's end in
+/// the returned `Stdio`, the agent's end, non-blocking, for the relay), /dev/null for the
+/// others, so an unattached output never blocks and an unattached input reads end of file.
+fn workload_stdio(
+    attached: &[(StreamKind, ConnId)],
+) -> io::Result<(Stdio, Vec<(ConnId, OwnedFd)>)> {
+    let mut stdio = Stdio::default();
+    let mut ours = Vec::new();
+    for kind in StreamKind::ALL {
+        let theirs = match attached.iter().find(|(k, _)| *k == kind) {
+            Some(&(_, conn)) => {
+                let (read_end, write_end) = sys::pipe()?;
+                let (theirs, mine) = match kind {
+                    StreamKind::Stdin => (read_end, write_end),
+                    _ => (write_end, read_end),
+                };
+                sys::set_nonblocking(mine.as_fd())?;
+                ours.push((conn, mine));
+                theirs
+            }
+            None => sys::open(&PathBuf::from("/dev/null"), libc::O_RDWR)?,
+        };
+        match kind {
+            StreamKind::Stdin => stdio.stdin = Some(theirs),
+            StreamKind::Stdout => stdio.stdout = Some(theirs),
+            StreamKind::Stderr => stdio.stderr = Some(theirs),
+        }
+    }
+    Ok((stdio, ours))
+}

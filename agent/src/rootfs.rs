@@ -1,0 +1,196 @@
+//! A workload's root from a disk: the block device (the read-only image the host packed)
+//! mounted read-only at `/run/vmm/<id>/lower`, under an overlay whose upper layer lives on
+//! a tmpfs at `/run/vmm/<id>/rw`, so the workload can write and its writes vanish with it.
+//! The overlay is mounted at `/run/vmm/<id>/root`, which becomes the config's rootfs.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Where the agent keeps its workloads' mounts.
+pub const RUN_DIR: &str = "/run/vmm";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("create the directory {path:?}")]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mount {source_name} ({fstype}) on {target:?}")]
+    Mount {
+        source_name: String,
+        fstype: String,
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The directories of one workload's overlay root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayRoot {
+    base: PathBuf,
+}
+
+impl OverlayRoot {
+    /// The layout for container `id` (already checked by `check_id`: no `/`, `,` or `:`,
+    /// so the paths need no escaping in the overlay's option string).
+    pub fn new(run_dir: &Path, id: &str) -> Self {
+        Self {
+            base: run_dir.join(id),
+        }
+    }
+
+    pub fn lower(&self) -> PathBuf {
+        self.base.join("lower")
+    }
+
+    pub fn rw(&self) -> PathBuf {
+        self.base.join("rw")
+    }
+
+    /// The merged tree: the workload's root.
+    pub fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+
+    /// The overlay's mount options.
+    pub fn options(&self) -> String {
+        let rw = self.rw();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower().display(),
+            rw.join("upper").display(),
+            rw.join("work").display()
+        )
+    }
+
+    /// Mounts `device` (a file system of type `fstype`) read-only under a writable
+    /// overlay. On failure, what was mounted already is undone.
+    pub fn mount(&self, device: &Path, fstype: &str) -> Result<(), RootError> {
+        let result = self.try_mount(device, fstype);
+        if result.is_err() {
+            self.unmount();
+        }
+        result
+    }
+
+    fn try_mount(&self, device: &Path, fstype: &str) -> Result<(), RootError> {
+        for dir in [self.lower(), self.rw(), self.root()] {
+            mkdir(&dir)?;
+        }
+        let device_name = device.display().to_string();
+        mount(&device_name, &self.lower(), fstype, libc::MS_RDONLY, None)?;
+        mount("tmpfs", &self.rw(), "tmpfs", 0, Some("mode=0755"))?;
+        for dir in [self.rw().join("upper"), self.rw().join("work")] {
+            mkdir(&dir)?;
+        }
+        mount("overlay", &self.root(), "overlay", 0, Some(&self.options()))
+    }
+
+    /// Detaches the overlay, the tmpfs and the disk (lazily: a process that lingers in
+    /// them does not stop the cleanup), then removes the now empty directories. Only
+    /// empty directories are removed, so a mount that failed to go away keeps its files.
+    pub fn unmount(&self) {
+        for target in [self.root(), self.rw(), self.lower()] {
+            // EINVAL: not mounted (a failed or partial setup); nothing to undo.
+            let _ = sys::unmount_detach(&target);
+        }
+        for dir in [self.root(), self.rw(), self.lower(), self.base.clone()] {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), RootError> {
+    std::fs::create_dir_all(path).map_err(|source| RootError::Mkdir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn mount(
+    source_name: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), RootError> {
+    sys::mount(source_name, target, fstype, flags, data).map_err(|source| RootError::Mount {
+        source_name: source_name.to_owned(),
+        fstype: fstype.to_owned(),
+        target: target.to_owned(),
+        source,
+    })
+}
+
+/// Detaches every mount under [`RUN_DIR`] still in the mount table (a shutdown's last
+/// sweep), deepest first.
+pub fn unmount_all_under_run_dir() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets = mounts_under(&mountinfo, Path::new(RUN_DIR));
+    targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+    for target in targets {
+        let _ = sys::unmount_detach(&target);
+    }
+}
+
+/// The mount points under `dir` in `/proc/self/mountinfo` text.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir) && p != dir)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_name_the_workloads_layers() {
+        let root = OverlayRoot::new(Path::new(RUN_DIR), "web-1");
+        assert_eq!(
+            root.options(),
+            "lowerdir=/run/vmm/web-1/lower,upperdir=/run/vmm/web-1/rw/upper,\
+             workdir=/run/vmm/web-1/rw/work"
+        );
+        assert_eq!(root.root(), Path::new("/run/vmm/web-1/root"));
+    }
+
+    #[test]
+    fn a_failed_mount_names_device_and_mount_point_and_leaves_no_directories() {
+        let run_dir = std::env::temp_dir().join(format!("vmm-agent-run-{}", std::process::id()));
+        let root = OverlayRoot::new(&run_dir, "c1");
+        let err = root
+            .mount(Path::new("/nonexistent/vda"), "ext4")
+            .unwrap_err();
+        let text = runtime::error::error_chain(&err);
+        assert!(text.contains("/nonexistent/vda"), "{text}");
+        assert!(text.contains("lower"), "{text}");
+        assert!(text.contains("os error"), "{text}");
+        assert!(!run_dir.join("c1").exists());
+        let _ = std::fs::remove_dir(&run_dir);
+    }
+
+    #[test]
+    fn only_mounts_below_the_run_dir_are_swept() {
+        let mountinfo = "\
+22 1 0:21 / /run rw - tmpfs tmpfs rw
+90 22 8:0 / /run/vmm/c1/lower ro - ext4 /dev/vda ro
+91 22 0:50 / /run/vmm/c1/root rw - overlay overlay rw
+92 22 0:51 / /run/vmmx rw - tmpfs tmpfs rw";
+        assert_eq!(
+            mounts_under(mountinfo, Path::new(RUN_DIR)),
+            [
+                PathBuf::from("/run/vmm/c1/lower"),
+                PathBuf::from("/run/vmm/c1/root")
+            ]
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Workloads run through the real `vmm-agent` in test mode, the way `vmm` drives it in a
+//! guest: their output and exit status, byte-exact streams, stdin with its end of file,
+//! signals, the `vm` level's chrooted baseline, and an OOM kill. Root-only (SKIP otherwise).
+
+mod support;
+
+use agent_protocol::protocol::{HelloReply, Op, RootfsSource};
+use support::*;
+
+#[test]
+fn hello_reports_protocol_agent_and_kernel() {
+    let empty = Scratch::new("hello-root");
+    let agent = Agent::start("hello", &empty.0);
+    let mut control = agent.control();
+    let hello: HelloReply = control.request(Op::Hello).into_result().unwrap();
+    assert_eq!(hello.protocol, 1);
+    assert_eq!(
+        hello.agent,
+        format!("vmm-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(hello.kernel, release.trim());
+}
+
+#[test]
+fn stdout_and_stderr_arrive_separately_with_the_exit_status() {
+    let Some(rootfs) = rootfs_or_skip("stdout_and_stderr") else {
+        return;
+    };
+    let agent = Agent::start("streams", &rootfs);
+    let mut control = agent.control();
+    let name = unique("streams");
+    let config = container_config(
+        &rootfs,
+        &name,
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 42"],
+    );
+    // A disk in test mode is the agent's --rootfs-dir.
+    let disk = RootfsSource::Disk {
+        device: "/dev/vda".into(),
+        fstype: "ext4".into(),
+    };
+    let run = run(&agent, &mut control, &name, config, disk, None);
+    assert_eq!(run.stdout, b"to-stdout\n");
+    assert_eq!(run.stderr, b"to-stderr\n");
+    assert_eq!(run.wait.status, 42);
+    assert_eq!(run.wait.signal, None);
+    assert!(!run.wait.oom_killed);
+}
+
+#[test]
+fn a_mebibyte_of_binary_output_arrives_byte_exact() {
+    let Some(shared) = rootfs_or_skip("mebibyte_output") else {
+        return;
+    };
+    let scratch = Scratch::new("mebibyte");
+    let rootfs = scratch.copy_of(&shared);
+    // Every byte value, in an order that repeats only after the whole mebibyte.
+    let data: Vec<u8> = (0u32..1 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(rootfs.join("data.bin"), &data).unwrap();
+    let agent = Agent::start("mebibyte", &rootfs);
+    let mut control = agent.control();
+    let name = unique("mebibyte");
+    let config = container_config(&rootfs, &name, &["cat", "/data.bin"]);
+    let run = run(&agent, &mut control, &name, config, dir(&rootfs), None);
+    assert_eq!(
+        run.wait.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.stdout.len(), data.len());
+    assert!(run.stdout == data, "the output differs from /data.bin");
+}
+
+#[test]
+fn stdin_passes_through_and_its_end_reaches_the_workload() {
+    let Some(rootfs) = rootfs_or_skip("stdin_passes_through") else {
+        return;
+    };
+    let agent = Agent::start("stdin", &rootfs);
+    let mut control = agent.control();
+    let name = unique("stdin");
+    // More than a pipe holds, so the relay must wait for the workload to read.
+    let input: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let config = container_config(&rootfs, &name, &["cat"]);
+    let run = run(
+        &agent,
+        &mut control,
+        &name,
+        config,
+        dir(&rootfs),
+        Some(input.clone()),
+    );
+    assert_eq!(run.wait.status, 0, "cat ends when its stdin does");
+    assert!(run.stdout == input, "cat echoes exactly what it was sent");
+}
+
+// A container's first process is PID 1 of its namespace, which the kernel shields from
+// signals it has no handler for (`kill -9 $$` in a container does nothing): the signal
+// cases below run at the `vm` level, the baseline, where the workload is a plain process.
+
+#[test]
+fn a_workload_that_kills_itself_reports_signal_9() {
+    let Some(rootfs) = rootfs_or_skip("kills_itself") else {
+        return;
+    };
+    let agent = Agent::start("kill9", &rootfs);
+    let mut control = agent.control();
+    let name = unique("kill9");
+    let config = baseline_config(&rootfs, &name, &["sh", "-c", "kill -9 $$"]);
+    let run = run(&agent, &mut control, &name, config, dir(&rootfs), None);
+    assert_eq!(run.wait.status, 137);
+    assert_eq!(run.wait.signal, Some(9));
+    assert!(!run.wait.oom_killed);
+}
+
+#[test]
+fn the_signal_op_terminates_a_sleeping_workload() {
+    let Some(rootfs) = rootfs_or_skip("signal_op") else {
+        return;
+    };
+    let agent = Agent::start("sigterm", &rootfs);
+    let mut control = agent.control();
+    let name = unique("sigterm");
+    let config = baseline_config(&rootfs, &name, &["sleep", "100"]);
+    create(&mut control, &name, config, dir(&rootfs));
+    start(&mut control, &name);
+    let reply = control.request(Op::Signal {
+        container: name.clone(),
+        signal: libc::SIGTERM,
+    });
+    assert!(reply.error.is_none(), "{reply:?}");
+    let wait = wait(&mut control, &name);
+    assert_eq!((wait.status, wait.signal), (143, Some(libc::SIGTERM)));
+}
+
+#[test]
+fn the_signal_op_kills_a_container_with_sigkill() {
+    let Some(rootfs) = rootfs_or_skip("signal_op_kill") else {
+        return;
+    };
+    let agent = Agent::start("sigkill", &rootfs);
+    let mut control = agent.control();
+    let name = unique("sigkill");
+    let config = container_config(&rootfs, &name, &["sleep", "100"]);
+    create(&mut control, &name, config, dir(&rootfs));
+    start(&mut control, &name);
+    let reply = control.request(Op::Signal {
+        container: name.clone(),
+        signal: libc::SIGKILL,
+    });
+    assert!(reply.error.is_none(), "{reply:?}");
+    let wait = wait(&mut control, &name);
+    assert_eq!((wait.status, wait.signal), (137, Some(libc::SIGKILL)));
+    assert!(!wait.oom_killed);
+}
+
+#[test]
+fn a_baseline_workload_runs_chrooted_in_the_agents_pid_namespace() {
+    let Some(rootfs) = rootfs_or_skip("baseline") else {
+        return;
+    };
+    let agent = Agent::start("baseline", &rootfs);
+    let mut control = agent.control();
+    let name = unique("baseline");
+    let config = baseline_config(
+        &rootfs,
+        &name,
+        &["sh", "-c", "echo $$; test -x /bin/busybox && echo chrooted"],
+    );
+    let run = run(&agent, &mut control, &name, config, dir(&rootfs), None);
+    assert_eq!(
+        run.wait.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // No PID namespace: the shell's own pid is the one the agent reported.
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        format!("{}\nchrooted\n", run.pid)
+    );
+}
+
+#[test]
+fn a_workload_over_its_memory_limit_is_reported_oom_killed() {
+    let Some(rootfs) = rootfs_or_skip("oom") else {
+        return;
+    };
+    let agent = Agent::start("oom", &rootfs);
+    let mut control = agent.control();
+    let name = unique("oom");
+    let mut options = options(
+        &rootfs,
+        &name,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+    );
+    options.memory = Some(32 << 20);
+    let config = runtime::options::config_from_options(&options).unwrap();
+    let run = run(&agent, &mut control, &name, config, dir(&rootfs), None);
+    assert_eq!(
+        (run.wait.status, run.wait.signal),
+        (137, Some(9)),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.wait.oom_killed);
+}

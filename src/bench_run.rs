@@ -1,0 +1,170 @@
+//! `vmm bench run`: `vmm run` start → workload exit for /bin/true, each run a fresh `vmm
+//! run` process, at each isolation level asked for, interleaved so that a slow spell of the
+//! host hits every level alike. Reports measured wall times and peak memory.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::bench::{stats_ms, wait_with_rusage};
+use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
+use crate::run::args::Isolation;
+
+#[derive(Debug, Args)]
+pub struct BenchRunArgs {
+    /// Isolation levels to measure, comma-separated (process,container,vm,vm+container).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    pub isolation: Vec<Isolation>,
+    /// Measured runs per level (after one unmeasured warm-up run each, which also packs
+    /// the rootfs image for the VM levels).
+    #[arg(long, default_value_t = 20)]
+    pub runs: u32,
+    /// Rootfs holding /bin/true [default: a busybox rootfs built by
+    /// resources/container-rootfs.sh].
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Guest kernel for the VM levels (passed to `vmm run`).
+    #[arg(long, value_name = "VMLINUX")]
+    pub kernel: Option<PathBuf>,
+    /// Agent initramfs for the VM levels (passed to `vmm run`).
+    #[arg(long, value_name = "AGENT_INITRAMFS")]
+    pub initrd: Option<PathBuf>,
+}
+
+struct Sample {
+    wall_ms: f64,
+    max_rss_kib: u64,
+}
+
+pub fn run(args: &BenchRunArgs) -> ExitCode {
+    if args.runs == 0 {
+        eprintln!("vmm: error: --runs must be at least 1");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let rootfs = match &args.rootfs {
+        Some(dir) => dir.clone(),
+        None => match crate::container::bench::busybox_rootfs() {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("vmm: error: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vmm: error: cannot find the vmm binary: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let mut levels = args.isolation.clone();
+    levels.dedup();
+    let mut samples: Vec<Vec<Sample>> = levels.iter().map(|_| Vec::new()).collect();
+    for round in 0..=args.runs {
+        for (level, level_samples) in levels.iter().zip(&mut samples) {
+            match run_once(&exe, *level, &rootfs, args) {
+                Ok(sample) if round > 0 => level_samples.push(sample),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("vmm: error: bench run {round} at {}: {e}", level.name());
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            }
+        }
+        if round > 0 && round % 5 == 0 {
+            eprintln!("vmm bench run: {round}/{} rounds", args.runs);
+        }
+    }
+    print_summary(&levels, &samples, &rootfs, args.runs);
+    ExitCode::SUCCESS
+}
+
+fn run_once(
+    exe: &Path,
+    level: Isolation,
+    rootfs: &Path,
+    args: &BenchRunArgs,
+) -> Result<Sample, String> {
+    let mut command = Command::new(exe);
+    command
+        .args(["run", "--isolation", level.name(), "--rootfs"])
+        .arg(rootfs);
+    if level.in_vm() {
+        if let Some(kernel) = &args.kernel {
+            command.arg("--kernel").arg(kernel);
+        }
+        if let Some(initrd) = &args.initrd {
+            command.arg("--initrd").arg(initrd);
+        }
+    }
+    command
+        .args(["--", "/bin/true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start vmm run: {e}"))?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let (status, max_rss_kib) = wait_with_rusage(child.id() as libc::pid_t)?;
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    if status != 0 {
+        return Err(format!("exit status {status}: {}", stderr.trim()));
+    }
+    Ok(Sample {
+        wall_ms,
+        max_rss_kib,
+    })
+}
+
+fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, runs: u32) {
+    println!(
+        "vmm bench run: `vmm run` start → exit of /bin/true, {runs} runs per level, interleaved (rootfs {})",
+        rootfs.display()
+    );
+    println!(
+        "  {:<14} {:>11} {:>11} {:>11} {:>13}",
+        "level", "median", "p95", "min", "peak RSS"
+    );
+    let mut medians = Vec::new();
+    for (level, level_samples) in levels.iter().zip(samples) {
+        let (p50, p95, min) = stats_ms(level_samples.iter().map(|s| s.wall_ms).collect());
+        let rss = level_samples
+            .iter()
+            .map(|s| s.max_rss_kib)
+            .max()
+            .unwrap_or(0);
+        println!(
+            "  {:<14} {:>8.1} ms {:>8.1} ms {:>8.1} ms {:>9} KiB",
+            level.name(),
+            p50,
+            p95,
+            min,
+            rss
+        );
+        medians.push((*level, p50));
+    }
+    let median_of = |l: Isolation| medians.iter().find(|(m, _)| *m == l).map(|(_, v)| *v);
+    for (over, under) in [
+        (Isolation::Container, Isolation::Process),
+        (Isolation::VmContainer, Isolation::Vm),
+        (Isolation::Vm, Isolation::Container),
+    ] {
+        if let (Some(a), Some(b)) = (median_of(over), median_of(under)) {
+            println!(
+                "  {} / {} (medians): {:.2}",
+                over.name(),
+                under.name(),
+                a / b
+            );
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! `vmm run`: one workload at one of four isolation levels: on the host as a plain
+//! chrooted process (the baseline) or in a container, and in a fresh microVM as a plain
+//! process or in a container made there by the same runtime (through the guest agent).
+
+pub mod agent_client;
+pub mod args;
+mod background_vm;
+pub mod error;
+pub mod images;
+pub mod rootfs_image;
+mod run_dir;
+mod session;
+mod signals;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use agent_protocol::protocol::{RootfsSource, WaitReply};
+use runtime::config::ContainerConfig;
+
+use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
+use crate::vm::device_specs::{DeviceSpecs, DiskSpec, VsockSpec};
+use crate::vm::VmConfig;
+use args::{Isolation, RunArgs};
+use background_vm::BackgroundVm;
+use error::RunError;
+use session::{Interrupted, Watch};
+use signals::ForwardedSignals;
+
+/// The guest's CID on the run's vsock device.
+const GUEST_CID: u64 = 3;
+/// The device the workload's rootfs image is in the guest: the run's only disk.
+const GUEST_ROOTFS_DEVICE: &str = "/dev/vda";
+/// The guest kernel's command line: `quiet` because every console byte is a VM exit,
+/// `panic=-1` so a guest that panics (or whose agent dies) ends the VM at once.
+const GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
+/// After the agent connection broke, how long the VM may take to end before the broken
+/// connection is reported instead of the VM's end.
+const VM_END_GRACE: Duration = Duration::from_secs(2);
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    for warning in args::ignored_options(args) {
+        eprintln!("vmm: warning: {warning}");
+    }
+    let result = if args.isolation.in_vm() {
+        run_in_vm(args)
+    } else {
+        run_on_host(args)
+    };
+    match result {
+        Ok(ended) => {
+            if ended.oom_killed {
+                eprintln!(
+                    "vmm: the workload was killed by the OOM killer{}",
+                    match (args.isolation, args.memory) {
+                        (Isolation::Vm, _) => " (the guest ran out of memory)".to_owned(),
+                        (_, Some(bytes)) => format!(" (memory limit {bytes} bytes)"),
+                        (_, None) => String::new(),
+                    }
+                );
+            }
+            ExitCode::from(ended.status)
+        }
+        Err(e) => {
+            eprintln!("vmm: error: {}", runtime::error::error_chain(&e));
+            ExitCode::from(if e.is_bad_input() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_FAILED
+            })
+        }
+    }
+}
+
+/// The process and container levels: the runtime, on this host.
+fn run_on_host(args: &RunArgs) -> Result<WaitReply, RunError> {
+    let config = args::workload_config(args)?;
+    let outcome = runtime::launch::run(&config)?;
+    Ok(WaitReply {
+        status: outcome.status,
+        signal: outcome.signal,
+        oom_killed: outcome.oom_killed,
+    })
+}
+
+/// The vm and vm+container levels: a fresh microVM (or the one at `--vm-socket`), and the
+/// workload run there by the guest agent.
+fn run_in_vm(args: &RunArgs) -> Result<WaitReply, RunError> {
+    let level = args.isolation.name();
+    let config = args::workload_config(args)?;
+    if let Some(uds) = &args.vm_socket {
+        return run_in_running_vm(args, uds, config);
+    }
+    let size = args::vm_size(args)?;
+    check_can_boot_linux(level)?;
+    let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
+    crate::vm::loader::KernelImage::open(&images.kernel)?;
+    check_command_in_rootfs(&config)?;
+    let image = rootfs_image::image_for(&config.rootfs, &|line| eprintln!("vmm: {line}"))?;
+
+    // Blocked before the VM's threads start, so that they inherit the mask.
+    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
+    let dir = run_dir::RunDir::create().map_err(RunError::io("create the run directory"))?;
+    let uds = dir.path().join("vsock.sock");
+    let mut vm = BackgroundVm::start(VmConfig {
+        kernel: images.kernel,
+        mem_mib: size.mem_mib,
+        cpus: size.cpus,
+        cmdline: GUEST_CMDLINE.into(),
+        initrd: Some(images.initrd),
+        devices: DeviceSpecs {
+            disks: vec![DiskSpec {
+                path: image,
+                read_only: true,
+                id: Some("rootfs".into()),
+            }],
+            vsock: Some(VsockSpec {
+                guest_cid: GUEST_CID,
+                uds_path: uds.clone(),
+            }),
+            ..Default::default()
+        },
+        boot_timer: None,
+        report_resident: false,
+        console: Default::default(),
+        stop: None,
+    })?;
+    let result = connect_and_run(args, &uds, config, &signals, &mut vm);
+    vm.stop();
+    result
+}
+
+fn connect_and_run(
+    args: &RunArgs,
+    uds: &Path,
+    config: ContainerConfig,
+    signals: &ForwardedSignals,
+    vm: &mut BackgroundVm,
+) -> Result<WaitReply, RunError> {
+    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
+    let mut pause = Duration::from_millis(1);
+    let control = loop {
+        if vm.has_ended() {
+            return Err(vm.ended_error());
+        }
+        if let Some(sig) = signals.take().filter(|&s| signals::ends_the_run(s)) {
+            eprintln!("vmm: stopped by signal {sig} before the workload started");
+            return Ok(WaitReply {
+                status: 128u8.saturating_add(sig as u8),
+                signal: Some(sig),
+                oom_killed: false,
+            });
+        }
+        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
+            break control;
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::BootTimeout {
+                secs: args.boot_timeout,
+                console: error::console_suffix(&vm.console_tail()),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    let watch = Watch {
+        signals,
+        vm_ended: Some(vm.ended_fd()),
+    };
+    let rootfs = RootfsSource::Disk {
+        device: PathBuf::from(GUEST_ROOTFS_DEVICE),
+        fstype: "ext4".into(),
+    };
+    let id = workload_id(&config);
+    match session::run_workload(uds, control, &id, config, rootfs, &watch) {
+        Ok(ended) => Ok(ended),
+        Err(Interrupted::VmEnded) => Err(vm.ended_error()),
+        Err(Interrupted::Error(e)) => {
+            // A broken agent connection is most often the VM going down: say why it did.
+            let deadline = Instant::now() + VM_END_GRACE;
+            while !vm.has_ended() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if vm.has_ended() && matches!(e, RunError::AgentGone { .. }) {
+                Err(vm.ended_error())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `--vm-socket`: the workload runs in a VM someone else started; its rootfs is that VM's
+/// first disk.
+fn run_in_running_vm(
+    args: &RunArgs,
+    uds: &Path,
+    config: ContainerConfig,
+) -> Result<WaitReply, RunError> {
+    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
+    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
+    let control = loop {
+        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
+            break control;
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::BootTimeout {
+                secs: args.boot_timeout,
+                console: String::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let watch = Watch {
+        signals: &signals,
+        vm_ended: None,
+    };
+    let rootfs = RootfsSource::Disk {
+        device: PathBuf::from(GUEST_ROOTFS_DEVICE),
+        fstype: "ext4".into(),
+    };
+    let id = workload_id(&config);
+    match session::run_workload(uds, control, &id, config, rootfs, &watch) {
+        Ok(ended) => Ok(ended),
+        Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
+            during: "the run",
+            source: None,
+        }),
+        Err(Interrupted::Error(e)) => Err(e),
+    }
+}
+
+/// The workload's name in the guest: the container id (unique per `vmm run` process).
+fn workload_id(config: &ContainerConfig) -> String {
+    config.id.clone()
+}
+
+/// Refuses at once on a host whose KVM cannot boot unmodified Linux (PVM).
+fn check_can_boot_linux(level: &'static str) -> Result<(), RunError> {
+    let kvm = crate::host::open_kvm().map_err(|e| RunError::CannotBootLinux {
+        level,
+        reason: e.to_string(),
+    })?;
+    if crate::host::pvm_detected(Some(&kvm)) {
+        return Err(RunError::CannotBootLinux {
+            level,
+            reason: "its KVM is PVM (kvm_pvm), a software virtualization whose instruction \
+                     emulator cannot run unmodified Linux (see `vmm doctor`); the process and \
+                     container levels work here"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The command must exist in the rootfs: said at once, not after a boot.
+fn check_command_in_rootfs(config: &ContainerConfig) -> Result<(), RunError> {
+    let Some(command) = config.process.args.first() else {
+        return Err(runtime::error::ContainerError::NoCommand.into());
+    };
+    let path_var = config
+        .process
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(runtime::defaults::PATH);
+    let candidates: Vec<PathBuf> = if command.contains('/') {
+        vec![PathBuf::from(command)]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(command))
+            .collect()
+    };
+    let found = candidates.iter().any(|candidate| {
+        let on_host = runtime::paths::secure_join(&config.rootfs, candidate);
+        std::fs::metadata(on_host).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(runtime::error::ContainerError::CommandNotFound {
+            command: command.clone(),
+        }
+        .into())
+    }
+}
