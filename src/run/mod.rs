@@ -5,6 +5,7 @@
 pub mod agent_client;
 pub mod args;
 mod background_vm;
+mod command_check;
 pub mod error;
 pub mod images;
 pub mod rootfs_image;
@@ -93,10 +94,10 @@ fn run_in_vm(args: &RunArgs) -> Result<WaitReply, RunError> {
         return run_in_running_vm(args, uds, config);
     }
     let size = args::vm_size(args)?;
+    command_check::check_command_in_rootfs(&config)?;
     check_can_boot_linux(level)?;
     let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
     crate::vm::loader::KernelImage::open(&images.kernel)?;
-    check_command_in_rootfs(&config)?;
     let image = rootfs_image::image_for(&config.rootfs, &|line| eprintln!("vmm: {line}"))?;
 
     // Blocked before the VM's threads start, so that they inherit the mask.
@@ -252,41 +253,4 @@ fn check_can_boot_linux(level: &'static str) -> Result<(), RunError> {
         });
     }
     Ok(())
-}
-
-/// The command must exist in the rootfs: said at once, not after a boot.
-fn check_command_in_rootfs(config: &ContainerConfig) -> Result<(), RunError> {
-    let Some(command) = config.process.args.first() else {
-        return Err(runtime::error::ContainerError::NoCommand.into());
-    };
-    let path_var = config
-        .process
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(runtime::defaults::PATH);
-    let candidates: Vec<PathBuf> = if command.contains('/') {
-        vec![PathBuf::from(command)]
-    } else {
-        path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(command))
-            .collect()
-    };
-    let found = candidates.iter().any(|candidate| {
-        let on_host = runtime::paths::secure_join(&config.rootfs, candidate);
-        std::fs::metadata(on_host).is_ok_and(|m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.is_file() && m.permissions().mode() & 0o111 != 0
-        })
-    });
-    if found {
-        Ok(())
-    } else {
-        Err(runtime::error::ContainerError::CommandNotFound {
-            command: command.clone(),
-        }
-        .into())
-    }
 }

@@ -27,7 +27,7 @@ microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_n
 distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
-run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images"
+run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -350,8 +350,8 @@ case_run_agent_survives_host_disconnect() {
     need_run || return
     command -v mkfs.ext4 >/dev/null || { WHY="no mkfs.ext4 in the outer image"; return 2; }
     rm -f /tmp/agent.sock /tmp/disc.out /tmp/wl.ext4
-    mkfs.ext4 -q -F -d "$WORKLOAD" -O ^has_journal /tmp/wl.ext4 32M >/dev/null 2>&1 ||
-        { WHY="packing the workload rootfs failed"; return 1; }
+    mkfs.ext4 -q -F -d "$WORKLOAD" -O ^has_journal /tmp/wl.ext4 32M >/tmp/mkfs.log 2>&1 ||
+        { WHY="packing the workload rootfs failed: $(tail -2 /tmp/mkfs.log | tr '\n' ' ')"; return 1; }
     timeout -s KILL 300 /usr/local/bin/vmm --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" \
         --disk /tmp/wl.ext4,ro --vsock cid=3,uds=/tmp/agent.sock --mem 256 \
         --cmdline "console=ttyS0 reboot=k panic=-1 quiet" </dev/null >/tmp/agent-vm.log 2>&1 &
@@ -363,7 +363,7 @@ case_run_agent_survives_host_disconnect() {
     kill -9 "$run"
     wait "$run" 2>/dev/null
     VRUN_STDIN="" timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm --vm-socket /tmp/agent.sock \
-        -- sh -c 'sleep 1; echo alive; ps | grep -c "[s]leep 100"' </dev/null >/tmp/run.out 2>/tmp/run.err
+        -- sh -c 'sleep 1; echo alive; n=$(ps | grep -c "[s]leep 100"); echo "$n"' </dev/null >/tmp/run.out 2>/tmp/run.err
     STATUS=$?
     OUT=/tmp/run.err
     kill -TERM "$vm" 2>/dev/null
@@ -386,6 +386,37 @@ case_run_finds_default_images() {
     STATUS=$?
     OUT=/tmp/run.err
     expect_status 0 && [ "$(cat /tmp/run.out)" = defaults-work ] || { WHY="${WHY:-stdout: $(cat /tmp/run.out)}"; return 1; }
+}
+# The smallest VM vmm run accepts (--memory 64m at the vm level) boots and runs a workload
+# (MIN_VM_MEM_MIB in src/run/args.rs).
+case_run_vm_smallest_memory_runs() {
+    need_run || return
+    vrun vm --memory 64m -- sh -c 'echo "memtotal=$(awk "/^MemTotal:/ { print \$2 }" /proc/meminfo)"'
+    expect_status 0 || return 1
+    grep -q '^memtotal=[0-9]' /tmp/run.out || { WHY="stdout: $(cat /tmp/run.out)"; return 1; }
+    echo "  $(cat /tmp/run.out) kB with --memory 64m"
+}
+# Bad input on a host that boots Linux: one line, exit 2, before any VM starts (so at
+# once), and nothing left behind.
+case_run_bad_input_exits_2() {
+    need_run || return
+    local t0 line
+    t0=$(now)
+    for args in "--isolation vm --rootfs $WORKLOAD -- no-such-command" \
+        "--isolation vm+container --rootfs $WORKLOAD --kernel /realkvm/cases.sh -- true" \
+        "--isolation vm --rootfs $WORKLOAD --memory 16m -- true" \
+        "--isolation vm+container --rootfs $WORKLOAD --net host -- true" \
+        "--isolation vm --rootfs /nonexistent -- true"; do
+        # shellcheck disable=SC2086 # split on purpose
+        /usr/local/bin/vmm run --initrd "$AGENT_INITRD" $args </dev/null >/tmp/run.out 2>/tmp/run.err
+        STATUS=$?
+        OUT=/tmp/run.err
+        expect_status 2 || { WHY="$WHY for: $args"; return 1; }
+        [ "$(wc -l </tmp/run.err)" = 1 ] || { WHY="not one line for: $args: $(tr '\n' '|' </tmp/run.err)"; return 1; }
+        echo "  $args: $(cat /tmp/run.err)"
+    done
+    awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 10) }' || { WHY="bad input took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }') s"; return 1; }
+    ! ls -d /tmp/vmm-run-* >/dev/null 2>&1 || { WHY="left behind: $(ls -d /tmp/vmm-run-*)"; return 1; }
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

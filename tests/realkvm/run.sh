@@ -85,10 +85,14 @@ copy_with_libs() { # BINARY DEST
 }
 mkdir -p "$tree/usr/local/bin"
 copy_with_libs "$VMM_BIN" /usr/local/bin/vmm
-ln -s "$GUEST_DIR" "$tree/realkvm/img/guest"
-ln -s "$DISTRO_DIR" "$tree/realkvm/img/distro"
-if [ -n "$KERNEL_VMLINUX" ]; then ln -s "$(dirname "$KERNEL_VMLINUX")" "$tree/realkvm/img/kernel"; fi
-if [ -n "${AGENT_INITRD:-}" ]; then ln -s "$(dirname "$AGENT_INITRD")" "$tree/realkvm/img/agent"; fi
+# The images, as hard links into the tree (the cache is on the same file system; a copy
+# otherwise). Not symlinks followed when packing: that would also turn every busybox applet
+# link of the workload rootfs below into a copy of busybox.
+add_image() { cp -al "$1" "$tree/realkvm/img/$2" 2>/dev/null || cp -a "$1" "$tree/realkvm/img/$2"; }
+add_image "$GUEST_DIR" guest
+add_image "$DISTRO_DIR" distro
+if [ -n "$KERNEL_VMLINUX" ]; then add_image "$(dirname "$KERNEL_VMLINUX")" kernel; fi
+if [ -n "${AGENT_INITRD:-}" ]; then add_image "$(dirname "$AGENT_INITRD")" agent; fi
 # The `vmm run` cases' workload rootfs: busybox, a memory hog for the OOM cases, and 1 MiB
 # of binary data for the byte-exact stdout check (the outer kernel's first MiB: compressed,
 # so every byte value, and the same each run, so the outer initramfs stays cached). vmm
@@ -117,9 +121,8 @@ done) | sha256sum | cut -c1-16)
 initrd="$cache/outer-$key.cpio.zst"
 if [ ! -f "$initrd" ]; then
     say "packing the outer initramfs $key"
-    # Follow the image symlinks (find -L, cpio -L) so the images land inside the archive.
-    (cd "$tree" && find -L . 2>/dev/null | LC_ALL=C sort |
-        cpio -o -H newc -R 0:0 -L --quiet) | zstd -q -T2 -3 >"$initrd.tmp"
+    (cd "$tree" && find . | LC_ALL=C sort |
+        cpio -o -H newc -R 0:0 --quiet) | zstd -q -T2 -3 >"$initrd.tmp"
     mv "$initrd.tmp" "$initrd"
     ls -t "$cache"/outer-*.cpio.zst | tail -n +4 | xargs -r rm -f # keep the 3 newest
 fi
