@@ -37,6 +37,8 @@ pub struct BenchRunArgs {
 struct Sample {
     wall_ms: f64,
     max_rss_kib: u64,
+    /// `vmm run --timings`: when each phase ended, ms since its start.
+    phases: Vec<(String, f64)>,
 }
 
 pub fn run(args: &BenchRunArgs) -> ExitCode {
@@ -102,7 +104,7 @@ fn run_once(
         }
     }
     command
-        .args(["--", "/bin/true"])
+        .args(["--timings", "--", "/bin/true"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -122,7 +124,42 @@ fn run_once(
     Ok(Sample {
         wall_ms,
         max_rss_kib,
+        phases: parse_timings(&stderr),
     })
+}
+
+/// The phases of `vmm run --timings`' line: `vmm: timings (ms since start): a 1.0, b 2.5`.
+fn parse_timings(stderr: &str) -> Vec<(String, f64)> {
+    let Some(list) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("vmm: timings (ms since start): "))
+    else {
+        return Vec::new();
+    };
+    list.split(", ")
+        .filter_map(|phase| {
+            let (name, ms) = phase.rsplit_once(' ')?;
+            Some((name.to_owned(), ms.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Each phase's median over the samples, in the order the phases came.
+fn phase_medians(samples: &[Sample]) -> Vec<(String, f64)> {
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    first
+        .phases
+        .iter()
+        .map(|(name, _)| {
+            let values: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| s.phases.iter().find(|(n, _)| n == name).map(|(_, v)| *v))
+                .collect();
+            (name.clone(), stats_ms(values).0)
+        })
+        .collect()
 }
 
 fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, runs: u32) {
@@ -152,6 +189,14 @@ fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, r
         );
         medians.push((*level, p50));
     }
+    println!("  phases (median ms since `vmm run` started, from --timings):");
+    for (level, level_samples) in levels.iter().zip(samples) {
+        let phases: Vec<String> = phase_medians(level_samples)
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.1}"))
+            .collect();
+        println!("  {:<14} {}", level.name(), phases.join(", "));
+    }
     let median_of = |l: Isolation| medians.iter().find(|(m, _)| *m == l).map(|(_, v)| *v);
     for (over, under) in [
         (Isolation::Container, Isolation::Process),
@@ -166,5 +211,36 @@ fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, r
                 a / b
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_line_parses_into_named_phases() {
+        let stderr = "vmm: packing…\nvmm: timings (ms since start): checked 1.5, agent answered 2103.0, done 2300.2\n";
+        let phases = parse_timings(stderr);
+        assert_eq!(
+            phases,
+            vec![
+                ("checked".to_owned(), 1.5),
+                ("agent answered".to_owned(), 2103.0),
+                ("done".to_owned(), 2300.2)
+            ]
+        );
+        assert!(parse_timings("no timings here").is_empty());
+    }
+
+    #[test]
+    fn phase_medians_follow_the_first_samples_order() {
+        let sample = |a: f64, b: f64| Sample {
+            wall_ms: 0.0,
+            max_rss_kib: 0,
+            phases: vec![("a".into(), a), ("b".into(), b)],
+        };
+        let medians = phase_medians(&[sample(1.0, 10.0), sample(3.0, 30.0), sample(2.0, 20.0)]);
+        assert_eq!(medians, vec![("a".to_owned(), 2.0), ("b".to_owned(), 20.0)]);
     }
 }

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Doctor { json }) => doctor::run(json),
         Some(cli::Command::Demo(args)) => demo::run(&args, started),
         Some(cli::Command::Container { command }) => container::run(command),
-        Some(cli::Command::Run(args)) => run::run(&args),
+        Some(cli::Command::Run(args)) => run::run(&args, started),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),

@@ -133,6 +133,9 @@ pub struct RunArgs {
     /// instead of booting a fresh one; its first disk is the workload's rootfs.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["rootfs", "kernel", "initrd", "vm_mem", "vm_cpus"])]
     pub vm_socket: Option<PathBuf>,
+    /// Print on stderr, at the end, when each phase of the run ended (ms since start).
+    #[arg(long)]
+    pub timings: bool,
     /// Seconds the guest agent may take to answer after the VM starts.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub boot_timeout: u64,

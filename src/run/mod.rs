@@ -12,6 +12,7 @@ pub mod rootfs_image;
 mod run_dir;
 mod session;
 mod signals;
+mod timings;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use background_vm::BackgroundVm;
 use error::RunError;
 use session::{Interrupted, Watch};
 use signals::ForwardedSignals;
+use timings::Timings;
 
 /// The guest's CID on the run's vsock device.
 const GUEST_CID: u64 = 3;
@@ -40,15 +42,20 @@ const GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 /// connection is reported instead of the VM's end.
 const VM_END_GRACE: Duration = Duration::from_secs(2);
 
-pub fn run(args: &RunArgs) -> ExitCode {
+pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
     for warning in args::ignored_options(args) {
         eprintln!("vmm: warning: {warning}");
     }
+    let timings = Timings::new(started, args.timings);
     let result = if args.isolation.in_vm() {
-        run_in_vm(args)
+        run_in_vm(args, &timings)
     } else {
-        run_on_host(args)
+        run_on_host(args, &timings)
     };
+    timings.mark("done");
+    if let Some(line) = timings.report() {
+        eprintln!("{line}");
+    }
     match result {
         Ok(ended) => {
             if ended.oom_killed {
@@ -75,9 +82,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 /// The process and container levels: the runtime, on this host.
-fn run_on_host(args: &RunArgs) -> Result<WaitReply, RunError> {
+fn run_on_host(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let config = args::workload_config(args)?;
+    timings.mark("checked");
     let outcome = runtime::launch::run(&config)?;
+    timings.mark("ended");
     Ok(WaitReply {
         status: outcome.status,
         signal: outcome.signal,
@@ -87,18 +96,20 @@ fn run_on_host(args: &RunArgs) -> Result<WaitReply, RunError> {
 
 /// The vm and vm+container levels: a fresh microVM (or the one at `--vm-socket`), and the
 /// workload run there by the guest agent.
-fn run_in_vm(args: &RunArgs) -> Result<WaitReply, RunError> {
+fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let level = args.isolation.name();
     let config = args::workload_config(args)?;
     if let Some(uds) = &args.vm_socket {
-        return run_in_running_vm(args, uds, config);
+        return run_in_running_vm(args, uds, config, timings);
     }
     let size = args::vm_size(args)?;
     command_check::check_command_in_rootfs(&config)?;
     check_can_boot_linux(level)?;
     let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
     crate::vm::loader::KernelImage::open(&images.kernel)?;
+    timings.mark("checked");
     let image = rootfs_image::image_for(&config.rootfs, &|line| eprintln!("vmm: {line}"))?;
+    timings.mark("rootfs image");
 
     // Blocked before the VM's threads start, so that they inherit the mask.
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
@@ -127,8 +138,10 @@ fn run_in_vm(args: &RunArgs) -> Result<WaitReply, RunError> {
         console: Default::default(),
         stop: None,
     })?;
-    let result = connect_and_run(args, &uds, config, &signals, &mut vm);
+    timings.mark("vm started");
+    let result = connect_and_run(args, &uds, config, &signals, &mut vm, timings);
     vm.stop();
+    timings.mark("vm stopped");
     result
 }
 
@@ -138,6 +151,7 @@ fn connect_and_run(
     config: ContainerConfig,
     signals: &ForwardedSignals,
     vm: &mut BackgroundVm,
+    timings: &Timings,
 ) -> Result<WaitReply, RunError> {
     let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
     let mut pause = Duration::from_millis(1);
@@ -154,6 +168,7 @@ fn connect_and_run(
             });
         }
         if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
+            timings.mark("agent answered");
             break control;
         }
         if Instant::now() >= deadline {
@@ -174,7 +189,7 @@ fn connect_and_run(
         fstype: "ext4".into(),
     };
     let id = workload_id(&config);
-    match session::run_workload(uds, control, &id, config, rootfs, &watch) {
+    match session::run_workload(uds, control, &id, config, rootfs, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(vm.ended_error()),
         Err(Interrupted::Error(e)) => {
@@ -198,6 +213,7 @@ fn run_in_running_vm(
     args: &RunArgs,
     uds: &Path,
     config: ContainerConfig,
+    timings: &Timings,
 ) -> Result<WaitReply, RunError> {
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
@@ -222,7 +238,8 @@ fn run_in_running_vm(
         fstype: "ext4".into(),
     };
     let id = workload_id(&config);
-    match session::run_workload(uds, control, &id, config, rootfs, &watch) {
+    timings.mark("agent answered");
+    match session::run_workload(uds, control, &id, config, rootfs, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
             during: "the run",

@@ -17,6 +17,7 @@ use runtime::config::ContainerConfig;
 use super::agent_client::{attach, Control};
 use super::error::RunError;
 use super::signals::ForwardedSignals;
+use super::timings::Timings;
 
 /// After the workload ended, how long its output may take to arrive in full (the agent
 /// has written and closed both streams before it answers `wait`; this covers the path
@@ -51,18 +52,22 @@ pub fn run_workload(
     config: ContainerConfig,
     rootfs: RootfsSource,
     watch: &Watch,
+    timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
     let _: serde_json::Value = control.call(Op::Create {
         container: id.to_owned(),
         config: Box::new(config),
         rootfs,
     })?;
+    timings.mark("created");
     let stdin = attach(uds, id, StreamKind::Stdin)?;
     let stdout = attach(uds, id, StreamKind::Stdout)?;
     let stderr = attach(uds, id, StreamKind::Stderr)?;
+    timings.mark("attached");
     let _: StartReply = control.call(Op::Start {
         container: id.to_owned(),
     })?;
+    timings.mark("started");
 
     let (done_tx, done_rx) = mpsc::channel();
     spawn_relay("stdin", move || relay_stdin(stdin), None)?;
@@ -95,6 +100,7 @@ pub fn run_workload(
             Event::VmEnded => return Err(Interrupted::VmEnded),
         }
     };
+    timings.mark("ended");
     // Both output streams end (EOF) right after; bounded in case the path stalls.
     for _ in 0..2 {
         if done_rx.recv_timeout(OUTPUT_DRAIN).is_err() {
@@ -102,6 +108,7 @@ pub fn run_workload(
             break;
         }
     }
+    timings.mark("output drained");
     Ok(ended)
 }
 
