@@ -408,3 +408,21 @@ fn host_gives_up_on_an_agent_that_never_answers() {
     let (out, took) = run_against(&socket);
     assert_fails_in_one_line(&out, took, "did not answer");
 }
+
+#[test]
+fn vm_socket_that_does_not_exist_is_bad_input_at_once() {
+    let started = Instant::now();
+    let out = output(vmm_run(
+        "vm",
+        Path::new("/nonexistent/vsock.sock"),
+        &[],
+        &["true"],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/vsock.sock"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -215,6 +215,11 @@ fn run_in_running_vm(
     config: ContainerConfig,
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
+    if !uds.exists() {
+        return Err(RunError::BadInput(format!(
+            "--vm-socket {uds:?}: no such socket (start the VM with `vmm --vsock cid=N,uds=PATH` first)"
+        )));
+    }
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
     let control = loop {

@@ -27,7 +27,7 @@ microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_n
 distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
-run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs"
+run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -395,6 +395,18 @@ case_run_vm_smallest_memory_runs() {
     expect_status 0 || return 1
     grep -q '^memtotal=[0-9]' /tmp/run.out || { WHY="stdout: $(cat /tmp/run.out)"; return 1; }
     echo "  $(cat /tmp/run.out) kB with --memory 64m"
+}
+# A guest that panics mid-run (the workload, root in the guest, crashes it through sysrq)
+# ends the run at once with an error that says so, not a hang.
+case_run_guest_panic_ends_the_run() {
+    need_run || return
+    local t0
+    t0=$(now)
+    vrun vm -- sh -c 'echo c >/proc/sysrq-trigger; sleep 100'
+    expect_status 1 || return 1
+    grep -q "ended before the workload" /tmp/run.err || { WHY="stderr: $(head -2 /tmp/run.err | tr '\n' '|')"; return 1; }
+    awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 30) }' || { WHY="took more than 30 s"; return 1; }
+    echo "  $(grep "ended before" /tmp/run.err)"
 }
 # Bad input on a host that boots Linux: one line, exit 2, before any VM starts (so at
 # once), and nothing left behind.
