@@ -424,5 +424,9 @@ fn vm_socket_that_does_not_exist_is_bad_input_at_once() {
         "{}",
         stderr(&out)
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -41,6 +41,9 @@ const GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 /// After the agent connection broke, how long the VM may take to end before the broken
 /// connection is reported instead of the VM's end.
 const VM_END_GRACE: Duration = Duration::from_secs(2);
+/// How long a `--vm-socket` that does not exist yet may take to appear (a VMM started just
+/// before binds it within milliseconds) before it counts as a wrong path.
+const SOCKET_GRACE: Duration = Duration::from_secs(2);
 
 pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
     for warning in args::ignored_options(args) {
@@ -215,6 +218,11 @@ fn run_in_running_vm(
     config: ContainerConfig,
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
+    // A VMM started just before this command may not have bound its socket yet.
+    let appear_by = Instant::now() + SOCKET_GRACE;
+    while !uds.exists() && Instant::now() < appear_by {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     if !uds.exists() {
         return Err(RunError::BadInput(format!(
             "--vm-socket {uds:?}: no such socket (start the VM with `vmm --vsock cid=N,uds=PATH` first)"

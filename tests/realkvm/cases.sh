@@ -356,6 +356,8 @@ case_run_agent_survives_host_disconnect() {
         --disk /tmp/wl.ext4,ro --vsock cid=3,uds=/tmp/agent.sock --mem 256 \
         --cmdline "console=ttyS0 reboot=k panic=-1 quiet" </dev/null >/tmp/agent-vm.log 2>&1 &
     local vm=$! i=0 run
+    while [ ! -S /tmp/agent.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    i=0
     timeout -s KILL "$RUN_TIMEOUT" /usr/local/bin/vmm run --isolation vm --vm-socket /tmp/agent.sock \
         -- sh -c 'echo started; exec sleep 100' </dev/null >/tmp/disc.out 2>/tmp/run.err &
     run=$!
