@@ -20,7 +20,6 @@ use crate::guest_init;
 use crate::listener::answer_connect;
 use crate::request_error::RequestError;
 use crate::rootfs::{OverlayRoot, RUN_DIR};
-use crate::signals::empty_set;
 use crate::sys;
 use crate::workload::{global_oom_kills, stream_index, Phase, Workload};
 
@@ -252,7 +251,7 @@ impl Agent {
         } else {
             None
         };
-        let spawned = launch::spawn(&workload.config, stdio, &empty_set());
+        let spawned = launch::spawn(&workload.config, stdio, &launch::signal_set(&[]));
         let running = match spawned {
             Ok(running) => running,
             Err(e) => {

@@ -28,25 +28,12 @@ pub struct Signals {
     fd: OwnedFd,
 }
 
-/// An empty signal set: the mask workloads start with.
-pub fn empty_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a writable sigset.
-    unsafe { libc::sigemptyset(&mut set) };
-    set
-}
-
 impl Signals {
     /// Blocks [`TAKEN`], opens the signalfd and ignores SIGPIPE. SIGCHLD keeps its default
     /// disposition: an ignored SIGCHLD would let the kernel reap children on its own, and
     /// the agent would never learn how a workload ended.
     pub fn install() -> io::Result<Self> {
-        let mut set = empty_set();
-        for sig in TAKEN {
-            // SAFETY: `set` is an initialised sigset and `sig` a valid signal number.
-            unsafe { libc::sigaddset(&mut set, sig) };
-        }
+        let set = runtime::launch::signal_set(&TAKEN);
         // SAFETY: SIG_IGN and SIG_DFL are valid dispositions for these signals; no handler
         // function is installed.
         unsafe {

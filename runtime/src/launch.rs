@@ -31,6 +31,22 @@ pub const FORWARDED_SIGNALS: [i32; 8] = [
     libc::SIGCONT,
 ];
 
+/// The signal set holding exactly `signals` (an empty one for `&[]`: the mask a workload
+/// starts with).
+pub fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a writable sigset; a number that is not a signal is refused by
+    // sigaddset with EINVAL and leaves the set as it was.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+    }
+    set
+}
+
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -62,18 +78,11 @@ struct SignalMask {
 
 impl SignalMask {
     fn block() -> Result<Self> {
-        // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above, overwritten by sigprocmask.
+        let mut set = signal_set(&FORWARDED_SIGNALS);
+        // SAFETY: `set` is a valid sigset and SIGCHLD a valid signal.
+        unsafe { libc::sigaddset(&mut set, libc::SIGCHLD) };
+        // SAFETY: sigset_t is plain data; overwritten by sigprocmask.
         let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset and every number a valid signal.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGCHLD);
-            for sig in FORWARDED_SIGNALS {
-                libc::sigaddset(&mut set, sig);
-            }
-        }
         // An ignored SIGCHLD would make the kernel reap the workload before we see it.
         // SAFETY: SIG_DFL is a valid disposition for SIGCHLD; no handler is involved.
         unsafe {
@@ -165,9 +174,7 @@ impl Running {
         if let Some(cgroup) = &self.cgroup {
             cgroup.kill_all();
         }
-        if !self.child.reaped {
-            let _ = self.signal(libc::SIGKILL);
-        }
+        let _ = self.signal(libc::SIGKILL);
     }
 
     /// How the workload ended, from the wait status of its first process, which the

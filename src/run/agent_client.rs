@@ -5,11 +5,11 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_protocol::protocol::{
-    decode_reply, encode, HelloReply, LineBuffer, Op, Reply, ReplyError, Request, StreamKind,
-    AGENT_PORT, PROTOCOL_VERSION,
+    decode_reply, encode, HelloReply, LineBuffer, Op, ProtocolError, Reply, ReplyError, Request,
+    StreamKind, AGENT_PORT, MAX_LINE, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 
@@ -41,35 +41,28 @@ pub fn open_stream(uds: &Path) -> io::Result<Option<UnixStream>> {
     };
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())?;
-    // Byte by byte, so nothing past the handshake line is consumed here.
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match stream.read(&mut byte) {
-            // The guest reset the connection: no listener (yet).
-            Ok(0) => return Ok(None),
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) if line.len() < 32 => line.push(byte[0]),
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the vsock socket's answer to CONNECT is not an `OK <port>` line",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
+    let line = match read_line_unbuffered(&mut stream, 32) {
+        Ok(LineRead::Line(line)) => line,
+        // The guest reset the connection: no listener (yet).
+        Ok(LineRead::Eof) => return Ok(None),
+        Ok(LineRead::TooLong) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the vsock socket's answer to CONNECT is not an `OK <port>` line",
+            ))
         }
-    }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
     if !line.starts_with(b"OK ") {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -210,54 +203,47 @@ impl Control {
         std::os::fd::AsRawFd::as_raw_fd(&self.stream)
     }
 
+    /// Takes every reply already readable (the stream is non-blocking here).
     fn read_available(&mut self) -> Result<(), RunError> {
-        let mut buf = [0u8; 4096];
         loop {
             while let Some(line) = self.lines.next_line().map_err(malformed)? {
                 let reply = decode_reply(&line).map_err(malformed)?;
                 self.keep_early(reply)?;
             }
-            match self.stream.read(&mut buf) {
-                Ok(0) => {
-                    return Err(RunError::AgentGone {
-                        during: "the run",
-                        source: None,
-                    })
-                }
-                Ok(n) => self.lines.push(&buf[..n]),
+            match self.read_once() {
+                Ok(0) => return Err(gone("the run", None)),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(RunError::AgentGone {
-                        during: "the run",
-                        source: Some(source),
-                    })
-                }
+                Err(e) => return Err(gone("the run", Some(e))),
             }
         }
     }
 
+    /// Blocks for the next reply.
     fn read_reply(&mut self) -> Result<Reply, RunError> {
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(line) = self.lines.next_line().map_err(malformed)? {
                 return decode_reply(&line).map_err(malformed);
             }
+            match self.read_once() {
+                Ok(0) => return Err(gone("a request", None)),
+                Ok(_) => {}
+                Err(e) => return Err(gone("a request", Some(e))),
+            }
+        }
+    }
+
+    /// One read from the connection into the line buffer; 0 at its end.
+    fn read_once(&mut self) -> io::Result<usize> {
+        let mut buf = [0u8; 4096];
+        loop {
             match self.stream.read(&mut buf) {
-                Ok(0) => {
-                    return Err(RunError::AgentGone {
-                        during: "a request",
-                        source: None,
-                    })
+                Ok(n) => {
+                    self.lines.push(&buf[..n]);
+                    return Ok(n);
                 }
-                Ok(n) => self.lines.push(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(RunError::AgentGone {
-                        during: "a request",
-                        source: Some(source),
-                    })
-                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -274,19 +260,47 @@ impl Control {
             _ => Err(RunError::Agent(
                 match reply.into_result::<serde_json::Value>() {
                     Err(e) => e,
-                    Ok(_) => {
-                        ReplyError::Malformed(agent_protocol::protocol::ProtocolError::Invalid {
-                            what: "reply".into(),
-                            reason: "its id matches no request".into(),
-                        })
-                    }
+                    Ok(_) => ReplyError::Malformed(ProtocolError::Invalid {
+                        what: "reply".into(),
+                        reason: "its id matches no request".into(),
+                    }),
                 },
             )),
         }
     }
 }
 
-fn malformed(e: agent_protocol::protocol::ProtocolError) -> RunError {
+/// What [`read_line_unbuffered`] found.
+enum LineRead {
+    /// A line, without its newline.
+    Line(Vec<u8>),
+    Eof,
+    /// `max` bytes came without a newline.
+    TooLong,
+}
+
+/// Reads one line byte by byte, so that nothing after its newline is consumed (what
+/// follows a handshake line belongs to someone else).
+fn read_line_unbuffered(stream: &mut UnixStream, max: usize) -> io::Result<LineRead> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return Ok(LineRead::Eof),
+            Ok(_) if byte[0] == b'\n' => return Ok(LineRead::Line(line)),
+            Ok(_) if line.len() < max => line.push(byte[0]),
+            Ok(_) => return Ok(LineRead::TooLong),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn gone(during: &'static str, source: Option<io::Error>) -> RunError {
+    RunError::AgentGone { during, source }
+}
+
+fn malformed(e: ProtocolError) -> RunError {
     RunError::Agent(ReplyError::Malformed(e))
 }
 
@@ -305,31 +319,19 @@ pub fn attach(uds: &Path, container: &str, stream: StreamKind) -> Result<UnixStr
     };
     conn.write_all(&encode(&Request::new(1, op)))
         .map_err(RunError::io(what))?;
-    // The reply line, read byte by byte: after it the connection is the raw stream.
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    // After the reply line the connection is the raw stream: nothing past it is read here.
     conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(RunError::io(what))?;
-    loop {
-        match conn.read(&mut byte) {
-            Ok(0) => {
-                return Err(RunError::AgentGone {
-                    during: "attach",
-                    source: None,
-                })
-            }
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) if line.len() < agent_protocol::protocol::MAX_LINE => line.push(byte[0]),
-            Ok(_) => {
-                return Err(malformed(
-                    agent_protocol::protocol::ProtocolError::LineTooLong,
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && Instant::now() < deadline => {}
-            Err(e) => return Err(RunError::io(what)(e)),
+    let line = match read_line_unbuffered(&mut conn, MAX_LINE).map_err(RunError::io(what))? {
+        LineRead::Line(line) => line,
+        LineRead::Eof => {
+            return Err(RunError::AgentGone {
+                during: "attach",
+                source: None,
+            })
         }
-    }
+        LineRead::TooLong => return Err(malformed(ProtocolError::LineTooLong)),
+    };
     conn.set_read_timeout(None).map_err(RunError::io(what))?;
     let _: serde_json::Value = decode_reply(&line)
         .map_err(malformed)?

@@ -317,7 +317,7 @@ pub fn vm_size(args: &RunArgs) -> Result<VmSize, RunError> {
         (None, Isolation::VmContainer, Some(mib)) => {
             DEFAULT_VM_MEM_MIB.max(mib + VM_CONTAINER_HEADROOM_MIB)
         }
-        (None, _, None) | (None, _, _) => DEFAULT_VM_MEM_MIB,
+        (None, _, _) => DEFAULT_VM_MEM_MIB,
     };
     if mem_mib < MIN_VM_MEM_MIB {
         let source = if args.vm_mem.is_some() {

@@ -156,43 +156,15 @@ fn connect_and_run(
     vm: &mut BackgroundVm,
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
-    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
-    let mut pause = Duration::from_millis(1);
-    let control = loop {
-        if vm.has_ended() {
-            return Err(vm.ended_error());
-        }
-        if let Some(sig) = signals.take().filter(|&s| signals::ends_the_run(s)) {
-            eprintln!("vmm: stopped by signal {sig} before the workload started");
-            return Ok(WaitReply {
-                status: 128u8.saturating_add(sig as u8),
-                signal: Some(sig),
-                oom_killed: false,
-            });
-        }
-        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
-            timings.mark("agent answered");
-            break control;
-        }
-        if Instant::now() >= deadline {
-            return Err(RunError::BootTimeout {
-                secs: args.boot_timeout,
-                console: error::console_suffix(&vm.console_tail()),
-            });
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+    let control = match connect_agent(args, uds, signals, Some(vm), timings)? {
+        Connected::Agent(control) => control,
+        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
     };
     let watch = Watch {
         signals,
         vm_ended: Some(vm.ended_fd()),
     };
-    let rootfs = RootfsSource::Disk {
-        device: PathBuf::from(GUEST_ROOTFS_DEVICE),
-        fstype: "ext4".into(),
-    };
-    let id = workload_id(&config);
-    match session::run_workload(uds, control, &id, config, rootfs, &watch, timings) {
+    match session::run_workload(uds, control, config, guest_rootfs(), &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(vm.ended_error()),
         Err(Interrupted::Error(e)) => {
@@ -229,30 +201,15 @@ fn run_in_running_vm(
         )));
     }
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
-    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
-    let control = loop {
-        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
-            break control;
-        }
-        if Instant::now() >= deadline {
-            return Err(RunError::BootTimeout {
-                secs: args.boot_timeout,
-                console: String::new(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let control = match connect_agent(args, uds, &signals, None, timings)? {
+        Connected::Agent(control) => control,
+        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
     };
     let watch = Watch {
         signals: &signals,
         vm_ended: None,
     };
-    let rootfs = RootfsSource::Disk {
-        device: PathBuf::from(GUEST_ROOTFS_DEVICE),
-        fstype: "ext4".into(),
-    };
-    let id = workload_id(&config);
-    timings.mark("agent answered");
-    match session::run_workload(uds, control, &id, config, rootfs, &watch, timings) {
+    match session::run_workload(uds, control, config, guest_rootfs(), &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
             during: "the run",
@@ -262,9 +219,61 @@ fn run_in_running_vm(
     }
 }
 
-/// The workload's name in the guest: the container id (unique per `vmm run` process).
-fn workload_id(config: &ContainerConfig) -> String {
-    config.id.clone()
+enum Connected {
+    Agent(agent_client::Control),
+    /// SIGINT, SIGTERM, ... came before the agent answered.
+    StoppedBy(i32),
+}
+
+/// Connects to the agent behind `uds`, retrying while it does not listen yet (the guest
+/// boots), until `--boot-timeout`, the end of our VM, or a signal that ends the run.
+fn connect_agent(
+    args: &RunArgs,
+    uds: &Path,
+    signals: &ForwardedSignals,
+    mut vm: Option<&mut BackgroundVm>,
+    timings: &Timings,
+) -> Result<Connected, RunError> {
+    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(vm) = vm.as_deref_mut().filter(|vm| vm.has_ended()) {
+            return Err(vm.ended_error());
+        }
+        if let Some(sig) = signals.take().filter(|&s| signals::ends_the_run(s)) {
+            return Ok(Connected::StoppedBy(sig));
+        }
+        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
+            timings.mark("agent answered");
+            return Ok(Connected::Agent(control));
+        }
+        if Instant::now() >= deadline {
+            let console = vm.as_deref().map_or(Vec::new(), BackgroundVm::console_tail);
+            return Err(RunError::BootTimeout {
+                secs: args.boot_timeout,
+                console: error::console_suffix(&console),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn stopped_before_start(sig: i32) -> WaitReply {
+    eprintln!("vmm: stopped by signal {sig} before the workload started");
+    WaitReply {
+        status: 128u8.saturating_add(sig as u8),
+        signal: Some(sig),
+        oom_killed: false,
+    }
+}
+
+/// The workload's rootfs in the guest: the run's only disk, the ext4 image packed here.
+fn guest_rootfs() -> RootfsSource {
+    RootfsSource::Disk {
+        device: PathBuf::from(GUEST_ROOTFS_DEVICE),
+        fstype: "ext4".into(),
+    }
 }
 
 /// Refuses at once on a host whose KVM cannot boot unmodified Linux (PVM).

@@ -44,16 +44,18 @@ impl From<RunError> for Interrupted {
     }
 }
 
-/// Runs `config` through the agent behind `control` (reached at `uds`) to its end.
+/// Runs `config` through the agent behind `control` (reached at `uds`) to its end; the
+/// workload's name in the guest is its container id.
 pub fn run_workload(
     uds: &Path,
     mut control: Control,
-    id: &str,
     config: ContainerConfig,
     rootfs: RootfsSource,
     watch: &Watch,
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
+    let id = config.id.clone();
+    let id = id.as_str();
     let _: serde_json::Value = control.call(Op::Create {
         container: id.to_owned(),
         config: Box::new(config),

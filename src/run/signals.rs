@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use runtime::launch::FORWARDED_SIGNALS;
+use runtime::launch::{signal_set, FORWARDED_SIGNALS};
 
 pub struct ForwardedSignals {
     fd: OwnedFd,
@@ -17,17 +17,9 @@ impl ForwardedSignals {
     /// Blocks the forwarded signals in this thread (and the threads it starts from now
     /// on) and opens a non-blocking signalfd for them.
     pub fn block() -> io::Result<Self> {
-        // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as above, overwritten by pthread_sigmask.
+        let set = signal_set(&FORWARDED_SIGNALS);
+        // SAFETY: sigset_t is plain data; overwritten by pthread_sigmask.
         let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset and every number a valid signal.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            for sig in FORWARDED_SIGNALS {
-                libc::sigaddset(&mut set, sig);
-            }
-        }
         // SAFETY: both sigsets are valid for the call.
         let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut saved) };
         if r != 0 {
