@@ -34,6 +34,22 @@ pub struct BenchRunArgs {
     pub initrd: Option<PathBuf>,
 }
 
+/// A measured `vmm run` that failed: its exit status and what it said.
+struct RunFailed {
+    status: i32,
+    message: String,
+}
+
+impl RunFailed {
+    /// A failure of this benchmark itself, not of the measured command.
+    fn of_host(message: String) -> Self {
+        Self {
+            status: i32::from(EXIT_FAILED),
+            message,
+        }
+    }
+}
+
 struct Sample {
     wall_ms: f64,
     max_rss_kib: u64,
@@ -71,9 +87,20 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
             match run_once(&exe, *level, &rootfs, args) {
                 Ok(sample) if round > 0 => level_samples.push(sample),
                 Ok(_) => {}
-                Err(e) => {
-                    eprintln!("vmm: error: bench run {round} at {}: {e}", level.name());
-                    return ExitCode::from(EXIT_FAILED);
+                Err(failed) => {
+                    eprintln!(
+                        "vmm: error: bench run {round} at {}: {}",
+                        level.name(),
+                        failed.message
+                    );
+                    // `vmm run` refusing the input (a PVM host at a VM level, say) is bad
+                    // input here too.
+                    let status = if failed.status == i32::from(EXIT_BAD_INPUT) {
+                        EXIT_BAD_INPUT
+                    } else {
+                        EXIT_FAILED
+                    };
+                    return ExitCode::from(status);
                 }
             }
         }
@@ -90,7 +117,7 @@ fn run_once(
     level: Isolation,
     rootfs: &Path,
     args: &BenchRunArgs,
-) -> Result<Sample, String> {
+) -> Result<Sample, RunFailed> {
     let mut command = Command::new(exe);
     command
         .args(["run", "--isolation", level.name(), "--rootfs"])
@@ -111,15 +138,25 @@ fn run_once(
     let started = Instant::now();
     let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot start vmm run: {e}"))?;
+        .map_err(|e| RunFailed::of_host(format!("cannot start vmm run: {e}")))?;
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
-    let (status, max_rss_kib) = wait_with_rusage(child.id() as libc::pid_t)?;
+    let (status, max_rss_kib) =
+        wait_with_rusage(child.id() as libc::pid_t).map_err(RunFailed::of_host)?;
     let wall_ms = started.elapsed().as_secs_f64() * 1e3;
     if status != 0 {
-        return Err(format!("exit status {status}: {}", stderr.trim()));
+        // Its own error line, without the --timings line.
+        let why = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("vmm: error: "))
+            .unwrap_or("no error message");
+        return Err(RunFailed {
+            status,
+            message: format!("`vmm run` exited {status}: {why}"),
+        });
     }
     Ok(Sample {
         wall_ms,

@@ -137,7 +137,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub timings: bool,
     /// Seconds the guest agent may take to answer after the VM starts.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub boot_timeout: u64,
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
