@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::netif::LinkAddresses;
+
 /// A fully resolved container: what to run, how to isolate it, which limits apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -33,6 +35,23 @@ pub struct ContainerConfig {
     pub cgroup: bool,
     pub resources: Resources,
     pub seccomp: Option<SeccompProfile>,
+    /// A point-to-point link to the host (`--net link`); needs `namespaces.net`. Absent in
+    /// the JSON of older senders (the guest agent's protocol carries this type).
+    #[serde(default)]
+    pub net_link: Option<NetLink>,
+}
+
+/// The container's end of a [`NetLink`], in its own network namespace.
+pub const LINK_INTERFACE: &str = "eth0";
+
+/// A veth pair between the host and the container: `host_interface` stays in the
+/// runtime's network namespace with `addresses.host`, the peer is the container's
+/// [`LINK_INTERFACE`] with `addresses.workload`, and the host's end is its default gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetLink {
+    /// At most 15 bytes (IFNAMSIZ); unique among the runs on this host.
+    pub host_interface: String,
+    pub addresses: LinkAddresses,
 }
 
 /// How the process's root becomes the rootfs.

@@ -1,6 +1,7 @@
 //! What the container's first process does between `clone` and `execve`: the file system
-//! ([`super::rootfs`]), then hostname, loopback, rlimits, identity, capabilities,
-//! no_new_privs and seccomp, in the order runc's `linuxStandardInit` uses.
+//! ([`super::rootfs`]), then hostname, loopback (and the container's end of a link to the
+//! host), rlimits, identity, capabilities, no_new_privs and seccomp, in the order runc's
+//! `linuxStandardInit` uses.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -8,9 +9,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::caps;
-use super::config::ContainerConfig;
+use super::config::{ContainerConfig, LINK_INTERFACE};
 use super::defaults;
 use super::error::{ContainerError, Result};
+use super::netif::LinkAddresses;
 use super::rootfs::{prepare_rootfs, HostInfo};
 use super::sys::{BpfInstruction, Syscall};
 
@@ -47,6 +49,9 @@ pub fn setup_and_exec<S: Syscall>(
     }
     if cfg.namespaces.net {
         sys.loopback_up().map_err(sys_err("bring up lo"))?;
+        if let Some(link) = &cfg.net_link {
+            configure_link(sys, &link.addresses)?;
+        }
     }
     for limit in &p.rlimits {
         sys.setrlimit(limit).map_err(sys_err("set an rlimit"))?;
@@ -103,6 +108,21 @@ pub fn setup_and_exec<S: Syscall>(
     let path = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
     let err = sys.execve(&path, &argv, &envp);
     Err(ContainerError::sys(format!("execute {program:?}"), err))
+}
+
+/// The container's end of its link to the host, which the runtime has put in this network
+/// namespace: its address, up, and the host's end as the default gateway.
+fn configure_link<S: Syscall>(sys: &S, link: &LinkAddresses) -> Result<()> {
+    let name = LINK_INTERFACE;
+    sys.set_ipv4(name, link.workload, link.prefix_len)
+        .map_err(|e| {
+            let addr = format!("{}/{}", link.workload, link.prefix_len);
+            ContainerError::sys(format!("give {name} the address {addr}"), e)
+        })?;
+    sys.link_up(name)
+        .map_err(|e| ContainerError::sys(format!("bring up {name}"), e))?;
+    sys.add_default_route(link.host)
+        .map_err(|e| ContainerError::sys(format!("add the default route via {}", link.host), e))
 }
 
 fn to_cstrings(list: &[String]) -> Result<Vec<CString>> {

@@ -1,6 +1,7 @@
 //! The runtime's side of a container run: create the cgroup, clone the container's first
-//! process into its new namespaces, write its id maps, put it in the cgroup, let it go, then
-//! forward signals to it until it exits and clean up.
+//! process into its new namespaces, write its id maps, put it in the cgroup, give it its
+//! link to the host (`--net link`), let it go, then forward signals to it until it exits and
+//! clean up.
 //!
 //! Call from a single-threaded process (the `vmm` binary, or a guest agent before it
 //! starts threads): the child of the raw `clone` runs Rust code until it execs.
@@ -11,13 +12,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
 
 use super::cgroup::{self, Cgroup, CgroupMode};
-use super::config::{ContainerConfig, IdMapping};
+use super::config::{ContainerConfig, IdMapping, NetLink, LINK_INTERFACE};
 use super::error::{error_chain, ContainerError, Result};
 use super::init::setup_and_exec;
-use super::rootfs::HostInfo;
+use super::rootfs::{HostInfo, V1Hierarchy};
 use super::seccomp;
 use super::sys::linux::LinuxSyscall;
 use super::sys::BpfInstruction;
+use super::{netif, netlink};
 
 /// Signals a runtime passes on to its workload (SIGCHLD tells the runtime it exited).
 pub const FORWARDED_SIGNALS: [i32; 8] = [
@@ -128,6 +130,47 @@ impl Drop for Child {
     }
 }
 
+/// The host's end of the container's link to the host. Dropping it deletes the veth pair
+/// (deleting one end deletes both): the pair would also go with the container's network
+/// namespace, but only once the kernel gets round to tearing that down, after the run.
+struct HostLink {
+    name: String,
+}
+
+impl HostLink {
+    /// Makes the veth pair of `link`: its host end here, with the host's address and up; the
+    /// peer, as [`LINK_INTERFACE`], made directly in the network namespace of process `pid`
+    /// (the container's first process, not yet released), which configures it itself.
+    fn create(link: &NetLink, pid: i32) -> Result<Self> {
+        let name = &link.host_interface;
+        netlink::create_veth(name, LINK_INTERFACE, pid).map_err(|e| {
+            ContainerError::sys(
+                format!(
+                    "create the veth pair {name} (host) and {LINK_INTERFACE} (container) of \
+                     the link to the host (needs CAP_NET_ADMIN and the kernel's veth driver)"
+                ),
+                e,
+            )
+        })?;
+        let host_link = Self { name: name.clone() };
+        let a = &link.addresses;
+        netif::set_ipv4(name, a.host, a.prefix_len).map_err(|e| {
+            let addr = format!("{}/{}", a.host, a.prefix_len);
+            ContainerError::sys(format!("give the host's end {name} the address {addr}"), e)
+        })?;
+        netif::set_up(name)
+            .map_err(|e| ContainerError::sys(format!("bring up the host's end {name}"), e))?;
+        Ok(host_link)
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        // Nothing to report to: a failure leaves a link the namespace's end removes anyway.
+        let _ = netlink::delete_link(&self.name);
+    }
+}
+
 /// Where the workload's standard streams go; `None` leaves the runtime's own in place.
 #[derive(Debug, Default)]
 pub struct Stdio {
@@ -136,12 +179,14 @@ pub struct Stdio {
     pub stderr: Option<OwnedFd>,
 }
 
-/// A started container: its first process and its cgroup. Dropping it before
-/// [`Running::finish`] kills the process and everything in its cgroup, reaps the
-/// process and removes the cgroup, so no early return leaves anything behind.
+/// A started container: its first process, its cgroup and its link to the host. Dropping
+/// it before [`Running::finish`] kills the process and everything in its cgroup, reaps the
+/// process, removes the cgroup and deletes the link, so no early return leaves anything
+/// behind. (Fields drop in this order.)
 pub struct Running {
     child: Child,
     cgroup: Option<Cgroup>,
+    link: Option<HostLink>,
 }
 
 impl std::fmt::Debug for Running {
@@ -179,7 +224,7 @@ impl Running {
 
     /// How the workload ended, from the wait status of its first process, which the
     /// caller reaped (an init's event loop reaps every child itself). Kills what is left
-    /// in the cgroup, and removes the cgroup.
+    /// in the cgroup, and removes the cgroup and the link to the host.
     pub fn finish(mut self, wait_status: libc::c_int) -> Outcome {
         self.child.reaped = true;
         let oom_killed = self.cgroup.as_ref().is_some_and(Cgroup::oom_killed);
@@ -187,6 +232,7 @@ impl Running {
             cgroup.kill_all();
             drop(cgroup);
         }
+        drop(self.link.take());
         Outcome::from_wait_status(wait_status, oom_killed)
     }
 }
@@ -234,15 +280,28 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
 /// the workload starts with. Call it while this process has a single thread: the child of
 /// the raw `clone` runs Rust code until it execs.
 pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -> Result<Running> {
+    if cfg.net_link.is_some() && !cfg.namespaces.net {
+        return Err(ContainerError::Unsupported(
+            "a link to the host without a network namespace of its own".into(),
+        ));
+    }
     let filter = cfg.seccomp.as_ref().map(seccomp::compile).transpose()?;
     let mode = cgroup::detect_mode();
-    let host = HostInfo {
-        cgroup2: mode == CgroupMode::V2,
-    };
     let cgroup = if cfg.cgroup {
         Some(Cgroup::create(mode, &cfg.id, &cfg.resources)?)
     } else {
         None
+    };
+    let host = HostInfo {
+        cgroup2: mode == CgroupMode::V2,
+        cgroup_v1: match &cgroup {
+            Some(Cgroup::V1(c)) => {
+                // Unreadable, the container's /sys/fs/cgroup is just empty.
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                V1Hierarchy::of_groups(&cgroup::v1::hierarchies(&mountinfo), c.dirs())
+            }
+            _ => Vec::new(),
+        },
     };
     let restricted;
     let devices_restricted = cgroup.as_ref().is_some_and(Cgroup::restricts_devices);
@@ -296,6 +355,7 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
             reaped: false,
         },
         cgroup,
+        link: None,
     };
     drop(sync_r);
     drop(err_w);
@@ -306,6 +366,11 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
     }
     if let Some(cgroup) = &running.cgroup {
         cgroup.add_process(running.pid())?;
+    }
+    // The child waits for the release below, in its new network namespace: its end of the
+    // link is there before it configures it.
+    if let Some(link) = &cfg.net_link {
+        running.link = Some(HostLink::create(link, running.pid())?);
     }
     sync_w
         .write_all(&[1])

@@ -15,6 +15,8 @@ pub mod error;
 pub mod init;
 pub mod launch;
 pub mod mount_opts;
+pub mod netif;
+pub mod netlink;
 pub mod options;
 pub mod paths;
 pub mod rootfs;

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use super::caps;
 use super::config::{
-    CapabilitySets, ContainerConfig, CpuQuota, IdMapping, Namespaces, ProcessConfig, Resources,
-    Rlimit, RootSwitch,
+    CapabilitySets, ContainerConfig, CpuQuota, IdMapping, Namespaces, NetLink, ProcessConfig,
+    Resources, Rlimit, RootSwitch,
 };
 use super::defaults;
 use super::error::{ContainerError, Result};
 use super::mount_opts::mount_spec;
+use super::netif::LinkAddresses;
 
 /// CFS period used for `--cpus` (the kernel's default, as Docker uses).
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -160,6 +161,10 @@ pub enum NetMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace with loopback and `eth0`, one end of a veth pair whose
+    /// other end is on the host: a point-to-point /30 link out of 10.231.0.0/16
+    /// ([`crate::netif::LinkAddresses`]), the host's end the default gateway.
+    Link,
 }
 
 /// What a container run asks for, as the command line spells it (already parsed). The
@@ -238,6 +243,19 @@ pub fn check_id(id: &str) -> Result<()> {
     }
 }
 
+/// The link of a `--net link` run: a /30 no interface here has yet, looked for from a slot
+/// picked by this process's id (so concurrent runs start apart), and a host interface named
+/// after the process (`vmm<pid>`, at most 10 bytes), unique while it runs.
+pub fn host_link() -> Result<NetLink> {
+    let pid = std::process::id();
+    let addresses = LinkAddresses::allocate(pid)
+        .map_err(|e| ContainerError::sys("pick the addresses of the link to the host", e))?;
+    Ok(NetLink {
+        host_interface: format!("vmm{pid}"),
+        addresses,
+    })
+}
+
 /// The rootfs as an absolute directory path.
 pub fn resolve_rootfs(path: &Path) -> Result<PathBuf> {
     match path.canonicalize() {
@@ -291,7 +309,7 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
     env.extend(args.env.iter().cloned());
 
     let namespaces = Namespaces {
-        net: args.net == NetMode::None,
+        net: args.net != NetMode::Host,
         user: args.userns,
         ..Namespaces::DEFAULT
     };
@@ -305,6 +323,10 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
         Vec::new()
     };
     let user = args.user.unwrap_or(UserArg { uid: 0, gid: 0 });
+    let net_link = match args.net {
+        NetMode::Link => Some(host_link()?),
+        NetMode::None | NetMode::Host => None,
+    };
 
     Ok(ContainerConfig {
         hostname: Some(args.hostname.clone().unwrap_or_else(|| id.clone())),
@@ -342,6 +364,7 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
             }),
         },
         seccomp: args.seccomp.then(defaults::seccomp_profile),
+        net_link,
     })
 }
 
@@ -356,7 +379,7 @@ pub const BASELINE_BINDS: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// host's /proc, /sys and /dev are bound into the rootfs before the chroot: those mounts
 /// vanish with the process and never appear in the host's mount table. No cgroup, no
 /// limits (a caller may turn on [`ContainerConfig::cgroup`] and set resources), no
-/// hostname, no seccomp, no_new_privs off.
+/// hostname, no seccomp, no_new_privs off, no link to the host (it has the host's network).
 pub fn baseline_config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
     config_from_options(args).map(make_baseline)
 }
@@ -390,6 +413,7 @@ pub fn make_baseline(mut cfg: ContainerConfig) -> ContainerConfig {
     cfg.cgroup = false;
     cfg.resources = Resources::default();
     cfg.seccomp = None;
+    cfg.net_link = None;
     cfg
 }
 
@@ -453,6 +477,45 @@ mod tests {
         );
         assert_eq!(parse_user("1:2"), Ok(UserArg { uid: 1, gid: 2 }));
         assert!(parse_user("root").is_err());
+    }
+
+    fn options_with_net(net: NetMode) -> RunOptions {
+        let mut options = RunOptions::new(std::env::temp_dir(), vec!["true".into()]);
+        options.net = net;
+        options
+    }
+
+    #[test]
+    fn net_link_gets_a_host_interface_and_a_slash_30() {
+        let cfg = config_from_options(&options_with_net(NetMode::Link)).unwrap();
+        assert!(cfg.namespaces.net);
+        let link = cfg.net_link.expect("a link");
+        assert_eq!(link.host_interface, format!("vmm{}", std::process::id()));
+        assert!(link.host_interface.len() < libc::IFNAMSIZ);
+        assert_eq!(link.addresses.prefix_len, 30);
+        assert_eq!(
+            u32::from(link.addresses.workload),
+            u32::from(link.addresses.host) + 1
+        );
+    }
+
+    #[test]
+    fn only_net_link_gets_a_link_and_the_baseline_never_does() {
+        for net in [NetMode::None, NetMode::Host] {
+            let cfg = config_from_options(&options_with_net(net)).unwrap();
+            assert_eq!(cfg.net_link, None, "{net:?}");
+        }
+        let cfg = baseline_config_from_options(&options_with_net(NetMode::Link)).unwrap();
+        assert_eq!(cfg.net_link, None);
+    }
+
+    #[test]
+    fn config_json_without_net_link_still_parses() {
+        let cfg = config_from_options(&options_with_net(NetMode::None)).unwrap();
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        json.as_object_mut().unwrap().remove("net_link");
+        let parsed: ContainerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed, cfg);
     }
 
     #[test]

@@ -5,16 +5,61 @@
 
 use std::path::{Path, PathBuf};
 
+use super::cgroup::v1::Hierarchy;
 use super::config::{ContainerConfig, MountSpec, RootSwitch};
 use super::error::{ContainerError, Result};
 use super::paths::secure_join;
 use super::sys::{FileKind, Syscall};
 
 /// What the mounts need to know about the host.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct HostInfo {
     /// The host's cgroup hierarchy is cgroup v2 only (a guest, or a v2 host).
     pub cgroup2: bool,
+    /// On v1 and hybrid hosts, the v1 hierarchies in which the container has a group of
+    /// its own: what its /sys/fs/cgroup shows.
+    pub cgroup_v1: Vec<V1Hierarchy>,
+}
+
+/// A cgroup v1 hierarchy as the container sees it: a directory of /sys/fs/cgroup holding
+/// the container's own group, read-only (runc's `mountCgroupV1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    /// The directory, named as on the host ("memory", "cpu,cpuacct").
+    pub name: String,
+    /// The data of a `cgroup` mount of the hierarchy: its controllers ("cpu,cpuacct").
+    pub options: String,
+    /// The container's group on the host, bound when the hierarchy cannot be mounted.
+    pub group: PathBuf,
+}
+
+impl V1Hierarchy {
+    /// The hierarchies among the host's `mounted` ones that hold one of `groups`, the
+    /// directories of the container's groups (one hierarchy each). The others would show
+    /// the runtime's group, often the host's root, so they stay hidden.
+    pub fn of_groups<'a>(
+        mounted: &[Hierarchy],
+        groups: impl IntoIterator<Item = &'a Path>,
+    ) -> Vec<Self> {
+        let mut found: Vec<Self> = Vec::new();
+        for group in groups {
+            let Some(h) = mounted.iter().find(|h| group.starts_with(&h.mount_point)) else {
+                continue;
+            };
+            let Some(name) = h.mount_point.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if h.controllers.is_empty() || found.iter().any(|f| f.name == name) {
+                continue;
+            }
+            found.push(Self {
+                name: name.to_owned(),
+                options: h.controllers.join(","),
+                group: group.to_owned(),
+            });
+        }
+        found
+    }
 }
 
 /// Character devices of the minimal /dev: (name, major, minor).
@@ -60,7 +105,7 @@ pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo
     sys.mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None)
         .map_err(sys_err(format!("bind the rootfs {root:?} on itself")))?;
     for m in &cfg.mounts {
-        mount_one(sys, cfg, m, host)?;
+        mount_one(sys, cfg, m, &host)?;
     }
     if cfg.default_devices {
         create_devices(sys, root, cfg.namespaces.user)?;
@@ -112,7 +157,7 @@ fn mount_one<S: Syscall>(
     sys: &S,
     cfg: &ContainerConfig,
     m: &MountSpec,
-    host: HostInfo,
+    host: &HostInfo,
 ) -> Result<()> {
     let target = mount_point(sys, &cfg.rootfs, m)?;
     let what = format!("mount {} on {:?}", m.fstype, m.destination);
@@ -132,22 +177,18 @@ fn mount_one<S: Syscall>(
         if extra != 0 {
             remount_readonly(sys, &target, extra)?;
         }
-    } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-        // cgroup v2: the container's own subtree (it is in a cgroup namespace). On v1 and
-        // hybrid hosts an empty read-only tmpfs stands in for the per-controller mounts.
-        let (fstype, data) = if host.cgroup2 {
-            ("cgroup2", None)
-        } else {
-            ("tmpfs", Some("mode=755,size=0"))
-        };
+    } else if (m.fstype == "cgroup" || m.fstype == "cgroup2") && host.cgroup2 {
+        // The container's own subtree: it is in a cgroup namespace.
         sys.mount(
-            Some(Path::new(fstype)),
+            Some(Path::new("cgroup2")),
             &target,
-            Some(fstype),
+            Some("cgroup2"),
             m.flags,
-            data,
+            None,
         )
         .map_err(sys_err(what))?;
+    } else if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        mount_cgroup_v1(sys, cfg, m, host, &target)?;
     } else {
         let source = if m.source.as_os_str().is_empty() {
             PathBuf::from(&m.fstype)
@@ -200,6 +241,93 @@ fn mount_one<S: Syscall>(
             .map_err(sys_err(format!("set propagation of {:?}", m.destination)))?;
     }
     Ok(())
+}
+
+/// /sys/fs/cgroup on a v1 or hybrid host, as runc makes it: a tmpfs holding one directory
+/// per hierarchy of [`HostInfo::cgroup_v1`] with the container's group mounted on it,
+/// links from each controller of a combined hierarchy (cpu -> cpu,cpuacct), then the
+/// tmpfs made read-only. A hierarchy that cannot be shown is left out, never an error.
+fn mount_cgroup_v1<S: Syscall>(
+    sys: &S,
+    cfg: &ContainerConfig,
+    m: &MountSpec,
+    host: &HostInfo,
+    target: &Path,
+) -> Result<()> {
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        m.flags & !libc::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .map_err(sys_err(format!("mount tmpfs on {:?}", m.destination)))?;
+    let mut shown: Vec<&V1Hierarchy> = Vec::new();
+    for h in host.cgroup_v1.iter().filter(|h| is_plain_name(&h.name)) {
+        if mount_hierarchy(sys, cfg.namespaces.cgroup, m.flags, h, target)? {
+            shown.push(h);
+        }
+    }
+    for h in &shown {
+        for controller in h.name.split(',') {
+            let taken = controller == h.name || shown.iter().any(|o| o.name == controller);
+            if is_plain_name(controller) && !taken {
+                // A missing link only costs a name: the hierarchy is there under its own.
+                let _ = sys.symlink(Path::new(&h.name), &target.join(controller));
+            }
+        }
+    }
+    if m.flags & libc::MS_RDONLY != 0 {
+        remount_readonly(sys, target, m.flags)?;
+    }
+    Ok(())
+}
+
+/// Shows one hierarchy at `<target>/<name>`: in a cgroup namespace a mount of the
+/// hierarchy has the container's group as its root; without one, or where the mount is
+/// refused, the group is bound instead. `Ok(true)` when it is shown; an error only when
+/// a bind that should be read-only can neither be made so nor removed.
+fn mount_hierarchy<S: Syscall>(
+    sys: &S,
+    cgroupns: bool,
+    flags: u64,
+    h: &V1Hierarchy,
+    target: &Path,
+) -> Result<bool> {
+    let dir = target.join(&h.name);
+    if sys.mkdir_all(&dir).is_err() {
+        return Ok(false);
+    }
+    let cgroup = Path::new("cgroup");
+    if cgroupns
+        && sys
+            .mount(Some(cgroup), &dir, Some("cgroup"), flags, Some(&h.options))
+            .is_ok()
+    {
+        return Ok(true);
+    }
+    if sys
+        .mount(Some(&h.group), &dir, None, libc::MS_BIND, None)
+        .is_err()
+    {
+        return Ok(false);
+    }
+    let extra = flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if extra == 0 || remount_readonly(sys, &dir, extra).is_ok() {
+        return Ok(true);
+    }
+    // Never leave the host's group writable when it was asked for read-only.
+    sys.umount2(&dir, libc::MNT_DETACH)
+        .map_err(sys_err(format!(
+            "detach the writable bind of {:?}",
+            h.group
+        )))?;
+    Ok(false)
+}
+
+/// A single path component: not empty, not `.` or `..`, and without a `/`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
 
 /// Remount a bind mount with `flags` (read-only unless `flags` says otherwise), keeping the
@@ -282,4 +410,67 @@ fn make_readonly<S: Syscall>(sys: &S, path: &Path) -> Result<()> {
     sys.mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)
         .map_err(sys_err(format!("bind {path:?} on itself")))?;
     remount_readonly(sys, path, libc::MS_RDONLY | libc::MS_REC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cgroup::v1::hierarchies;
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+
+    fn shown(groups: &[&str]) -> Vec<V1Hierarchy> {
+        V1Hierarchy::of_groups(&hierarchies(MOUNTINFO), groups.iter().map(Path::new))
+    }
+
+    #[test]
+    fn hierarchies_holding_the_containers_groups_are_shown_under_the_host_names() {
+        let found = shown(&[
+            "/sys/fs/cgroup/devices/user/c1",
+            "/sys/fs/cgroup/memory/user/c1",
+            "/sys/fs/cgroup/cpu,cpuacct/c1",
+        ]);
+        assert_eq!(
+            found,
+            [
+                ("devices", "devices", "/sys/fs/cgroup/devices/user/c1"),
+                ("memory", "memory", "/sys/fs/cgroup/memory/user/c1"),
+                (
+                    "cpu,cpuacct",
+                    "cpu,cpuacct",
+                    "/sys/fs/cgroup/cpu,cpuacct/c1"
+                ),
+            ]
+            .map(|(name, options, group)| V1Hierarchy {
+                name: name.into(),
+                options: options.into(),
+                group: group.into(),
+            })
+        );
+    }
+
+    #[test]
+    fn hierarchies_without_a_container_group_stay_hidden() {
+        let names: Vec<String> = shown(&["/sys/fs/cgroup/memory/c1"])
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["memory"],
+            "pids, systemd and unified hold no group of it"
+        );
+    }
+
+    #[test]
+    fn group_outside_every_hierarchy_is_ignored() {
+        assert!(shown(&["/sys/fs/cgroup/cpu/c1", "/elsewhere/c1"]).is_empty());
+    }
 }

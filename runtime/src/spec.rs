@@ -206,6 +206,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         cgroup: true,
         resources: resources(linux.resources().as_ref())?,
         seccomp: linux.seccomp().as_ref().map(seccomp).transpose()?,
+        net_link: None,
     })
 }
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::super::config::{CapabilitySets, Rlimit};
@@ -129,6 +130,15 @@ impl Syscall for FakeSyscall {
     }
     fn loopback_up(&self) -> io::Result<()> {
         self.record("loopback_up".into())
+    }
+    fn set_ipv4(&self, interface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        self.record(format!("set_ipv4 {interface} {addr}/{prefix_len}"))
+    }
+    fn link_up(&self, interface: &str) -> io::Result<()> {
+        self.record(format!("link_up {interface}"))
+    }
+    fn add_default_route(&self, gateway: Ipv4Addr) -> io::Result<()> {
+        self.record(format!("default_route {gateway}"))
     }
     fn setrlimit(&self, limit: &Rlimit) -> io::Result<()> {
         self.record(format!(

@@ -5,12 +5,14 @@
 use std::ffi::CString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::ptr;
 
 use super::super::config::{CapabilitySets, Rlimit};
+use super::super::netif;
 use super::{BpfInstruction, FileKind, Syscall};
 
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
@@ -200,28 +202,19 @@ impl Syscall for LinuxSyscall {
     }
 
     fn loopback_up(&self) -> io::Result<()> {
-        // SAFETY: socket takes integers only.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: ifreq is plain data; all-zero is valid (empty name, no flags).
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as libc::c_char;
-        }
-        // SAFETY: `fd` is our socket and `req` a valid ifreq the kernel reads and writes.
-        let mut rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
-        if rc == 0 {
-            // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-            unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-            // SAFETY: as above; the kernel only reads `req`.
-            rc = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
-        }
-        let result = check(rc);
-        // SAFETY: `fd` is ours and closed once.
-        unsafe { libc::close(fd) };
-        result
+        netif::set_up("lo")
+    }
+
+    fn set_ipv4(&self, interface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        netif::set_ipv4(interface, addr, prefix_len)
+    }
+
+    fn link_up(&self, interface: &str) -> io::Result<()> {
+        netif::set_up(interface)
+    }
+
+    fn add_default_route(&self, gateway: Ipv4Addr) -> io::Result<()> {
+        netif::add_default_route(gateway)
     }
 
     fn setrlimit(&self, limit: &Rlimit) -> io::Result<()> {

@@ -9,6 +9,7 @@ pub mod fake;
 
 use std::ffi::CString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::config::{CapabilitySets, Rlimit};
@@ -55,6 +56,12 @@ pub trait Syscall {
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
+    /// `ip addr add ADDR/PREFIX dev INTERFACE` in the current network namespace.
+    fn set_ipv4(&self, interface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()>;
+    /// `ip link set INTERFACE up` in the current network namespace.
+    fn link_up(&self, interface: &str) -> io::Result<()>;
+    /// `ip route add default via GATEWAY` in the current network namespace.
+    fn add_default_route(&self, gateway: Ipv4Addr) -> io::Result<()>;
     fn setrlimit(&self, limit: &Rlimit) -> io::Result<()>;
     fn set_no_new_privs(&self) -> io::Result<()>;
     fn set_keep_caps(&self, keep: bool) -> io::Result<()>;
