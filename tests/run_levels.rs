@@ -328,3 +328,85 @@ fn vm_levels_refuse_at_once_on_a_pvm_host_and_leave_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The host interfaces, as (name, ifindex).
+fn host_interfaces() -> Vec<(String, u32)> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let index = std::fs::read_to_string(e.path().join("ifindex")).unwrap_or_default();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, index.trim().parse().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Runs `vmm run --isolation container --net link` and gives its output and the name of its
+/// host interface (`vmm<pid>`).
+fn run_with_link(rootfs: &Path, cmd: &[&str]) -> (Output, String) {
+    let child = vmm_run("container", rootfs, &["--net", "link"], cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host_end = format!("vmm{}", child.id());
+    (child.wait_with_output().unwrap(), host_end)
+}
+
+#[test]
+fn net_link_gives_eth0_a_slash_30_routed_via_the_host_and_leaves_no_veth() {
+    let Some(rootfs) =
+        rootfs_or_skip("net_link_gives_eth0_a_slash_30_routed_via_the_host_and_leaves_no_veth")
+    else {
+        return;
+    };
+    let script = "ip -4 addr show dev eth0; ip route; cat /sys/class/net/eth0/iflink; \
+                  ping -c1 -W2 $(ip route | awk '/default/ {print $3}')";
+    let (out, host_end) = run_with_link(&rootfs, &["sh", "-c", script]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+
+    let word_after = |key: &str| -> String {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"));
+        text[at + key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (addr, prefix) = word_after("inet ")
+        .split_once('/')
+        .map(|(a, p)| (a.to_owned(), p.to_owned()))
+        .unwrap();
+    let gateway = word_after("default via ");
+    assert!(addr.starts_with("10.231."), "eth0 has {addr}");
+    assert_eq!(prefix, "30");
+    let workload: std::net::Ipv4Addr = addr.parse().unwrap();
+    let host: std::net::Ipv4Addr = gateway.parse().unwrap();
+    assert_eq!(u32::from(host) + 1, u32::from(workload), "gateway {host}");
+    assert!(text.contains("1 packets received"), "ping failed:\n{text}");
+
+    // The host's end is gone with the run: no interface with its name or its index (the
+    // container's eth0/iflink).
+    let peer_index: u32 = text
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .expect("eth0's iflink");
+    let left: Vec<_> = host_interfaces()
+        .into_iter()
+        .filter(|(name, index)| *name == host_end || *index == peer_index)
+        .collect();
+    assert!(left.is_empty(), "left on the host: {left:?}");
+
+    // Also when the run fails after the pair was made (the command is looked up later).
+    let (out, host_end) = run_with_link(&rootfs, &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        host_interfaces().iter().all(|(name, _)| *name != host_end),
+        "{host_end} left on the host"
+    );
+}

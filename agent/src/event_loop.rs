@@ -13,6 +13,8 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use agent_protocol::protocol::LinkAddresses;
+
 use crate::connection::{ConnId, Connection, Ending, Role};
 use crate::listener::Listener;
 use crate::relay::RELAY_CAPACITY;
@@ -62,6 +64,8 @@ pub struct Agent {
     accept_paused_until: Option<Instant>,
     /// Set by `shutdown` (or, in test mode, SIGTERM/SIGINT/SIGHUP): the loop ends.
     pub(crate) stop: bool,
+    /// The link eth0 was given (`create` with a link), once it has been.
+    pub(crate) link: Option<LinkAddresses>,
 }
 
 impl Agent {
@@ -76,6 +80,7 @@ impl Agent {
             scratch: vec![0; RELAY_CAPACITY],
             accept_paused_until: None,
             stop: false,
+            link: None,
         }
     }
 

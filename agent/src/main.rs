@@ -12,6 +12,7 @@ mod connection;
 mod event_loop;
 mod guest_init;
 mod lifecycle;
+mod link;
 mod listener;
 mod relay;
 mod request_error;

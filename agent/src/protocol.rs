@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 
 use runtime::config::ContainerConfig;
+pub use runtime::netif::LinkAddresses;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,6 +56,13 @@ pub enum Op {
         container: String,
         config: Box<ContainerConfig>,
         rootfs: RootfsSource,
+        /// A point-to-point link to the host (`vmm run --net link`): before answering, the
+        /// agent gives the guest's eth0 `workload/prefix_len`, brings it up and routes by
+        /// default through `host`. Absent (what hosts before it send): eth0 is left alone.
+        /// Sent only when set, so a host that does not ask for a link still speaks to an
+        /// agent that predates the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<LinkAddresses>,
     },
     /// The first line of a stream connection: the rest of the connection is `stream` of
     /// `container`. Answered with an empty object.

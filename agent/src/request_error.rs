@@ -6,6 +6,7 @@ use agent_protocol::protocol::{ErrorKind, Reply};
 use runtime::error::{error_chain, ContainerError};
 
 use crate::guest_init::InitError;
+use crate::link::LinkError;
 use crate::requests::{MAX_CONTAINERS, MAX_WAITS};
 use crate::rootfs::RootError;
 
@@ -53,6 +54,8 @@ pub enum RequestError {
     Root(#[from] RootError),
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
 }
 
 impl RequestError {
@@ -63,6 +66,7 @@ impl RequestError {
             }
             Self::Exists(_) | Self::BadSignal(_) => ErrorKind::BadInput,
             Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
+            Self::Link(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::TooMany
             | Self::TooManyWaits(_)
             | Self::Removed(_)
@@ -70,7 +74,8 @@ impl RequestError {
             | Self::Stdio { .. }
             | Self::Container(_)
             | Self::Root(_)
-            | Self::Init(_) => ErrorKind::Failed,
+            | Self::Init(_)
+            | Self::Link(_) => ErrorKind::Failed,
         }
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_protocol::protocol::{
-    decode_request, ErrorKind, HelloReply, Op, ProtocolError, Reply, Request, RootfsSource,
-    StartReply, StreamKind, PROTOCOL_VERSION,
+    decode_request, ErrorKind, HelloReply, LinkAddresses, Op, ProtocolError, Reply, Request,
+    RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
 };
 use runtime::config::ContainerConfig;
 use runtime::launch::{self, Stdio};
@@ -17,6 +17,7 @@ use runtime::options::{check_id, resolve_rootfs};
 use crate::connection::{ConnId, Role};
 use crate::event_loop::{Agent, Setting};
 use crate::guest_init;
+use crate::link::{self, LinkError};
 use crate::listener::answer_connect;
 use crate::request_error::RequestError;
 use crate::rootfs::{OverlayRoot, RUN_DIR};
@@ -123,8 +124,9 @@ impl Agent {
                 container,
                 config,
                 rootfs,
+                link,
             } => self
-                .create(conn, container, *config, rootfs)
+                .create(conn, container, *config, rootfs, link)
                 .map(|()| Reply::empty(id)),
             Op::Start { container } => self
                 .start(&container)
@@ -156,6 +158,7 @@ impl Agent {
         container: String,
         mut config: ContainerConfig,
         rootfs: RootfsSource,
+        link: Option<LinkAddresses>,
     ) -> Result<(), RequestError> {
         check_id(&container)?;
         if self.workloads.contains_key(&container) {
@@ -163,6 +166,10 @@ impl Agent {
         }
         if self.workloads.len() >= MAX_CONTAINERS {
             return Err(RequestError::TooMany);
+        }
+        if let Some(link) = link {
+            // First, so that a link that fails leaves nothing mounted behind.
+            self.set_up_link(link)?;
         }
         let (root, overlay) = match (rootfs, &self.setting) {
             // The host cannot mount a guest's disk: test mode stands a directory in for it.
@@ -191,6 +198,27 @@ impl Agent {
         }
         self.workloads
             .insert(container, Workload::new(owner, config, overlay));
+        Ok(())
+    }
+
+    /// Gives eth0 the guest's end of `link` (once: a later workload may ask for the same
+    /// link, not another one).
+    fn set_up_link(&mut self, link: LinkAddresses) -> Result<(), LinkError> {
+        link::check(&link)?;
+        if !self.is_guest() {
+            return Err(LinkError::NotInGuest);
+        }
+        match self.link {
+            Some(current) if current == link => return Ok(()),
+            Some(current) => {
+                return Err(LinkError::Configured {
+                    current: link::describe(&current),
+                })
+            }
+            None => {}
+        }
+        link::configure(&mut link::Kernel, &link, link::NIC_APPEAR_TIMEOUT)?;
+        self.link = Some(link);
         Ok(())
     }
 

@@ -158,6 +158,7 @@ fn a_bad_container_name_and_a_duplicate_are_bad_input() {
         container: "../escape".into(),
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0),
+        link: None,
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::BadInput, "{reply:?}");
     create(
@@ -170,6 +171,7 @@ fn a_bad_container_name_and_a_duplicate_are_bad_input() {
         container: name.clone(),
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0),
+        link: None,
     });
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::BadInput);
@@ -185,6 +187,7 @@ fn a_missing_rootfs_directory_is_bad_input() {
         container: name.clone(),
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0.join("missing")),
+        link: None,
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::BadInput, "{reply:?}");
 }
@@ -258,4 +261,26 @@ fn a_second_start_is_refused() {
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::Protocol, "{reply:?}");
     assert_eq!(wait(&mut control, &name).status, 0);
+}
+
+#[test]
+fn a_link_in_test_mode_is_bad_input_and_creates_nothing() {
+    // Off a guest the agent would reconfigure the host's eth0: it refuses instead.
+    let (agent, root) = agent_with_empty_root("link");
+    let mut control = agent.control();
+    let name = unique("link");
+    let reply = control.request(Op::Create {
+        container: name.clone(),
+        config: Box::new(container_config(&root.0, &name, &["true"])),
+        rootfs: dir(&root.0),
+        link: Some(agent_protocol::protocol::LinkAddresses::slot(0)),
+    });
+    let error = error_of(&reply);
+    assert_eq!(error.kind, ErrorKind::BadInput, "{error:?}");
+    assert!(error.message.contains("PID 1 of a guest"), "{error:?}");
+    let reply = control.request(Op::Start {
+        container: name.clone(),
+    });
+    assert_eq!(error_of(&reply).kind, ErrorKind::Protocol, "{reply:?}");
+    assert_still_serving(&agent);
 }

@@ -31,6 +31,9 @@ pub enum NetMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace with a veth link to the host (10.231.x.2/30 in the
+    /// container, 10.231.x.1 on the host and the default gateway).
+    Link,
 }
 
 impl From<NetMode> for runtime::options::NetMode {
@@ -38,6 +41,7 @@ impl From<NetMode> for runtime::options::NetMode {
         match mode {
             NetMode::None => Self::None,
             NetMode::Host => Self::Host,
+            NetMode::Link => Self::Link,
         }
     }
 }

@@ -57,6 +57,12 @@ impl Isolation {
     }
 }
 
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Network of the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetArg {
@@ -64,6 +70,11 @@ pub enum NetArg {
     None,
     /// The host's network (the process and container levels only).
     Host,
+    /// A point-to-point link to the host: a veth pair at the container level, a TAP
+    /// device and a virtio-net NIC at the vm level. The workload's eth0 gets 10.231.x.2/30
+    /// and the host's end, 10.231.x.1, is its default gateway. Not at the process level
+    /// (it shares the host's network), not at vm+container yet, not with --vm-socket.
+    Link,
 }
 
 #[derive(Debug, Args)]
@@ -109,8 +120,10 @@ pub struct RunArgs {
     /// Working directory of the workload (absolute).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub workdir: PathBuf,
-    /// Network: only loopback, or the host's (not at the VM levels: a VM has its own
-    /// network stack) [default: none; the process level always has the host's].
+    /// Network: only loopback (none); the host's (host: not at the VM levels, a VM has
+    /// its own network stack); or a point-to-point link to the host (link: at the
+    /// container and vm levels; a TAP named vmm<pid> at the vm level, which needs
+    /// CAP_NET_ADMIN) [default: none; the process level always has the host's].
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,
     /// Guest kernel for the VM levels (an ELF vmlinux or a bzImage) [default: the microVM
@@ -168,6 +181,10 @@ fn run_options(args: &RunArgs) -> RunOptions {
     options.cpus = args.cpus;
     options.net = match args.net {
         Some(NetArg::Host) => NetMode::Host,
+        // A VM's link is its NIC, which the host and the guest agent set up: the workload
+        // itself only shares the guest's network (see `host_link`).
+        Some(NetArg::Link) if args.isolation.in_vm() => NetMode::None,
+        Some(NetArg::Link) => NetMode::Link,
         Some(NetArg::None) | None => NetMode::None,
     };
     options.env = args.env.clone();
@@ -243,6 +260,9 @@ fn check_level_options(args: &RunArgs) -> Result<(), RunError> {
             level.name()
         )));
     }
+    if args.net == Some(NetArg::Link) {
+        check_link(args)?;
+    }
     if !level.in_vm() {
         for (given, flag) in [
             (args.kernel.is_some(), "--kernel"),
@@ -267,6 +287,23 @@ fn check_level_options(args: &RunArgs) -> Result<(), RunError> {
         ));
     }
     Ok(())
+}
+
+/// Where `--net link` cannot work.
+fn check_link(args: &RunArgs) -> Result<(), RunError> {
+    let refusal = match args.isolation {
+        Isolation::Process => {
+            "--net link is not possible at the process level: the process level shares the \
+             host's network (use --isolation container or vm)"
+        }
+        Isolation::VmContainer => "--net link is not supported at vm+container yet",
+        Isolation::Vm if args.vm_socket.is_some() => {
+            "--net link cannot be used with --vm-socket: the link's NIC is a device the VM \
+             gets when it boots (start that VM with `vmm --net tap=NAME` instead)"
+        }
+        Isolation::Container | Isolation::Vm => return Ok(()),
+    };
+    Err(RunError::BadInput(refusal.into()))
 }
 
 /// Options given that the level does not apply, each with why: printed as warnings, so a

@@ -7,6 +7,7 @@ pub mod args;
 mod background_vm;
 mod command_check;
 pub mod error;
+mod host_link;
 pub mod images;
 pub mod rootfs_image;
 mod run_dir;
@@ -24,9 +25,10 @@ use runtime::config::ContainerConfig;
 use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::vm::device_specs::{DeviceSpecs, DiskSpec, VsockSpec};
 use crate::vm::VmConfig;
-use args::{Isolation, RunArgs};
+use args::{Isolation, NetArg, RunArgs};
 use background_vm::BackgroundVm;
 use error::RunError;
+use host_link::HostLink;
 use session::{Interrupted, Watch};
 use signals::ForwardedSignals;
 use timings::Timings;
@@ -107,6 +109,11 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     }
     let size = args::vm_size(args)?;
     command_check::check_command_in_rootfs(&config)?;
+    // Only the vm level gets here with a link (args refuses it at vm+container).
+    let link = match args.net {
+        Some(NetArg::Link) => Some(HostLink::plan()?),
+        _ => None,
+    };
     check_can_boot_linux(level)?;
     let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
     crate::vm::loader::KernelImage::open(&images.kernel)?;
@@ -134,6 +141,8 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
                 guest_cid: GUEST_CID,
                 uds_path: uds.clone(),
             }),
+            // The link's TAP, created by the VM and deleted with it (see `host_link`).
+            nets: link.iter().map(HostLink::net_spec).collect(),
             ..Default::default()
         },
         boot_timer: None,
@@ -142,7 +151,15 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
         stop: None,
     })?;
     timings.mark("vm started");
-    let result = connect_and_run(args, &uds, config, &signals, &mut vm, timings);
+    let result = connect_and_run(
+        args,
+        &uds,
+        config,
+        link.as_ref(),
+        &signals,
+        &mut vm,
+        timings,
+    );
     vm.stop();
     timings.mark("vm stopped");
     result
@@ -152,6 +169,7 @@ fn connect_and_run(
     args: &RunArgs,
     uds: &Path,
     config: ContainerConfig,
+    link: Option<&HostLink>,
     signals: &ForwardedSignals,
     vm: &mut BackgroundVm,
     timings: &Timings,
@@ -160,11 +178,17 @@ fn connect_and_run(
         Connected::Agent(control) => control,
         Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
     };
+    // The guest runs: the VM made its TAP before it booted.
+    if let Some(link) = link {
+        link.configure_host_end()?;
+        timings.mark("link up");
+    }
     let watch = Watch {
         signals,
         vm_ended: Some(vm.ended_fd()),
     };
-    match session::run_workload(uds, control, config, guest_rootfs(), &watch, timings) {
+    let link = link.map(HostLink::addresses);
+    match session::run_workload(uds, control, config, guest_rootfs(), link, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(vm.ended_error()),
         Err(Interrupted::Error(e)) => {
@@ -209,7 +233,7 @@ fn run_in_running_vm(
         signals: &signals,
         vm_ended: None,
     };
-    match session::run_workload(uds, control, config, guest_rootfs(), &watch, timings) {
+    match session::run_workload(uds, control, config, guest_rootfs(), None, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
             during: "the run",

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use agent_protocol::protocol::{Op, RootfsSource, StartReply, StreamKind, WaitReply};
+use agent_protocol::protocol::{
+    LinkAddresses, Op, RootfsSource, StartReply, StreamKind, WaitReply,
+};
 use runtime::config::ContainerConfig;
 
 use super::agent_client::{attach, Control};
@@ -45,12 +47,14 @@ impl From<RunError> for Interrupted {
 }
 
 /// Runs `config` through the agent behind `control` (reached at `uds`) to its end; the
-/// workload's name in the guest is its container id.
+/// workload's name in the guest is its container id. With `link`, the agent gives the
+/// guest's eth0 its end of the link before it answers the create.
 pub fn run_workload(
     uds: &Path,
     mut control: Control,
     config: ContainerConfig,
     rootfs: RootfsSource,
+    link: Option<LinkAddresses>,
     watch: &Watch,
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
@@ -60,6 +64,7 @@ pub fn run_workload(
         container: id.to_owned(),
         config: Box::new(config),
         rootfs,
+        link,
     })?;
     timings.mark("created");
     let stdin = attach(uds, id, StreamKind::Stdin)?;

@@ -27,7 +27,7 @@ microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_n
 distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
-run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run"
+run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -431,6 +431,24 @@ case_run_bad_input_exits_2() {
     done
     awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 10) }' || { WHY="bad input took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }') s"; return 1; }
     ! ls -d /tmp/vmm-run-* >/dev/null 2>&1 || { WHY="left behind: $(ls -d /tmp/vmm-run-*)"; return 1; }
+}
+# --net link at the vm level: the guest's eth0 has 10.231.x.2/30 and a default route via
+# the host's end of the TAP, which answers a ping; the TAP (vmm<pid>) is gone after the run.
+case_run_vm_net_link_pings_the_host() {
+    need_run || return
+    local before after addr gw
+    before=$(ls /sys/class/net | tr '\n' ' ')
+    vrun vm --net link -- sh -c 'ip addr show eth0; ip route; gw=$(ip route | sed -n "s/^default via \([0-9.]*\).*/\1/p"); echo "gateway=$gw"; ping -c1 -W3 "$gw"'
+    after=$(ls /sys/class/net | tr '\n' ' ')
+    expect_status 0 || { WHY="$WHY; stdout: $(tr '\n' '|' </tmp/run.out)"; return 1; }
+    addr=$(sed -n 's/.*inet \(10\.231\.[0-9.]*\/30\).*/\1/p' /tmp/run.out | head -1)
+    gw=$(sed -n 's/^gateway=//p' /tmp/run.out)
+    [ -n "$addr" ] || { WHY="eth0 has no 10.231.x.x/30: $(tr '\n' '|' </tmp/run.out)"; return 1; }
+    case "$gw" in 10.231.*) ;; *) WHY="no default route via the link: $(tr '\n' '|' </tmp/run.out)"; return 1 ;; esac
+    grep -q '1 packets received\|1 received' /tmp/run.out || { WHY="the ping got no answer: $(tr '\n' '|' </tmp/run.out)"; return 1; }
+    [ "$before" = "$after" ] || { WHY="interfaces before: $before; after: $after (a TAP left behind?)"; return 1; }
+    ! echo "$after" | grep -q 'vmm[0-9]' || { WHY="a TAP is left behind: $after"; return 1; }
+    echo "  eth0 $addr via $gw; outer interfaces after the run: $after"
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -31,6 +31,16 @@ fn every_op_survives_encode_and_decode() {
             device: PathBuf::from("/dev/vda"),
             fstype: "ext4".into(),
         },
+        link: None,
+    });
+    round_trip(Op::Create {
+        container: "c1".into(),
+        config: sample_config(),
+        rootfs: RootfsSource::Disk {
+            device: PathBuf::from("/dev/vda"),
+            fstype: "ext4".into(),
+        },
+        link: Some(LinkAddresses::slot(3)),
     });
     round_trip(Op::Create {
         container: "c1".into(),
@@ -38,6 +48,7 @@ fn every_op_survives_encode_and_decode() {
         rootfs: RootfsSource::Dir {
             path: PathBuf::from("/tmp/root"),
         },
+        link: None,
     });
     for stream in StreamKind::ALL {
         round_trip(Op::Attach {
@@ -92,6 +103,65 @@ fn wire_form_of_a_request_is_stable() {
             ..
         }
     ));
+}
+
+/// A create line as a host without links sends it: the wire form minus `link`.
+fn create_line(link: Option<&str>) -> Vec<u8> {
+    let config = serde_json::to_string(&sample_config()).unwrap();
+    let link = link.map_or(String::new(), |l| format!(r#","link":{l}"#));
+    format!(
+        r#"{{"v":1,"id":2,"op":"create","container":"c","config":{config},"rootfs":{{"disk":{{"device":"/dev/vda","fstype":"ext4"}}}}{link}}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_create_without_link_from_an_older_host_still_parses() {
+    let request = decode_request(&create_line(None)).unwrap();
+    assert!(
+        matches!(request.op, Op::Create { link: None, .. }),
+        "{request:?}"
+    );
+}
+
+#[test]
+fn a_create_with_a_link_carries_both_ends_and_the_prefix() {
+    let line = create_line(Some(
+        r#"{"host":"10.231.0.5","workload":"10.231.0.6","prefix_len":30}"#,
+    ));
+    let request = decode_request(&line).unwrap();
+    let Op::Create { link, .. } = request.op else {
+        panic!("not a create: {request:?}");
+    };
+    assert_eq!(link, Some(LinkAddresses::slot(1)));
+}
+
+#[test]
+fn a_create_without_link_is_sent_without_the_field() {
+    // So an agent that predates `link` (it refuses unknown fields) still takes it.
+    let line = encode(&Request::new(
+        2,
+        Op::Create {
+            container: "c".into(),
+            config: sample_config(),
+            rootfs: RootfsSource::Dir {
+                path: PathBuf::from("/"),
+            },
+            link: None,
+        },
+    ));
+    let text = String::from_utf8(line).unwrap();
+    assert!(!text.contains("\"link\""), "{text}");
+}
+
+#[test]
+fn a_link_with_a_malformed_address_is_refused_with_the_id() {
+    let line = create_line(Some(
+        r#"{"host":"10.231.0.256","workload":"10.231.0.6","prefix_len":30}"#,
+    ));
+    let (id, err) = decode_request(&line).unwrap_err();
+    assert_eq!(id, Some(2));
+    assert!(matches!(err, ProtocolError::Invalid { .. }), "{err}");
 }
 
 #[test]
@@ -284,4 +354,14 @@ fn oversized_line_given_to_decode_is_refused() {
         ProtocolError::LineTooLong
     );
     assert_eq!(decode_reply(&long), Err(ProtocolError::LineTooLong));
+}
+
+#[test]
+fn a_field_this_side_does_not_know_is_refused() {
+    // What an agent from before `link` does with a create that carries one.
+    let (id, err) =
+        decode_request(br#"{"v":1,"id":8,"op":"signal","container":"c","signal":9,"extra":1}"#)
+            .unwrap_err();
+    assert_eq!(id, Some(8));
+    assert!(matches!(err, ProtocolError::Invalid { .. }), "{err}");
 }

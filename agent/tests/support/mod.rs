@@ -299,6 +299,7 @@ pub fn create(control: &mut Control, name: &str, config: ContainerConfig, rootfs
         container: name.to_owned(),
         config: Box::new(config),
         rootfs,
+        link: None,
     });
     assert!(reply.error.is_none(), "create: {reply:?}");
 }

@@ -291,3 +291,41 @@ fn bundle_binding_a_host_path_is_refused_in_a_vm() {
     assert!(msg.contains("\"/tmp\""), "{msg}");
     assert!(on_host.is_ok(), "{:?}", on_host.err());
 }
+
+#[test]
+fn link_network_is_refused_where_it_cannot_work() {
+    let msg = bad_input(workload_config(&parse("process", &["--net", "link"])));
+    assert!(msg.contains("shares the host's network"), "{msg}");
+    let msg = bad_input(workload_config(&parse("vm+container", &["--net", "link"])));
+    assert_eq!(msg, "--net link is not supported at vm+container yet");
+    assert!(!msg.contains('\n'));
+}
+
+#[test]
+fn link_network_is_refused_with_a_vm_socket() {
+    let args = TestCli::try_parse_from([
+        "vmm",
+        "--isolation",
+        "vm",
+        "--vm-socket",
+        "/tmp/no-such.sock",
+        "--net",
+        "link",
+        "--",
+        "true",
+    ])
+    .unwrap()
+    .run;
+    let msg = bad_input(workload_config(&args));
+    assert!(msg.contains("--vm-socket"), "{msg}");
+}
+
+#[test]
+fn link_network_at_the_vm_level_keeps_the_guests_network_namespace() {
+    let config = workload_config(&parse("vm", &["--net", "link"])).unwrap();
+    assert!(
+        !config.namespaces.net,
+        "the workload must see the guest's eth0"
+    );
+    assert!(ignored_options(&parse("vm", &["--net", "link"])).is_empty());
+}
