@@ -44,6 +44,18 @@ pub enum Command {
     /// The VM levels need a host that can boot Linux guests (`vmm doctor` says), the
     /// microVM kernel and the agent initramfs (resources/build-images.sh builds both).
     Run(Box<crate::run::args::RunArgs>),
+    /// Compare isolation and cost at every level: one probe program run as a process, in
+    /// a container, in a microVM and in a container in a microVM, side by side.
+    ///
+    /// Before the runs, the host plants canaries (a process, SysV shared memory and a
+    /// message queue, a hostname, a file in /tmp, an abstract unix socket, a TCP port);
+    /// the probe reports which it can see, its kernel and namespaces, privileges, memory
+    /// limit, and kernel leaks. Each result has an expected value per level (`--list`);
+    /// any other result is reported and makes the exit status 1. Benchmarks (start-up,
+    /// memory, syscalls, fork+exec, CPU, memory bandwidth, file I/O, network) are
+    /// medians of --runs fresh `vmm run`s. Needs root. On a host that cannot boot Linux
+    /// guests the VM columns say why they are empty.
+    Compare(Box<crate::compare::args::CompareArgs>),
     /// Run a process in a container: namespaces, pivot_root, cgroups, OCI bundles.
     Container {
         #[command(subcommand)]

@@ -7,6 +7,7 @@ mod bench_blk;
 mod bench_net;
 mod bench_run;
 mod cli;
+mod compare;
 mod container;
 mod demo;
 mod doctor;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Demo(args)) => demo::run(&args, started),
         Some(cli::Command::Container { command }) => container::run(command),
         Some(cli::Command::Run(args)) => run::run(&args, started),
+        Some(cli::Command::Compare(args)) => compare::run(&args),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),

@@ -27,7 +27,8 @@ microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_n
 distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
-run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host"
+run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
+compare_vm_levels_as_expected"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -449,6 +450,39 @@ case_run_vm_net_link_pings_the_host() {
     [ "$before" = "$after" ] || { WHY="interfaces before: $before; after: $after (a TAP left behind?)"; return 1; }
     ! echo "$after" | grep -q 'vmm[0-9]' || { WHY="a TAP is left behind: $after"; return 1; }
     echo "  eth0 $addr via $gw; outer interfaces after the run: $after"
+}
+
+# --- `vmm compare` with the VM levels: the outer guest is the "host" here. Every probe
+# result must be the expected one (exit 0): the VM levels see a kernel of their own
+# (boot_id differs from the outer guest's) and none of the host's canaries; the process
+# level sees them all.
+case_compare_vm_levels_as_expected() {
+    need_run || return
+    [ -x /usr/local/bin/vmm-probe ] || { WHY="no vmm-probe in the outer guest"; return 2; }
+    local t0
+    t0=$(now)
+    OUT=/tmp/compare.out
+    : >/tmp/compare.out
+    # The outer guest is the host here: give it the loopback a host has (the process
+    # level's canary port and network benchmark are on 127.0.0.1).
+    ip link set lo up
+    # Its progress lines pass to the console as they come (the outer watchdog wants a
+    # sign of life within REALKVM_STALL seconds).
+    { timeout -s KILL 900 /usr/local/bin/vmm compare --levels process,vm,vm+container --runs 2 \
+        --budget-ms 100 --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" \
+        --json /tmp/compare.json </dev/null; echo $? >/tmp/compare.rc; } 2>&1 |
+        while IFS= read -r l; do echo "  $l"; echo "$l" >>/tmp/compare.out; done
+    STATUS=$(cat /tmp/compare.rc)
+    expect_status 0 || return 1
+    [ "$(grep -c '"skipped": null' /tmp/compare.json)" = 3 ] ||
+        { WHY="a level was skipped: $(grep '"skipped"' /tmp/compare.json | tr '\n' ' ')"; return 1; }
+    ! grep -q '"verdict": "not_run"\|"verdict": "unexpected"' /tmp/compare.json ||
+        { WHY="a probe did not run or was unexpected"; return 1; }
+    grep -q '"unexpected": 0' /tmp/compare.json || { WHY="unexpected results"; return 1; }
+    # The VM levels' kernel row says "own: <release>", the process level's "host's".
+    [ "$(grep -c '"observed": "own: ' /tmp/compare.json)" = 2 ] ||
+        { WHY="the VM levels do not report a kernel of their own"; return 1; }
+    echo "  compare took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s"
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -85,6 +85,9 @@ copy_with_libs() { # BINARY DEST
 }
 mkdir -p "$tree/usr/local/bin"
 copy_with_libs "$VMM_BIN" /usr/local/bin/vmm
+# vmm compare's probe, which cargo builds beside vmm.
+probe_bin=$(dirname "$VMM_BIN")/vmm-probe
+[ -x "$probe_bin" ] && copy_with_libs "$probe_bin" /usr/local/bin/vmm-probe
 # The images, as hard links into the tree (the cache is on the same file system; a copy
 # otherwise). Not symlinks followed when packing: that would also turn every busybox applet
 # link of the workload rootfs below into a copy of busybox.
