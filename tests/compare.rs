@@ -79,6 +79,25 @@ fn a_rootfs_that_is_not_a_directory_is_bad_input() {
 }
 
 #[test]
+fn only_vm_levels_on_a_host_that_cannot_boot_linux_is_bad_input_naming_why() {
+    if !is_root() {
+        println!("SKIP only_vm_levels_on_a_host_that_cannot_boot_linux_is_bad_input_naming_why: needs root");
+        return;
+    }
+    let run = compare(&["--levels", "vm,vm+container", "--runs", "1"]);
+    if run.code() != Some(2) {
+        println!(
+            "SKIP only_vm_levels_on_a_host_that_cannot_boot_linux_is_bad_input_naming_why: \
+             this host can run a VM level (exit {:?})",
+            run.code()
+        );
+        return;
+    }
+    assert_bad_input(&run, "no level asked for can run here");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.describe());
+}
+
+#[test]
 fn list_shows_every_probe_with_its_expectations() {
     let run = compare(&["--list"]);
     assert_eq!(run.code(), Some(0), "{}", run.describe());

@@ -81,6 +81,17 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode, CompareError> {
         });
     }
 
+    // Nothing would run: refuse at once, as `vmm run` does at a level this host lacks.
+    if let Some(why) = levels
+        .iter()
+        .map(|l| l.skipped.as_ref())
+        .collect::<Option<Vec<_>>>()
+    {
+        return Err(CompareError::BadInput(format!(
+            "no level asked for can run here: {}",
+            why.first().map_or("", |w| w.as_str())
+        )));
+    }
     // Before any thread starts, so that every thread and child shares them.
     let signals = interrupt::Watcher::start();
     canaries::enter_own_uts_namespace()?;
