@@ -191,6 +191,12 @@ pub struct VmArgs {
     /// 0xC000_0000 (the Firecracker boot-timer convention).
     #[arg(long)]
     pub boot_timer: bool,
+
+    /// At the end, print on stderr a summary of the vCPUs' KVM exits: the total and the
+    /// time from the first KVM_RUN, counts by exit reason, and the ports and MMIO
+    /// addresses that exited most, with the device the VMM has there.
+    #[arg(long)]
+    pub trace_exits: bool,
 }
 
 fn parse_disk(s: &str) -> Result<crate::vm::device_specs::DiskSpec, String> {

@@ -54,8 +54,11 @@ fn main() -> ExitCode {
 }
 
 fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
+    let options = vm::RunOptions {
+        trace_exits: args.trace_exits,
+    };
     match vm_config_from(args, started) {
-        Ok(config) => exit_code_of(vm::run(&config)),
+        Ok(config) => exit_code_of(vm::run_with(&config, options)),
         Err(e) => exit_code_of(Err(e)),
     }
 }

@@ -11,6 +11,7 @@ use kvm_ioctls::VmFd;
 
 use super::console_log::ConsoleLogWriter;
 use super::error::VmError;
+use super::exit_stats::{DeviceNames, Registers};
 use super::Console;
 
 pub const SERIAL_PORT_BASE: u64 = 0x3f8;
@@ -26,6 +27,8 @@ pub struct Devices {
     pub mmio_bus: Bus,
     pub serial: Arc<Mutex<Serial>>,
     pub stop: Arc<StopSignal>,
+    /// What lives where on both buses, for `--trace-exits`.
+    pub names: DeviceNames,
 }
 
 /// `boot_timer_origin` is the VMM's start instant when `--boot-timer` was given; `console`
@@ -53,6 +56,7 @@ pub fn setup_devices(
     let debug_exit = DebugExit::new(stop.clone());
 
     let mut io_bus = Bus::new();
+    let mut names = DeviceNames::default();
     let bus_err = |e: devices::BusError| VmError::Io {
         op: "placing a device on the bus",
         source: std::io::Error::other(e.to_string()),
@@ -60,9 +64,16 @@ pub fn setup_devices(
     io_bus
         .insert(SERIAL_PORT_BASE, SERIAL_PORT_LEN, serial.clone())
         .map_err(bus_err)?;
+    names.add_io(
+        SERIAL_PORT_BASE,
+        SERIAL_PORT_LEN,
+        "serial (COM1)",
+        Registers::Uart16550,
+    );
     io_bus
         .insert(I8042_PORT_BASE, I8042_PORT_LEN, Arc::new(Mutex::new(i8042)))
         .map_err(bus_err)?;
+    names.add_io(I8042_PORT_BASE, I8042_PORT_LEN, "i8042", Registers::I8042);
     io_bus
         .insert(
             u64::from(DEBUG_EXIT_PORT),
@@ -70,6 +81,7 @@ pub fn setup_devices(
             Arc::new(Mutex::new(debug_exit)),
         )
         .map_err(bus_err)?;
+    names.add_io(u64::from(DEBUG_EXIT_PORT), 1, "debug-exit", Registers::None);
 
     // ACPI power-off (the FADT's sleep control register) and pvpanic (a guest panic).
     io_bus
@@ -79,6 +91,12 @@ pub fn setup_devices(
             Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(stop.clone()))),
         )
         .map_err(bus_err)?;
+    names.add_io(
+        u64::from(boot::layout::ACPI_SLEEP_PORT),
+        devices::acpi_pm::ACPI_SLEEP_LEN,
+        "acpi-sleep",
+        Registers::None,
+    );
     io_bus
         .insert(
             u64::from(boot::layout::PVPANIC_PORT),
@@ -86,6 +104,12 @@ pub fn setup_devices(
             Arc::new(Mutex::new(devices::acpi_pm::PvPanic::new(stop.clone()))),
         )
         .map_err(bus_err)?;
+    names.add_io(
+        u64::from(boot::layout::PVPANIC_PORT),
+        devices::acpi_pm::PVPANIC_LEN,
+        "pvpanic",
+        Registers::None,
+    );
 
     let mut mmio_bus = Bus::new();
     if let Some(origin) = boot_timer_origin {
@@ -93,6 +117,12 @@ pub fn setup_devices(
         mmio_bus
             .insert(BOOT_TIMER_ADDR, BOOT_TIMER_LEN, Arc::new(Mutex::new(timer)))
             .map_err(bus_err)?;
+        names.add_mmio(
+            BOOT_TIMER_ADDR,
+            BOOT_TIMER_LEN,
+            "boot-timer",
+            Registers::None,
+        );
     }
 
     Ok(Devices {
@@ -100,6 +130,7 @@ pub fn setup_devices(
         mmio_bus,
         serial,
         stop,
+        names,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod device_specs;
 mod devices_setup;
 pub mod error;
 mod event_loop;
+pub mod exit_stats;
 mod input;
 mod kvm_setup;
 pub mod loader;
@@ -55,6 +56,14 @@ pub struct VmConfig {
     pub stop: Option<Arc<StopSignal>>,
 }
 
+/// How to watch a run, apart from what to build ([`VmConfig`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Count the vCPUs' KVM exits and print a summary on stderr at the end
+    /// (`--trace-exits`, [`exit_stats`]).
+    pub trace_exits: bool,
+}
+
 /// Where the guest's console goes.
 #[derive(Debug, Clone, Default)]
 pub enum Console {
@@ -93,6 +102,11 @@ pub enum VmOutcome {
 }
 
 pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
+    run_with(config, RunOptions::default())
+}
+
+/// [`run`], watched as `options` say.
+pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmError> {
     let mem_bytes = memory::check_mem_size(config.mem_mib, memory::host_ram_mib())?;
     if config.cpus == 0 {
         return Err(VmError::CpusZero);
@@ -144,7 +158,13 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     };
     let mut devices = devices_setup::setup_devices(&vm, config.boot_timer, &config.console, stop)?;
     // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
-    let virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &virtio_devices)?;
+    let virtio = virtio_setup::attach(
+        &vm,
+        &mem,
+        &mut devices.mmio_bus,
+        &mut devices.names,
+        &virtio_devices,
+    )?;
 
     let mut supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -183,7 +203,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
         stop: devices.stop.clone(),
         pvm_host,
     };
-    let threads = spawn_vcpus(vcpus, &shared)?;
+    let threads = spawn_vcpus(vcpus, &shared, options.trace_exits)?;
 
     let console_input = owns_terminal.then(|| devices.serial.clone());
     let waited = event_loop::run_until_stop(console_input, devices.stop.clone());
@@ -197,7 +217,13 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
             .stop
             .request(StopReason::Failed("the event loop failed".into()));
     }
-    stop_vcpus(threads);
+    let (exit_stats, not_stopped) = stop_vcpus(threads);
+    if options.trace_exits {
+        let summary = exit_stats::ExitSummary::merge(&exit_stats, &not_stopped);
+        for line in summary.lines(&devices.names) {
+            eprintln!("{line}");
+        }
+    }
     waited?;
 
     if let Some(balloon) = &virtio.balloon {
@@ -222,10 +248,14 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
     })
 }
 
+/// A vCPU thread hands back its exit counts (with `--trace-exits`) when it ends.
+type VcpuThread = JoinHandle<Option<exit_stats::VcpuExitStats>>;
+
 fn spawn_vcpus(
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     shared: &vcpu::VcpuShared,
-) -> Result<Vec<JoinHandle<()>>, VmError> {
+    trace_exits: bool,
+) -> Result<Vec<VcpuThread>, VmError> {
     vcpus
         .into_iter()
         .enumerate()
@@ -233,7 +263,7 @@ fn spawn_vcpus(
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
-                .spawn(move || vcpu::run_vcpu(fd, i as u8, shared))
+                .spawn(move || vcpu::run_vcpu(fd, i as u8, shared, trace_exits))
                 .map_err(VmError::io("starting a vCPU thread"))
         })
         .collect()
@@ -241,17 +271,25 @@ fn spawn_vcpus(
 
 /// Kicks each vCPU thread until it has left its loop (the stop flag is already set).
 /// A thread that does not stop by the deadline is left behind: the process exits anyway.
-fn stop_vcpus(threads: Vec<JoinHandle<()>>) {
+/// Returns the exit counts of the threads that stopped, and the indices of those that
+/// did not.
+fn stop_vcpus(threads: Vec<VcpuThread>) -> (Vec<exit_stats::VcpuExitStats>, Vec<u8>) {
     let deadline = Instant::now() + STOP_DEADLINE;
-    for thread in threads {
+    let mut stats = Vec::new();
+    let mut not_stopped = Vec::new();
+    for (index, thread) in threads.into_iter().enumerate() {
         while !thread.is_finished() && Instant::now() < deadline {
             let _ = thread.kill(signals::kick_signal());
             std::thread::sleep(Duration::from_micros(200));
         }
         if thread.is_finished() {
-            let _ = thread.join();
+            if let Ok(Some(counts)) = thread.join() {
+                stats.push(counts);
+            }
         } else {
             eprintln!("vmm: a vCPU thread did not stop in time; exiting without it");
+            not_stopped.push(index as u8);
         }
     }
+    (stats, not_stopped)
 }

@@ -19,6 +19,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
 use super::error::VmError;
+use super::exit_stats::VcpuExitStats;
 
 /// What every vCPU needs to be put in its boot state.
 pub struct BootState<'a> {
@@ -80,12 +81,32 @@ pub struct VcpuShared {
     pub pvm_host: bool,
 }
 
-/// Runs the vCPU until the VM is asked to stop.
-pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) {
+/// Runs the vCPU until the VM is asked to stop. With `trace_exits`, counts every return
+/// of KVM_RUN and hands the counts back; without it, counts nothing.
+pub fn run_vcpu(
+    mut vcpu: VcpuFd,
+    index: u8,
+    shared: VcpuShared,
+    trace_exits: bool,
+) -> Option<VcpuExitStats> {
+    let mut stats = trace_exits.then(|| VcpuExitStats::new(index));
+    if let Some(stats) = &mut stats {
+        stats.start();
+    }
     while !shared.stop.is_requested() {
         let outcome = match vcpu.run() {
-            Ok(exit) => handle_exit(exit, &shared),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Flow::Continue,
+            Ok(exit) => {
+                if let Some(stats) = &mut stats {
+                    stats.record(&exit);
+                }
+                handle_exit(exit, &shared)
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                if let Some(stats) = &mut stats {
+                    stats.record_interrupted();
+                }
+                Flow::Continue
+            }
             Err(e) => Flow::Stop(StopReason::Failed(format!(
                 "vCPU {index}: KVM_RUN failed: {e}"
             ))),
@@ -100,6 +121,10 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared) {
             shared.stop.request(reason);
         }
     }
+    if let Some(stats) = &mut stats {
+        stats.finish();
+    }
+    stats
 }
 
 enum Flow {

@@ -15,6 +15,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::device_slots::{DeviceSlot, DeviceSlots};
 use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
 use super::error::VmError;
+use super::exit_stats::{DeviceNames, Registers};
 
 #[derive(Debug, Clone)]
 pub enum VirtioSpec {
@@ -23,6 +24,19 @@ pub enum VirtioSpec {
     Vsock(VsockSpec),
     Rng,
     Balloon(BalloonSpec),
+}
+
+impl VirtioSpec {
+    /// The device type, as Linux's driver names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VirtioSpec::Disk(_) => "blk",
+            VirtioSpec::Net(_) => "net",
+            VirtioSpec::Vsock(_) => "vsock",
+            VirtioSpec::Rng => "rng",
+            VirtioSpec::Balloon(_) => "balloon",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,11 +99,12 @@ pub struct AttachedVirtio {
     pub balloon: Option<BalloonHandle>,
 }
 
-/// Creates each planned device and attaches it to the VM.
+/// Creates each planned device and attaches it to the VM, naming its window in `names`.
 pub fn attach(
     vm: &VmFd,
     mem: &GuestMemoryMmap,
     mmio_bus: &mut Bus,
+    names: &mut DeviceNames,
     planned: &[PlannedDevice],
 ) -> Result<AttachedVirtio, VmError> {
     let mut balloon = None;
@@ -97,7 +112,14 @@ pub fn attach(
         .iter()
         .map(|device| {
             let model = create_device(&device.spec, &mut balloon)?;
-            attach_one(vm, mem, mmio_bus, model, device.slot)
+            let transport = attach_one(vm, mem, mmio_bus, model, device.slot)?;
+            names.add_mmio(
+                device.slot.base,
+                device.slot.len,
+                &format!("virtio-mmio ({})", device.spec.kind()),
+                Registers::VirtioMmio,
+            );
+            Ok::<_, VmError>(transport)
         })
         .collect::<Result<_, _>>()?;
     Ok(AttachedVirtio {
