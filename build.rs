@@ -47,6 +47,7 @@ fn main() {
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let guest_dir = root.join(GUEST_DIR);
+    embed_labs(&root, &out_dir);
 
     println!("cargo:rerun-if-changed={GUEST_DIR}");
     println!("cargo:rerun-if-env-changed=GUEST_CC");
@@ -98,4 +99,35 @@ fn build_guest(include_dir: &Path, linker_script: &Path, sources: &[PathBuf], el
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         println!("cargo:warning=test guest: {line}");
     }
+}
+
+/// The teaching labs (`resources/labs/NN-*.md`) are compiled into `vmm`, so `vmm lab`
+/// works from the one binary: `$OUT_DIR/labs.rs` is a list of (file name, text) pairs,
+/// sorted by name.
+fn embed_labs(root: &Path, out_dir: &Path) {
+    const LABS_DIR: &str = "resources/labs";
+    println!("cargo:rerun-if-changed={LABS_DIR}");
+    let mut files: Vec<String> = std::fs::read_dir(root.join(LABS_DIR))
+        .unwrap_or_else(|e| panic!("cannot list {LABS_DIR}: {e}"))
+        .map(|entry| {
+            entry
+                .expect("labs directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md") && name.as_bytes()[0].is_ascii_digit())
+        .collect();
+    files.sort();
+    let mut code = String::from("&[\n");
+    for name in &files {
+        println!("cargo:rerun-if-changed={LABS_DIR}/{name}");
+        let path = root.join(LABS_DIR).join(name);
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("]\n");
+    std::fs::write(out_dir.join("labs.rs"), code).expect("write labs.rs");
 }

@@ -56,6 +56,9 @@ pub enum Command {
     /// medians of --runs fresh `vmm run`s. Needs root. On a host that cannot boot Linux
     /// guests the VM columns say why they are empty.
     Compare(Box<crate::compare::args::CompareArgs>),
+    /// Teaching labs: guided exercises on namespaces, cgroups, VMs and containers, each
+    /// step checked (`list`, `show N`, `check N|all`, `run N`).
+    Lab(crate::lab::args::LabArgs),
     /// Run a process in a container: namespaces, pivot_root, cgroups, OCI bundles.
     Container {
         #[command(subcommand)]

@@ -14,6 +14,7 @@ mod doctor;
 mod exit_status;
 mod guest_image;
 mod host;
+mod lab;
 mod run;
 mod terminal;
 mod vm;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Container { command }) => container::run(command),
         Some(cli::Command::Run(args)) => run::run(&args, started),
         Some(cli::Command::Compare(args)) => compare::run(&args),
+        Some(cli::Command::Lab(args)) => lab::run(&args),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Start { runs, mem },
         }) => bench::start(runs, u64::from(mem)),

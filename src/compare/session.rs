@@ -97,7 +97,7 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode, CompareError> {
     canaries::enter_own_uts_namespace()?;
     let planted = canaries::plant(&probe)?;
     // On every address: the process level comes over loopback, the levels with a link
-    // to the host from their gateway address (10.231.x.1).
+    // to the host from their gateway address (the host's end of a 10.231.0.0/16 /30).
     let net_server = TcpListener::bind("0.0.0.0:0")
         .map_err(CompareError::io("listen for the network benchmark"))?;
     let net_port = net_server

@@ -31,8 +31,9 @@ pub enum NetMode {
     None,
     /// The host's network namespace.
     Host,
-    /// A new network namespace with a veth link to the host (10.231.x.2/30 in the
-    /// container, 10.231.x.1 on the host and the default gateway).
+    /// A new network namespace with a veth link to the host: a free /30 of 10.231.0.0/16,
+    /// its second address the container's eth0, its first the host's end and the default
+    /// gateway.
     Link,
 }
 

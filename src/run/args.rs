@@ -71,8 +71,9 @@ pub enum NetArg {
     /// The host's network (the process and container levels only).
     Host,
     /// A point-to-point link to the host: a veth pair at the container level, a TAP
-    /// device and a virtio-net NIC at the vm level. The workload's eth0 gets 10.231.x.2/30
-    /// and the host's end, 10.231.x.1, is its default gateway. Not at the process level
+    /// device and a virtio-net NIC at the vm level: a free /30 of 10.231.0.0/16, its second
+    /// address the workload's eth0, its first the host's end and the workload's default
+    /// gateway. Not at the process level
     /// (it shares the host's network), not at vm+container yet, not with --vm-socket.
     Link,
 }

@@ -28,7 +28,7 @@ distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
-compare_vm_levels_as_expected"
+compare_vm_levels_as_expected labs_with_linux_guests_pass"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -452,6 +452,19 @@ case_run_vm_net_link_pings_the_host() {
     echo "  eth0 $addr via $gw; outer interfaces after the run: $after"
 }
 
+# The outer guest stands for "the host" in the compare and lab cases: give it what a host
+# has and its bare init lacks: loopback up (the process level's canary port and network
+# benchmark are on 127.0.0.1), a cgroup2 hierarchy (host containers), and the microVM
+# images where `vmm run` looks by default (as resources/build-images.sh leaves them).
+outer_as_host() {
+    local images=${XDG_CACHE_HOME:-$HOME/.cache}/vmm/images/default
+    ip link set lo up
+    mkdir -p /sys/fs/cgroup "$images"
+    grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+    ln -sf "$MICROVM_VMLINUX" "$images/vmlinux"
+    ln -sf "$AGENT_INITRD" "$images/agent-initramfs.cpio.gz"
+}
+
 # --- `vmm compare` with the VM levels: the outer guest is the "host" here. Every probe
 # result must be the expected one (exit 0): the VM levels see a kernel of their own
 # (boot_id differs from the outer guest's) and none of the host's canaries; the process
@@ -463,9 +476,7 @@ case_compare_vm_levels_as_expected() {
     t0=$(now)
     OUT=/tmp/compare.out
     : >/tmp/compare.out
-    # The outer guest is the host here: give it the loopback a host has (the process
-    # level's canary port and network benchmark are on 127.0.0.1).
-    ip link set lo up
+    outer_as_host
     # Its progress lines pass to the console as they come (the outer watchdog wants a
     # sign of life within REALKVM_STALL seconds).
     { timeout -s KILL 900 /usr/local/bin/vmm compare --levels process,vm,vm+container --runs 2 \
@@ -483,6 +494,26 @@ case_compare_vm_levels_as_expected() {
     [ "$(grep -c '"observed": "own: ' /tmp/compare.json)" = 2 ] ||
         { WHY="the VM levels do not report a kernel of their own"; return 1; }
     echo "  compare took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s"
+}
+
+# The teaching labs with steps that need Linux guests (`vmm lab list` marks them), checked
+# here where guests boot: every step must pass, and none may be skipped for want of guests.
+case_labs_with_linux_guests_pass() {
+    need_run || return
+    local labs n
+    outer_as_host
+    labs=$(/usr/local/bin/vmm lab list | awk '/Linux guests/ { print $1 }')
+    [ -n "$labs" ] || { WHY="no lab needs Linux guests"; return 2; }
+    OUT=/tmp/labs.out
+    : >/tmp/labs.out
+    for n in $labs; do
+        { timeout -s KILL 900 /usr/local/bin/vmm lab check "$n" --rootfs "$WORKLOAD" </dev/null
+          echo $? >/tmp/labs.rc; } 2>&1 | while IFS= read -r l; do echo "  $l"; echo "$l" >>/tmp/labs.out; done
+        STATUS=$(cat /tmp/labs.rc)
+        expect_status 0 || { WHY="lab $n: $WHY"; return 1; }
+    done
+    ! grep -q "skipped (needs a host that boots" /tmp/labs.out ||
+        { WHY="a step was skipped for want of Linux guests"; return 1; }
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).
