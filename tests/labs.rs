@@ -177,3 +177,20 @@ fn a_malformed_step_block_is_bad_input_naming_file_and_line() {
     assert!(run.stderr.contains("stdout_matchez"), "{}", run.describe());
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn only_needing_checks_just_those_steps() {
+    let run = lab(&["check", "5", "--only-needing", "linux-guests"]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let steps = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('['))
+        .count();
+    assert_eq!(
+        steps, 1,
+        "lab 5 has one step that needs Linux guests\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("a VM's link"), "{}", run.stdout);
+}

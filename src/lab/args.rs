@@ -35,6 +35,10 @@ pub enum LabCommand {
         /// resources/container-rootfs.sh and cached].
         #[arg(long, value_name = "DIR")]
         rootfs: Option<PathBuf>,
+        /// Check only the steps that need this (e.g. `linux-guests`, to run on a host that
+        /// boots guests the steps another host skipped).
+        #[arg(long, value_name = "NEED", value_enum)]
+        only_needing: Option<super::format::Need>,
     },
     /// Walk through a lab: its text, each step's command run and its output shown, pausing
     /// before each step when on a terminal.

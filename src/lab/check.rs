@@ -228,8 +228,9 @@ pub struct Tally {
     pub skipped: u32,
 }
 
-/// Checks every step of `lab`, printing the report as it goes.
-pub fn check(lab: &Lab, env: &StepEnv) -> Result<Tally, LabError> {
+/// Checks every step of `lab` (or only those needing `only_needing`), printing the report
+/// as it goes.
+pub fn check(lab: &Lab, env: &StepEnv, only_needing: Option<Need>) -> Result<Tally, LabError> {
     println!("{} ({})", lab.title, lab.file);
     let mut tally = Tally::default();
     // The text must not show a command that no step checks.
@@ -238,6 +239,9 @@ pub fn check(lab: &Lab, env: &StepEnv) -> Result<Tally, LabError> {
         tally.failed += 1;
     }
     for (i, step) in lab.steps.iter().enumerate() {
+        if only_needing.is_some_and(|need| !lab.needs_of(step).contains(&need)) {
+            continue;
+        }
         let label = format!("  [{}/{}] {}", i + 1, lab.steps.len(), step.title);
         if let Some(why) = skip_reason(&lab.needs_of(step)) {
             println!("{label}: skipped ({why})");

@@ -16,7 +16,7 @@ pub const SECTIONS: [&str; 5] = [
 ];
 
 /// What a lab or a step needs from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Need {
     Root,

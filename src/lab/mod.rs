@@ -66,7 +66,11 @@ fn dispatch(args: &LabArgs) -> Result<ExitCode, LabError> {
             show::run(lab, &env)?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Check { which, rootfs } => {
+        LabCommand::Check {
+            which,
+            rootfs,
+            only_needing,
+        } => {
             let chosen: Vec<&format::Lab> = match which {
                 LabSelection::All => labs.iter().collect(),
                 LabSelection::One(n) => vec![catalog::find(&labs, *n)?],
@@ -74,7 +78,7 @@ fn dispatch(args: &LabArgs) -> Result<ExitCode, LabError> {
             let env = check::StepEnv::prepare(rootfs.as_deref())?;
             let mut failed = 0;
             for lab in chosen {
-                failed += check::check(lab, &env)?.failed;
+                failed += check::check(lab, &env, *only_needing)?.failed;
             }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
