@@ -12,7 +12,6 @@
 //! `main`, as PID 1, which panics the kernel.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::sys;
@@ -53,12 +52,8 @@ pub enum InitError {
         #[source]
         source: io::Error,
     },
-    #[error("bring the loopback interface up: {step}")]
-    Loopback {
-        step: &'static str,
-        #[source]
-        source: io::Error,
-    },
+    #[error("bring the loopback interface up")]
+    Loopback(#[source] io::Error),
     #[error("set the hostname to {name:?}")]
     Hostname {
         name: String,
@@ -129,8 +124,8 @@ pub fn init() -> Vec<InitError> {
         }
     }
     failed.extend(enable_cgroup_controllers(Path::new("/sys/fs/cgroup")));
-    if let Err(e) = bring_up_loopback() {
-        failed.push(e);
+    if let Err(e) = runtime::netif::set_up("lo") {
+        failed.push(InitError::Loopback(e));
     }
     if let Err(e) = set_hostname(DEFAULT_HOSTNAME) {
         failed.push(e);
@@ -195,29 +190,6 @@ fn enable_cgroup_controllers(root: &Path) -> Vec<InitError> {
                 })
         })
         .collect()
-}
-
-/// `ip link set lo up`, through SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket.
-fn bring_up_loopback() -> Result<(), InitError> {
-    let err = |step| move |source| InitError::Loopback { step, source };
-    let socket = sys::socket(libc::AF_INET, libc::SOCK_DGRAM).map_err(err("socket"))?;
-    // SAFETY: ifreq is plain data; all-zero is a valid value before the name is set.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(b"lo") {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: `req` is a valid ifreq naming "lo"; the kernel writes its flags into it.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(err("SIOCGIFFLAGS")(io::Error::last_os_error()));
-    }
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union, so reading it is valid.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
-    // SAFETY: `req` is a valid ifreq naming "lo" with the new flags; the kernel reads it.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(err("SIOCSIFFLAGS")(io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 pub fn set_hostname(name: &str) -> Result<(), InitError> {

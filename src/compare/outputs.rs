@@ -72,7 +72,6 @@ fn check_writable(option: &str, path: &Path) -> Result<(), CompareError> {
 /// The host as the report describes it: kernel, CPU, memory, and `vmm doctor`'s facts.
 pub fn host_facts(doctor: &crate::doctor::Report) -> HostFacts {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     HostFacts {
         kernel_release: fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
@@ -84,12 +83,7 @@ pub fn host_facts(doctor: &crate::doctor::Report) -> HostFacts {
             .map(|(_, v)| v.trim().to_owned())
             .unwrap_or_else(|| "unknown".into()),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        mem_total_mib: meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .map_or(0, |kib| kib / 1024),
+        mem_total_mib: crate::vm::memory::host_ram_mib().unwrap_or(0),
         doctor: serde_json::from_str(&crate::doctor::render_json(doctor))
             .unwrap_or(serde_json::Value::Null),
     }
