@@ -175,9 +175,13 @@ pub const SECCOMP_DENIED: &[&str] = &[
 ];
 
 pub fn seccomp_profile() -> SeccompProfile {
+    let denied = super::config::SeccompRule {
+        names: SECCOMP_DENIED.iter().map(|s| (*s).to_owned()).collect(),
+        action: SeccompVerdict::Errno(libc::EPERM as u32),
+        args: Vec::new(),
+    };
     SeccompProfile {
         default: SeccompVerdict::Allow,
-        listed: SeccompVerdict::Errno(libc::EPERM as u32),
-        syscalls: SECCOMP_DENIED.iter().map(|s| (*s).to_owned()).collect(),
+        rules: vec![denied],
     }
 }
