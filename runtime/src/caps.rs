@@ -3,7 +3,7 @@
 use super::error::{ContainerError, Result};
 
 /// Every capability the kernel headers name, indexed by number.
-const NAMES: [&str; 41] = [
+pub const NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",

@@ -39,6 +39,84 @@ pub struct ContainerConfig {
     /// the JSON of older senders (the guest agent's protocol carries this type).
     #[serde(default)]
     pub net_link: Option<NetLink>,
+    /// Kernel parameters set in the container's namespaces (`linux.sysctl`), e.g.
+    /// `net.ipv4.ping_group_range`.
+    #[serde(default)]
+    pub sysctl: Vec<(String, String)>,
+    /// The workload's `/proc/self/oom_score_adj` (`process.oomScoreAdj`).
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// The workload gets a terminal: its stdio is the secondary of a pty whose primary
+    /// goes to the caller through a console socket (`process.terminal`).
+    #[serde(default)]
+    pub terminal: bool,
+    /// Where the container's cgroup goes (`linux.cgroupsPath`): relative to the
+    /// hierarchy's root when absolute, to the runtime's own group otherwise. None: a group
+    /// named `id` in the runtime's default place.
+    #[serde(default)]
+    pub cgroup_path: Option<PathBuf>,
+    /// The lifecycle hooks of the OCI runtime spec.
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Existing namespaces the container joins instead of making its own (an OCI
+    /// namespace with a `path`, such as the network namespace Podman prepares).
+    #[serde(default)]
+    pub join_namespaces: Vec<JoinNamespace>,
+    /// Device cgroup rules of the bundle (`linux.resources.devices`), in order; applied
+    /// after denying everything and before the runtime's own allowlist (runc's order).
+    #[serde(default)]
+    pub device_rules: Vec<DeviceRule>,
+}
+
+/// One device cgroup rule: `allow` or deny, and the rule as the v1 `devices.allow` file
+/// takes it (`c 1:3 rwm`, `a *:* rwm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRule {
+    pub allow: bool,
+    pub rule: String,
+}
+
+/// A namespace to join: its kind (`CLONE_NEW*` flag) and a path to it (`/proc/PID/ns/net`,
+/// `/run/netns/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinNamespace {
+    pub flag: i32,
+    pub path: PathBuf,
+}
+
+/// One hook: a program run with the container's state on its stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// Absolute path of the program.
+    pub path: PathBuf,
+    /// argv, `args[0]` included; empty means `[path]`.
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Killed and failed after this many seconds.
+    pub timeout_secs: Option<u32>,
+}
+
+/// The OCI lifecycle hooks, by the point at which they run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Hooks {
+    /// Deprecated by the spec, run with `create_runtime`, before it.
+    pub prestart: Vec<Hook>,
+    /// In the runtime's namespaces, once the container's namespaces exist.
+    pub create_runtime: Vec<Hook>,
+    /// In the container's namespaces, before `create` returns.
+    pub create_container: Vec<Hook>,
+    /// In the container, by its first process, after `start` and before the workload.
+    pub start_container: Vec<Hook>,
+    /// In the runtime's namespaces, once `start` has let the workload go.
+    pub poststart: Vec<Hook>,
+    /// In the runtime's namespaces, when `delete` removes the container.
+    pub poststop: Vec<Hook>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The container's end of a [`NetLink`], in its own network namespace.
@@ -208,20 +286,63 @@ pub struct CpuQuota {
     pub period: u64,
 }
 
-/// A seccomp filter: the listed syscalls get `listed`, all others `default`.
+/// A seccomp policy, as an OCI profile states it: a call that no rule matches gets `default`;
+/// a call that rules match gets the action of highest precedence among theirs (the kernel's
+/// order: KillProcess, KillThread, Trap, Errno, Log, Allow). Rules whose action is `default`
+/// change nothing and are left out, as runc does. [`super::seccomp`] explains how this
+/// becomes BPF and where it differs from libseccomp.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeccompProfile {
     pub default: SeccompVerdict,
-    pub listed: SeccompVerdict,
-    /// Syscall names as the kernel headers spell them (`kexec_load`, `unshare`, ...).
-    pub syscalls: Vec<String>,
+    pub rules: Vec<SeccompRule>,
+}
+
+/// `action` for calls to any of `names` whose arguments meet every condition of `args`
+/// (none: every call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompRule {
+    /// Syscall names as the kernel headers spell them (`kexec_load`, `unshare`, ...). Names
+    /// this architecture does not have are ignored, so one profile serves several.
+    pub names: Vec<String>,
+    pub action: SeccompVerdict,
+    #[serde(default)]
+    pub args: Vec<SeccompArg>,
+}
+
+/// A condition on argument `index` (0 to 5): `arg op value`, or for
+/// [`SeccompOp::MaskedEqual`] `(arg & value) == value_two`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompArg {
+    pub index: u8,
+    pub value: u64,
+    /// Only read by [`SeccompOp::MaskedEqual`].
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: SeccompOp,
+}
+
+/// Unsigned comparisons, as libseccomp's `SCMP_CMP_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompOp {
+    NotEqual,
+    LessThan,
+    LessOrEqual,
+    Equal,
+    GreaterOrEqual,
+    GreaterThan,
+    MaskedEqual,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeccompVerdict {
     Allow,
+    /// The call fails with this errno without running (the kernel caps it at 4095).
     Errno(u32),
+    /// Kill the calling thread (OCI `SCMP_ACT_KILL` and `SCMP_ACT_KILL_THREAD`).
+    KillThread,
     KillProcess,
+    /// Deliver SIGSYS.
     Trap,
+    /// Allow and log to the audit log.
     Log,
 }

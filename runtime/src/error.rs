@@ -48,6 +48,12 @@ pub enum ContainerError {
     },
     #[error("seccomp: {0}")]
     Seccomp(String),
+    #[error("{stage} hook {path:?} failed: {reason}")]
+    Hook {
+        stage: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     /// An error the container's first process reported before it could exec.
     #[error("{message}")]
     Child { message: String, bad_input: bool },

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +14,28 @@ use super::config::{ContainerConfig, LINK_INTERFACE};
 use super::defaults;
 use super::error::{ContainerError, Result};
 use super::netif::LinkAddresses;
-use super::rootfs::{prepare_rootfs, HostInfo};
+use super::rootfs::{finalize_rootfs, prepare_rootfs, HostInfo};
 use super::sys::{BpfInstruction, Syscall};
 
 fn sys_err(action: &str) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
     move |e| ContainerError::sys(action, e)
+}
+
+/// What the first process gets besides its configuration.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// The seccomp filters to install, in order (none: no filter).
+    pub seccomp: &'a [Vec<BpfInstruction>],
+    /// A connected unix socket that takes the primary end of the workload's pty
+    /// (`cfg.terminal`), as runc's `--console-socket`.
+    pub console_socket: Option<RawFd>,
+    /// Called once the container is set up and the command found, before the last steps
+    /// (seccomp with no_new_privs, exec): an OCI runtime's `create` holds the process
+    /// here until `start`. An error ends the process.
+    pub gate: Option<&'a mut dyn FnMut() -> Result<()>>,
+    /// The workload is meant to outlive the runtime (a detached `exec`): no parent-death
+    /// signal.
+    pub outlives_runtime: bool,
 }
 
 /// Set the container up and exec its command. Returns only with the error that stopped it.
@@ -25,9 +43,12 @@ pub fn setup_and_exec<S: Syscall>(
     sys: &S,
     cfg: &ContainerConfig,
     host: HostInfo,
-    seccomp: Option<&[BpfInstruction]>,
+    extras: Extras<'_>,
 ) -> Result<Infallible> {
-    let p = &cfg.process;
+    for ns in &cfg.join_namespaces {
+        sys.setns(&ns.path, ns.flag)
+            .map_err(|e| ContainerError::sys(format!("join the namespace at {:?}", ns.path), e))?;
+    }
     // Files and nodes get exactly the modes asked for; the workload's umask comes last.
     sys.umask(0);
     if cfg.namespaces.user {
@@ -42,6 +63,17 @@ pub fn setup_and_exec<S: Syscall>(
             .map_err(sys_err("unshare the cgroup namespace"))?;
     }
     prepare_rootfs(sys, cfg, host)?;
+    if cfg.terminal {
+        // After the rootfs: the pty comes from the container's own devpts.
+        let socket = extras.console_socket.ok_or_else(|| {
+            ContainerError::Unsupported(
+                "process.terminal=true without a console socket (--console-socket)".into(),
+            )
+        })?;
+        sys.attach_console(socket).map_err(sys_err(
+            "make the workload's terminal and send it to the console socket",
+        ))?;
+    }
     if cfg.namespaces.uts {
         if let Some(name) = &cfg.hostname {
             sys.sethostname(name).map_err(sys_err("set the hostname"))?;
@@ -53,17 +85,40 @@ pub fn setup_and_exec<S: Syscall>(
             configure_link(sys, &link.addresses)?;
         }
     }
+    // Through the container's /proc, so per-namespace parameters land in its namespaces;
+    // before /proc/sys turns read-only.
+    for (key, value) in &cfg.sysctl {
+        let path = sysctl_path(key)?;
+        sys.write_file(&path, value)
+            .map_err(|e| ContainerError::sys(format!("set the sysctl {key} to {value:?}"), e))?;
+    }
+    finalize_rootfs(sys, cfg)?;
+    exec_workload(sys, cfg, extras)
+}
+
+/// The workload's own steps, in a container that is set up (by [`setup_and_exec`], or the
+/// one an `exec` joined): limits, privileges, identity, working directory, then exec.
+pub fn exec_workload<S: Syscall>(
+    sys: &S,
+    cfg: &ContainerConfig,
+    extras: Extras<'_>,
+) -> Result<Infallible> {
+    let p = &cfg.process;
     for limit in &p.rlimits {
         sys.setrlimit(limit).map_err(sys_err("set an rlimit"))?;
+    }
+    if let Some(adj) = cfg.oom_score_adj {
+        // Before the capabilities go: lowering it takes CAP_SYS_RESOURCE.
+        sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+            .map_err(sys_err("set oom_score_adj"))?;
     }
     if p.no_new_privileges {
         sys.set_no_new_privs()
             .map_err(sys_err("set no_new_privs"))?;
     }
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter: do it now.
-    if let (Some(prog), false) = (seccomp, p.no_new_privileges) {
-        sys.apply_seccomp(prog)
-            .map_err(sys_err("install the seccomp filter"))?;
+    if !p.no_new_privileges {
+        install_seccomp(sys, extras.seccomp)?;
     }
     if p.inherit_capabilities {
         sys.setgroups(&p.additional_gids)
@@ -88,8 +143,10 @@ pub fn setup_and_exec<S: Syscall>(
             .map_err(sys_err("set the capabilities"))?;
     }
     // The death signal is cleared by the identity change: set it again.
-    sys.set_parent_death_signal(libc::SIGKILL)
-        .map_err(sys_err("set the parent death signal"))?;
+    if !extras.outlives_runtime {
+        sys.set_parent_death_signal(libc::SIGKILL)
+            .map_err(sys_err("set the parent death signal"))?;
+    }
     sys.chdir(&p.cwd).map_err(|e| {
         ContainerError::sys(format!("chdir to the working directory {:?}", p.cwd), e)
     })?;
@@ -97,9 +154,11 @@ pub fn setup_and_exec<S: Syscall>(
     sys.umask(p.umask);
     sys.close_on_exec_from(3)
         .map_err(sys_err("mark descriptors close-on-exec"))?;
-    if let (Some(prog), true) = (seccomp, p.no_new_privileges) {
-        sys.apply_seccomp(prog)
-            .map_err(sys_err("install the seccomp filter"))?;
+    if let Some(gate) = extras.gate {
+        gate()?;
+    }
+    if p.no_new_privileges {
+        install_seccomp(sys, extras.seccomp)?;
     }
     let argv = to_cstrings(&p.args)?;
     let envp = to_cstrings(&p.env)?;
@@ -108,6 +167,31 @@ pub fn setup_and_exec<S: Syscall>(
     let path = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
     let err = sys.execve(&path, &argv, &envp);
     Err(ContainerError::sys(format!("execute {program:?}"), err))
+}
+
+/// `/proc/sys/...` of a sysctl key (`net.ipv4.ping_group_range`); a key that would leave
+/// /proc/sys is refused.
+fn sysctl_path(key: &str) -> Result<PathBuf> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.contains('/') || *p == "..")
+    {
+        return Err(ContainerError::invalid(
+            "sysctl",
+            key,
+            "not a kernel parameter name",
+        ));
+    }
+    Ok(Path::new("/proc/sys").join(parts.join("/")))
+}
+
+fn install_seccomp<S: Syscall>(sys: &S, programs: &[Vec<BpfInstruction>]) -> Result<()> {
+    for program in programs {
+        sys.apply_seccomp(program)
+            .map_err(sys_err("install the seccomp filter"))?;
+    }
+    Ok(())
 }
 
 /// The container's end of its link to the host, which the runtime has put in this network

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::config::ContainerConfig;
 use super::error::ContainerError;
-use super::init::setup_and_exec;
+use super::init::{setup_and_exec, Extras};
 use super::options::{config_from_options, parse_rlimit, NetMode, RunOptions};
 use super::rootfs::{HostInfo, V1Hierarchy};
 use super::sys::fake::FakeSyscall;
@@ -38,7 +38,7 @@ fn fake() -> FakeSyscall {
 fn run(
     sys: &FakeSyscall,
     cfg: &ContainerConfig,
-    seccomp: Option<&[BpfInstruction]>,
+    seccomp: &[Vec<BpfInstruction>],
 ) -> ContainerError {
     run_on(sys, cfg, HostInfo::default(), seccomp)
 }
@@ -47,9 +47,13 @@ fn run_on(
     sys: &FakeSyscall,
     cfg: &ContainerConfig,
     host: HostInfo,
-    seccomp: Option<&[BpfInstruction]>,
+    seccomp: &[Vec<BpfInstruction>],
 ) -> ContainerError {
-    match setup_and_exec(sys, cfg, host, seccomp) {
+    let extras = Extras {
+        seccomp,
+        ..Extras::default()
+    };
+    match setup_and_exec(sys, cfg, host, extras) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -91,7 +95,7 @@ fn setup_steps_run_in_runc_order() {
         o.hostname = Some("box".into());
         o.rlimits = vec![parse_rlimit("nofile=64").unwrap()];
     });
-    run(&sys, &cfg, None);
+    run(&sys, &cfg, &[]);
     let order = [
         "unshare 0x2000000",
         "mount - / - 0x44000",
@@ -102,11 +106,11 @@ fn setup_steps_run_in_runc_order() {
         &format!("chdir {ROOT}"),
         "pivot_root . .",
         "umount2 . 2",
+        "sethostname box",
+        "loopback_up",
         "mount tmpfs /proc/acpi tmpfs",
         "mount /dev/null /proc/kcore",
         "mount /proc/sys /proc/sys",
-        "sethostname box",
-        "loopback_up",
         "setrlimit 7 64 64",
         "no_new_privs",
         "capbset_drop",
@@ -129,7 +133,7 @@ fn setup_steps_run_in_runc_order() {
 #[test]
 fn mounts_and_devices_happen_before_pivot_root_and_masks_after() {
     let sys = fake();
-    run(&sys, &config(), None);
+    run(&sys, &config(), &[]);
     let pivot = pos(&sys, "pivot_root");
     assert!(pos(&sys, &format!("mount sysfs {ROOT}/sys sysfs")) < pivot);
     assert!(pos(&sys, &format!("symlink /proc/self/fd {ROOT}/dev/fd")) < pivot);
@@ -140,7 +144,7 @@ fn mounts_and_devices_happen_before_pivot_root_and_masks_after() {
 fn bounding_set_drops_exactly_the_capabilities_not_configured() {
     let sys = fake();
     let cfg = config_with(|o| o.cap_drop = vec!["CAP_KILL".into()]);
-    run(&sys, &cfg, None);
+    run(&sys, &cfg, &[]);
     let kept = cfg.process.capabilities.bounding.count_ones() as usize;
     assert_eq!(sys.count("capbset_drop"), 41 - kept);
     assert!(
@@ -156,7 +160,7 @@ fn bounding_set_drops_exactly_the_capabilities_not_configured() {
 #[test]
 fn user_namespace_binds_host_devices_instead_of_mknod() {
     let sys = fake();
-    run(&sys, &config_with(|o| o.userns = true), None);
+    run(&sys, &config_with(|o| o.userns = true), &[]);
     assert_eq!(sys.count("mknod"), 0);
     assert!(sys
         .position(&format!("mount /dev/null {ROOT}/dev/null - 0x1000"))
@@ -170,7 +174,7 @@ fn user_namespace_binds_host_devices_instead_of_mknod() {
 #[test]
 fn host_network_skips_loopback_setup() {
     let sys = fake();
-    run(&sys, &config_with(|o| o.net = NetMode::Host), None);
+    run(&sys, &config_with(|o| o.net = NetMode::Host), &[]);
     assert!(sys.position("loopback_up").is_none());
 }
 
@@ -183,7 +187,7 @@ fn seccomp_is_the_last_step_before_exec_with_no_new_privs() {
         jf: 0,
         k: 0x7fff_0000,
     }];
-    run(&sys, &config(), Some(&prog));
+    run(&sys, &config(), &[prog]);
     assert!(pos(&sys, "capset") < pos(&sys, "seccomp 1"));
     assert!(pos(&sys, "seccomp 1") < pos(&sys, "execve"));
 }
@@ -199,7 +203,7 @@ fn seccomp_comes_before_dropping_caps_without_no_new_privs() {
         jf: 0,
         k: 0x7fff_0000,
     }];
-    run(&sys, &cfg, Some(&prog));
+    run(&sys, &cfg, &[prog]);
     assert!(sys.position("no_new_privs").is_none());
     assert!(pos(&sys, "seccomp 1") < pos(&sys, "capbset_drop"));
 }
@@ -207,7 +211,7 @@ fn seccomp_comes_before_dropping_caps_without_no_new_privs() {
 #[test]
 fn command_missing_from_rootfs_is_bad_input_and_nothing_execs() {
     let sys = FakeSyscall::with_paths(&[], &[]);
-    let err = run(&sys, &config(), None);
+    let err = run(&sys, &config(), &[]);
     assert!(err.is_bad_input(), "{err}");
     assert!(err.to_string().contains("\"sh\""), "{err}");
     assert!(sys.position("execve").is_none());
@@ -219,7 +223,7 @@ fn failing_step_stops_setup_and_is_named() {
         fail_on: Some("pivot_root".into()),
         ..fake()
     };
-    let err = run(&sys, &config(), None);
+    let err = run(&sys, &config(), &[]);
     assert!(err.to_string().contains("pivot_root"), "{err}");
     assert!(!err.is_bad_input());
     assert!(sys.position("sethostname").is_none());
@@ -231,7 +235,7 @@ fn without_mount_namespace_chroot_replaces_pivot_root() {
     let sys = fake();
     let mut cfg = config();
     cfg.namespaces.mount = false;
-    run(&sys, &cfg, None);
+    run(&sys, &cfg, &[]);
     assert!(sys.position("pivot_root").is_none());
     assert!(
         sys.position("mount").is_none(),
@@ -243,7 +247,7 @@ fn without_mount_namespace_chroot_replaces_pivot_root() {
 #[test]
 fn read_only_root_is_remounted_after_the_masks() {
     let sys = fake();
-    run(&sys, &config_with(|o| o.read_only = true), None);
+    run(&sys, &config_with(|o| o.read_only = true), &[]);
     let ro = sys
         .position("mount - / - 0x")
         .and_then(|first| {
@@ -254,14 +258,14 @@ fn read_only_root_is_remounted_after_the_masks() {
         })
         .expect("a second mount of /");
     assert!(ro > pos(&sys, "mount /proc/sys /proc/sys"));
-    assert!(ro < pos(&sys, "sethostname"));
+    assert!(ro < pos(&sys, "capset"));
 }
 
 #[test]
 fn cgroup_v1_hierarchies_are_mounted_read_only_in_a_tmpfs_made_read_only_last() {
     let sys = fake();
     let cfg = config();
-    run_on(&sys, &cfg, v1_host(), None);
+    run_on(&sys, &cfg, v1_host(), &[]);
     let ro = cgroup_mount_flags(&cfg);
     assert_ne!(
         ro & libc::MS_RDONLY,
@@ -302,7 +306,7 @@ fn cgroup_v1_hierarchies_are_mounted_read_only_in_a_tmpfs_made_read_only_last() 
 #[test]
 fn cgroup_v1_without_own_groups_is_an_empty_read_only_tmpfs() {
     let sys = fake();
-    run_on(&sys, &config(), HostInfo::default(), None);
+    run_on(&sys, &config(), HostInfo::default(), &[]);
     assert!(sys
         .position(&format!("mkdir {}/", cgroup_dir("")))
         .is_none());
@@ -319,7 +323,7 @@ fn cgroup_v1_mount_refused_falls_back_to_a_read_only_bind_of_the_group() {
         ..fake()
     };
     let cfg = config();
-    run_on(&sys, &cfg, v1_host(), None);
+    run_on(&sys, &cfg, v1_host(), &[]);
     let bind = pos(
         &sys,
         &format!(
@@ -347,7 +351,7 @@ fn cgroup_v1_without_cgroup_namespace_binds_the_containers_groups() {
     let sys = fake();
     let mut cfg = config();
     cfg.namespaces.cgroup = false;
-    run_on(&sys, &cfg, v1_host(), None);
+    run_on(&sys, &cfg, v1_host(), &[]);
     assert_eq!(
         sys.count("mount cgroup"),
         0,
@@ -375,7 +379,7 @@ fn cgroup_v1_hierarchy_that_cannot_be_shown_is_skipped_without_error() {
         fail_on: Some(format!("mkdir {}", cgroup_dir("/memory"))),
         ..fake()
     };
-    run_on(&sys, &config(), v1_host(), None);
+    run_on(&sys, &config(), v1_host(), &[]);
     assert!(sys
         .position(&format!("mount cgroup {}", cgroup_dir("/memory")))
         .is_none());
@@ -399,7 +403,7 @@ fn cgroup_v1_bind_that_stays_writable_is_detached() {
     };
     let mut cfg = config();
     cfg.namespaces.cgroup = false;
-    run_on(&sys, &cfg, v1_host(), None);
+    run_on(&sys, &cfg, v1_host(), &[]);
     let remount = pos(&sys, &format!("mount - {} - ", cgroup_dir("/memory")));
     let detach = pos(&sys, &format!("umount2 {} 2", cgroup_dir("/memory")));
     assert!(remount < detach);
@@ -413,7 +417,7 @@ fn cgroup2_host_mounts_cgroup2_without_a_tmpfs() {
         cgroup2: true,
         ..v1_host()
     };
-    run_on(&sys, &config(), host, None);
+    run_on(&sys, &config(), host, &[]);
     assert!(sys
         .position(&format!("mount cgroup2 {} cgroup2", cgroup_dir("")))
         .is_some());
@@ -432,7 +436,7 @@ fn link_is_configured_after_loopback_and_before_the_identity_change() {
         .as_ref()
         .expect("a link for --net link")
         .addresses;
-    run(&sys, &cfg, None);
+    run(&sys, &cfg, &[]);
     let order = [
         "loopback_up".to_owned(),
         format!("set_ipv4 eth0 {}/30", link.workload),
@@ -452,7 +456,7 @@ fn link_is_configured_after_loopback_and_before_the_identity_change() {
 fn no_link_is_configured_without_net_link() {
     for net in [NetMode::None, NetMode::Host] {
         let sys = fake();
-        run(&sys, &config_with(|o| o.net = net), None);
+        run(&sys, &config_with(|o| o.net = net), &[]);
         assert_eq!(sys.count("set_ipv4"), 0, "{net:?}");
         assert_eq!(sys.count("link_up"), 0, "{net:?}");
         assert_eq!(sys.count("default_route"), 0, "{net:?}");
@@ -465,9 +469,137 @@ fn failing_link_step_stops_setup_and_names_the_interface() {
         fail_on: Some("link_up".into()),
         ..fake()
     };
-    let err = run(&sys, &config_with(|o| o.net = NetMode::Link), None);
+    let err = run(&sys, &config_with(|o| o.net = NetMode::Link), &[]);
     assert!(err.to_string().contains("bring up eth0"), "{err}");
     assert!(!err.is_bad_input());
     assert!(sys.position("default_route").is_none());
     assert!(sys.position("execve").is_none());
+}
+
+#[test]
+fn sysctls_are_written_through_proc_before_proc_sys_turns_read_only() {
+    let sys = fake();
+    let mut cfg = config();
+    cfg.sysctl = vec![("net.ipv4.ping_group_range".into(), "0 0".into())];
+    cfg.readonly_paths = vec![PathBuf::from("/proc/sys")];
+    run(&sys, &cfg, &[]);
+    let write = pos(&sys, "write /proc/sys/net/ipv4/ping_group_range 0 0");
+    assert!(pos(&sys, "pivot_root") < write);
+    assert!(
+        write < pos(&sys, "mount /proc/sys"),
+        "{:?}",
+        sys.calls.borrow()
+    );
+}
+
+#[test]
+fn sysctl_key_that_leaves_proc_sys_is_bad_input() {
+    let sys = fake();
+    let mut cfg = config();
+    cfg.sysctl = vec![("net/../../etc".into(), "x".into())];
+    let err = run(&sys, &cfg, &[]);
+    assert!(err.is_bad_input(), "{err}");
+    assert_eq!(sys.count("write"), 0);
+}
+
+#[test]
+fn oom_score_adj_is_set_before_capabilities_are_dropped() {
+    let sys = fake();
+    let mut cfg = config();
+    cfg.oom_score_adj = Some(-500);
+    run(&sys, &cfg, &[]);
+    assert!(pos(&sys, "write /proc/self/oom_score_adj -500") < pos(&sys, "capbset_drop"));
+}
+
+#[test]
+fn terminal_without_a_console_socket_is_refused_before_anything_runs() {
+    let sys = fake();
+    let mut cfg = config();
+    cfg.terminal = true;
+    let err = run(&sys, &cfg, &[]);
+    assert!(err.to_string().contains("console socket"), "{err}");
+    assert!(sys.position("execve").is_none());
+}
+
+#[test]
+fn terminal_is_attached_after_the_rootfs_and_before_the_identity_change() {
+    let sys = fake();
+    let mut cfg = config();
+    cfg.terminal = true;
+    let extras = Extras {
+        console_socket: Some(7),
+        ..Extras::default()
+    };
+    let _ = setup_and_exec(&sys, &cfg, HostInfo::default(), extras);
+    let console = pos(&sys, "console 7");
+    assert!(pos(&sys, "pivot_root") < console);
+    assert!(console < pos(&sys, "set_ids"), "{:?}", sys.calls.borrow());
+}
+
+#[test]
+fn create_gate_runs_after_the_command_is_found_and_before_seccomp_and_exec() {
+    let sys = fake();
+    let prog = vec![BpfInstruction {
+        code: 6,
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000,
+    }];
+    let calls_at_gate = std::cell::Cell::new(0);
+    let mut gate = || {
+        calls_at_gate.set(sys.calls.borrow().len());
+        Ok(())
+    };
+    let extras = Extras {
+        seccomp: &[prog],
+        console_socket: None,
+        gate: Some(&mut gate),
+        outlives_runtime: false,
+    };
+    let _ = setup_and_exec(&sys, &config(), HostInfo::default(), extras);
+    let at_gate = calls_at_gate.get();
+    assert!(
+        at_gate > pos(&sys, "capset"),
+        "gate before the capabilities"
+    );
+    assert!(at_gate <= pos(&sys, "seccomp 1"), "gate after seccomp");
+    assert!(at_gate <= pos(&sys, "execve"));
+}
+
+#[test]
+fn failing_gate_stops_before_exec() {
+    let sys = fake();
+    let mut gate = || Err(ContainerError::Setup("start never came".into()));
+    let extras = Extras {
+        gate: Some(&mut gate),
+        ..Extras::default()
+    };
+    let err = match setup_and_exec(&sys, &config(), HostInfo::default(), extras) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    assert!(err.to_string().contains("start never came"));
+    assert!(sys.position("execve").is_none());
+}
+
+#[test]
+fn workload_that_outlives_the_runtime_gets_no_parent_death_signal() {
+    let sys = fake();
+    run(&sys, &config(), &[]);
+    assert!(
+        sys.position("pdeathsig").is_some(),
+        "a run's workload dies with its runtime"
+    );
+    let sys = fake();
+    let extras = Extras {
+        outlives_runtime: true,
+        ..Extras::default()
+    };
+    let _ = setup_and_exec(&sys, &config(), HostInfo::default(), extras);
+    assert!(sys.position("execve").is_some());
+    assert!(
+        sys.position("pdeathsig").is_none(),
+        "{:?}",
+        sys.calls.borrow()
+    );
 }

@@ -8,18 +8,18 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use super::cgroup::{self, Cgroup, CgroupMode};
 use super::config::{ContainerConfig, IdMapping, NetLink, LINK_INTERFACE};
 use super::error::{error_chain, ContainerError, Result};
-use super::init::setup_and_exec;
+use super::init::{setup_and_exec, Extras};
 use super::rootfs::{HostInfo, V1Hierarchy};
 use super::seccomp;
 use super::sys::linux::LinuxSyscall;
 use super::sys::BpfInstruction;
-use super::{netif, netlink};
+use super::{hooks, netif, netlink};
 
 /// Signals a runtime passes on to its workload (SIGCHLD tells the runtime it exited).
 pub const FORWARDED_SIGNALS: [i32; 8] = [
@@ -58,7 +58,7 @@ pub struct Outcome {
     pub oom_killed: bool,
 }
 
-fn pipe() -> Result<(File, File)> {
+pub(crate) fn pipe() -> Result<(File, File)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a writable array of two ints, as pipe2 expects.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -161,6 +161,13 @@ impl HostLink {
         netif::set_up(name)
             .map_err(|e| ContainerError::sys(format!("bring up the host's end {name}"), e))?;
         Ok(host_link)
+    }
+}
+
+impl HostLink {
+    /// Leaves the link in place (it goes with the container's network namespace).
+    fn keep(self) {
+        std::mem::forget(self);
     }
 }
 
@@ -280,15 +287,102 @@ pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
 /// the workload starts with. Call it while this process has a single thread: the child of
 /// the raw `clone` runs Rust code until it execs.
 pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -> Result<Running> {
+    spawn_with(cfg, stdio, child_mask, None).map(|(running, _)| running)
+}
+
+/// What an OCI runtime's `create` gives the container's first process to wait on.
+pub struct CreateOptions {
+    /// The exec FIFO, opened `O_PATH`: once set up, the first process reopens it for
+    /// writing (through /proc/self/fd, as the FIFO's path is gone after pivot_root),
+    /// which blocks until `start` opens it for reading; then it runs the workload.
+    pub exec_fifo: OwnedFd,
+    /// A connected unix socket for the pty's primary end (`process.terminal`).
+    pub console_socket: Option<OwnedFd>,
+    /// The container's state JSON (runtime-spec `state`) for the hooks, status `created`,
+    /// once the first process's pid is known: `state(pid)`.
+    pub state: Box<dyn Fn(i32) -> Vec<u8>>,
+}
+
+/// A container made by [`create`]: its first process set up and waiting on the exec
+/// FIFO. Dropping it before [`Created::commit`] kills the process and removes its cgroup.
+#[derive(Debug)]
+pub struct Created {
+    running: Running,
+    commit: File,
+}
+
+impl Created {
+    pub fn pid(&self) -> i32 {
+        self.running.pid()
+    }
+
+    /// The container's cgroup directories on the host (one per v1 hierarchy; one on v2).
+    pub fn cgroup_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.running
+            .cgroup
+            .as_ref()
+            .map(Cgroup::dirs)
+            .unwrap_or_default()
+    }
+
+    /// Lets the container outlive this process, once the caller has recorded it: the
+    /// first process stops watching for this process's death, and nothing is cleaned up
+    /// here any more (the caller's `delete` does that).
+    pub fn commit(mut self) -> Result<()> {
+        self.commit
+            .write_all(&[1])
+            .map_err(|e| ContainerError::sys("let the container outlive `create`", e))?;
+        if let Some(cgroup) = self.running.cgroup.take() {
+            cgroup.keep();
+        }
+        self.running.child.reaped = true;
+        if let Some(link) = self.running.link.take() {
+            link.keep();
+        }
+        Ok(())
+    }
+}
+
+/// Create the container as an OCI runtime's `create` does: set up, then hold the first
+/// process before its workload until `start` opens the exec FIFO. Returns once the process
+/// waits there (or with the error that stopped the setup). The prestart and createRuntime
+/// hooks run here, the createContainer hooks in the first process before this returns.
+/// Call it while this process has a single thread.
+pub fn create(cfg: &ContainerConfig, options: CreateOptions) -> Result<Created> {
+    // The workload starts with this process's signal mask (nothing is blocked here).
+    // SAFETY: sigset_t is plain data; sigprocmask fills it.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a NULL new set only reads the current mask into `mask`.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, ptr::null(), &mut mask) };
+    let (running, commit) = spawn_with(cfg, Stdio::default(), &mask, Some(options))?;
+    let commit = commit.ok_or_else(|| ContainerError::Setup("no commit pipe".into()))?;
+    Ok(Created { running, commit })
+}
+
+fn spawn_with(
+    cfg: &ContainerConfig,
+    stdio: Stdio,
+    child_mask: &libc::sigset_t,
+    create: Option<CreateOptions>,
+) -> Result<(Running, Option<File>)> {
     if cfg.net_link.is_some() && !cfg.namespaces.net {
         return Err(ContainerError::Unsupported(
             "a link to the host without a network namespace of its own".into(),
         ));
     }
-    let filter = cfg.seccomp.as_ref().map(seccomp::compile).transpose()?;
+    let filters = match &cfg.seccomp {
+        Some(profile) => seccomp::compile(profile)?,
+        None => Vec::new(),
+    };
     let mode = cgroup::detect_mode();
     let cgroup = if cfg.cgroup {
-        Some(Cgroup::create(mode, &cfg.id, &cfg.resources)?)
+        Some(Cgroup::create(
+            mode,
+            &cfg.id,
+            cfg.cgroup_path.as_deref(),
+            &cfg.resources,
+            &cfg.device_rules,
+        )?)
     } else {
         None
     };
@@ -338,7 +432,7 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
         child_main(
             cfg,
             host,
-            filter.as_deref(),
+            &filters,
             ChildPipes {
                 sync_r,
                 err_w,
@@ -346,6 +440,10 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
             },
             stdio,
             child_mask,
+            create.as_ref().map(|c| ChildGate {
+                exec_fifo: c.exec_fifo.as_raw_fd(),
+                console_socket: c.console_socket.as_ref().map(AsRawFd::as_raw_fd),
+            }),
         );
     }
     drop(stdio);
@@ -372,13 +470,39 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
     if let Some(link) = &cfg.net_link {
         running.link = Some(HostLink::create(link, running.pid())?);
     }
+    // The release carries the state the first process hands to its hooks.
+    let state = match &create {
+        Some(c) => {
+            let state = (c.state)(running.pid());
+            hooks::run("prestart", &cfg.hooks.prestart, &state)?;
+            hooks::run("createRuntime", &cfg.hooks.create_runtime, &state)?;
+            state
+        }
+        None => Vec::new(),
+    };
+    let mut release = vec![1u8];
+    release.extend_from_slice(&(state.len() as u32).to_le_bytes());
+    release.extend_from_slice(&state);
     sync_w
-        .write_all(&[1])
+        .write_all(&release)
         .map_err(|e| ContainerError::sys("release the container process", e))?;
-    drop(sync_w);
+    drop(create);
 
     let mut report = Vec::new();
     let _ = err_r.read_to_end(&mut report);
+    let gated = !state.is_empty();
+    if gated {
+        // Set up and waiting for the commit: a report of one 0 byte.
+        if report == [0] {
+            return Ok((running, Some(sync_w)));
+        }
+        if report.is_empty() {
+            return Err(ContainerError::Setup(
+                "the container's first process ended before it was ready".into(),
+            ));
+        }
+    }
+    drop(sync_w);
     if let Some((&kind, message)) = report.split_first() {
         // The child has exited after writing its report: reap it here.
         // SAFETY: `pid` is our unreaped child.
@@ -389,7 +513,7 @@ pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -
             bad_input: kind == 2,
         });
     }
-    Ok(running)
+    Ok((running, None))
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[IdMapping]) -> Result<()> {
@@ -401,8 +525,9 @@ fn write_id_map(pid: i32, file: &str, maps: &[IdMapping]) -> Result<()> {
     std::fs::write(&path, text).map_err(|e| ContainerError::sys(format!("write {path}"), e))
 }
 
-/// Wait for `pid`, passing on every forwarded signal the runtime receives meanwhile.
-fn wait_forwarding(pid: i32, set: &libc::sigset_t) -> Result<libc::c_int> {
+/// Wait for `pid`, passing on every forwarded signal the runtime receives meanwhile
+/// (block them and SIGCHLD first).
+pub fn wait_forwarding(pid: i32, set: &libc::sigset_t) -> Result<libc::c_int> {
     loop {
         let mut status = 0;
         // SAFETY: `status` is a valid int for waitpid to fill.
@@ -432,18 +557,25 @@ struct ChildPipes {
     parent_ends: [i32; 2],
 }
 
+/// The descriptors of an OCI `create`'s first process (see [`CreateOptions`]).
+struct ChildGate {
+    exec_fifo: RawFd,
+    console_socket: Option<RawFd>,
+}
+
 /// The container's first process: wait for the runtime, set up, exec. Never returns.
 fn child_main(
     cfg: &ContainerConfig,
     host: HostInfo,
-    filter: Option<&[BpfInstruction]>,
+    filters: &[Vec<BpfInstruction>],
     pipes: ChildPipes,
     stdio: Stdio,
     child_mask: &libc::sigset_t,
+    gate: Option<ChildGate>,
 ) -> ! {
     let ChildPipes {
         mut sync_r,
-        mut err_w,
+        err_w,
         parent_ends,
     } = pipes;
     for fd in parent_ends {
@@ -451,38 +583,133 @@ fn child_main(
         // by clone; this process never uses them, and never returns to code that would.
         unsafe { libc::close(fd) };
     }
-    // SAFETY: integer arguments only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    let mut go = [0u8; 1];
-    if sync_r.read_exact(&mut go).is_err() {
+    // A run's process dies with the runtime. A created container's must outlive `create`,
+    // and needs no death signal before that either: it waits on the sync pipe for the
+    // release and for the commit, and a runtime that dies closes it (EOF: it exits).
+    if gate.is_none() {
+        // SAFETY: integer arguments only.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+    }
+    let Some(state) = read_release(&mut sync_r) else {
         // SAFETY: _exit ends this process without running the parent's destructors.
         unsafe { libc::_exit(1) };
+    };
+    let mut keep = vec![sync_r.as_raw_fd(), err_w.as_raw_fd()];
+    if let Some(g) = &gate {
+        keep.push(g.exec_fifo);
+        keep.extend(g.console_socket);
     }
-    drop(sync_r);
-    let err = match redirect_stdio(stdio) {
+    let err_w = std::cell::RefCell::new(Some(err_w));
+    let err = match redirect_stdio(stdio).and_then(|()| close_inherited(keep)) {
         Ok(()) => {
             let sys = LinuxSyscall::new(*child_mask);
-            match setup_and_exec(&sys, cfg, host, filter) {
+            let mut wait_for_start = || -> Result<()> {
+                let Some(gate) = &gate else { return Ok(()) };
+                hooks::run("createContainer", &cfg.hooks.create_container, &state)?;
+                // Ready: the empty report ends `create`'s wait; then the commit.
+                if let Some(mut w) = err_w.borrow_mut().take() {
+                    let _ = w.write_all(&[0]);
+                }
+                let mut committed = [0u8; 1];
+                if sync_r.read_exact(&mut committed).is_err() {
+                    // `create` failed or died before recording the container: nobody
+                    // could start or delete it.
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) };
+                }
+                // From here the container outlives `create`.
+                // `start` has opened the FIFO once this open returns; it waits for the byte,
+                // so the startContainer hooks end before its poststart hooks begin.
+                let mut fifo = open_exec_fifo(gate.exec_fifo)?;
+                hooks::run("startContainer", &cfg.hooks.start_container, &state)?;
+                fifo.write_all(b"0")
+                    .map_err(|e| ContainerError::sys("write to the exec FIFO", e))
+            };
+            let extras = Extras {
+                seccomp: filters,
+                console_socket: gate.as_ref().and_then(|g| g.console_socket),
+                gate: gate
+                    .is_some()
+                    .then_some(&mut wait_for_start as &mut dyn FnMut() -> Result<()>),
+                outlives_runtime: gate.is_some(),
+            };
+            match setup_and_exec(&sys, cfg, host, extras) {
                 Err(e) => e,
                 Ok(never) => match never {},
             }
         }
         Err(e) => e,
     };
-    let kind = if err.is_bad_input() { 2u8 } else { 1u8 };
-    let mut report = vec![kind];
-    report.extend_from_slice(error_chain(&err).as_bytes());
-    let _ = err_w.write_all(&report);
+    match err_w.borrow_mut().take() {
+        Some(mut w) => {
+            let kind = if err.is_bad_input() { 2u8 } else { 1u8 };
+            let mut report = vec![kind];
+            report.extend_from_slice(error_chain(&err).as_bytes());
+            let _ = w.write_all(&report);
+        }
+        // After `create` returned, the container's stderr is the only one left to tell.
+        None => eprintln!("container {}: {}", cfg.id, error_chain(&err)),
+    }
     // SAFETY: as above.
     unsafe { libc::_exit(1) }
+}
+
+/// Closes every descriptor above stdio but `keep`: what the runtime had open (the lock on
+/// an OCI container's state directory, say) must not live on in a process that waits for
+/// `start` before it execs.
+pub(crate) fn close_inherited(mut keep: Vec<RawFd>) -> Result<()> {
+    keep.retain(|&fd| fd > 2);
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().map(|fd| fd as u32).chain([u32::MAX]) {
+        if fd > first {
+            // SAFETY: close_range only closes descriptors; none of those closed is used later.
+            let rc = unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0u32) };
+            if rc != 0 {
+                return Err(ContainerError::sys(
+                    "close the runtime's descriptors",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// The runtime's release: a 1, then the length (u32, little-endian) and bytes of the
+/// state for the hooks (empty unless created by [`create`]). None when the runtime went
+/// away instead.
+fn read_release(sync_r: &mut File) -> Option<Vec<u8>> {
+    let mut head = [0u8; 5];
+    sync_r.read_exact(&mut head).ok()?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut state = vec![0u8; len];
+    sync_r.read_exact(&mut state).ok()?;
+    Some(state)
+}
+
+/// Blocks until `start` opens the exec FIFO (held as an `O_PATH` descriptor); the byte
+/// written to it then tells `start` the workload is about to run.
+fn open_exec_fifo(fifo: RawFd) -> Result<File> {
+    let path = format!("/proc/self/fd/{fifo}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            ContainerError::sys(
+                format!("open the exec FIFO through {path} (is /proc mounted in the container?)"),
+                e,
+            )
+        })
 }
 
 /// Puts the given descriptors on 0, 1 and 2. Each is first copied above 2, so one that

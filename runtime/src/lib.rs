@@ -12,6 +12,8 @@ pub mod cgroup;
 pub mod config;
 pub mod defaults;
 pub mod error;
+pub mod exec;
+pub mod hooks;
 pub mod init;
 pub mod launch;
 pub mod mount_opts;

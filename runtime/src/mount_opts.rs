@@ -45,6 +45,15 @@ const PROPAGATION: &[(&str, u64)] = &[
 ];
 
 /// Build a mount from its OCI-style parts.
+/// Every option name [`mount_spec`] understands (the rest goes to the file system as data).
+pub fn known_options() -> Vec<&'static str> {
+    FLAGS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .chain(PROPAGATION.iter().map(|(name, _)| *name))
+        .collect()
+}
+
 pub fn mount_spec<S: AsRef<str>>(
     destination: &str,
     fstype: &str,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::caps;
 use super::config::{
-    CapabilitySets, ContainerConfig, CpuQuota, IdMapping, Namespaces, NetLink, ProcessConfig,
-    Resources, Rlimit, RootSwitch,
+    CapabilitySets, ContainerConfig, CpuQuota, Hooks, IdMapping, Namespaces, NetLink,
+    ProcessConfig, Resources, Rlimit, RootSwitch,
 };
 use super::defaults;
 use super::error::{ContainerError, Result};
@@ -365,6 +365,13 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
         },
         seccomp: args.seccomp.then(defaults::seccomp_profile),
         net_link,
+        sysctl: Vec::new(),
+        oom_score_adj: None,
+        terminal: false,
+        cgroup_path: None,
+        hooks: Hooks::default(),
+        join_namespaces: Vec::new(),
+        device_rules: Vec::new(),
     })
 }
 

@@ -86,7 +86,8 @@ fn sys_err(action: String) -> impl FnOnce(std::io::Error) -> ContainerError {
 }
 
 /// Build the file system and switch into it. On return the process's root is the
-/// container's rootfs and its working directory is `/`.
+/// container's rootfs and its working directory is `/`; [`finalize_rootfs`] then masks and
+/// write-protects what the configuration asks for (sysctls and the console come between).
 pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo) -> Result<()> {
     let root = cfg.rootfs.as_path();
     if !cfg.namespaces.mount {
@@ -118,6 +119,15 @@ pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo
             sys.chdir(Path::new("/"))
                 .map_err(sys_err("chdir /".into()))?;
         }
+    }
+    Ok(())
+}
+
+/// The masked and read-only paths, and a read-only root: after [`prepare_rootfs`] and the
+/// writes that need /proc/sys still writable.
+pub fn finalize_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig) -> Result<()> {
+    if !cfg.namespaces.mount {
+        return Ok(());
     }
     for path in &cfg.masked_paths {
         mask(sys, path)?;

@@ -4,14 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{
-    Capabilities, LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, Mount, Spec,
-};
+use oci_spec::runtime::{Capabilities, LinuxNamespaceType, LinuxResources, Mount, Spec};
 
 use super::caps;
 use super::config::{
-    CapabilitySets, ContainerConfig, CpuQuota, IdMapping, MountSpec, Namespaces, ProcessConfig,
-    Resources, Rlimit, RootSwitch, SeccompProfile, SeccompVerdict,
+    CapabilitySets, ContainerConfig, CpuQuota, DeviceRule, Hook, Hooks, IdMapping, JoinNamespace,
+    MountSpec, Namespaces, ProcessConfig, Resources, Rlimit, RootSwitch,
 };
 use super::error::{ContainerError, Result};
 use super::mount_opts::mount_spec;
@@ -37,9 +35,6 @@ pub fn config_from_bundle(bundle: &Path) -> Result<ContainerConfig> {
 
 /// Convert a parsed spec; relative paths in it are relative to `bundle`.
 pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
-    if spec.hooks().is_some() {
-        return Err(unsupported("hooks"));
-    }
     if spec.domainname().as_deref().is_some_and(|d| !d.is_empty()) {
         return Err(unsupported("domainname"));
     }
@@ -50,54 +45,11 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
     let rootfs = resolve_rootfs(&bundle.join(root.path()))?;
 
     let process = spec.process().as_ref().ok_or(ContainerError::NoCommand)?;
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported(
-            "process.terminal=true (no console support; set it to false)",
-        ));
-    }
-    if process.oom_score_adj().is_some() {
-        return Err(unsupported("process.oomScoreAdj"));
-    }
-    let args = process.args().clone().unwrap_or_default();
-    if args.is_empty() {
-        return Err(ContainerError::NoCommand);
-    }
-    if !process.cwd().is_absolute() {
-        return Err(ContainerError::invalid(
-            "process.cwd",
-            &process.cwd().to_string_lossy(),
-            "must be absolute",
-        ));
-    }
-    let user = process.user();
-    let capabilities = match process.capabilities() {
-        Some(c) => CapabilitySets {
-            bounding: cap_mask(c.bounding())?,
-            effective: cap_mask(c.effective())?,
-            permitted: cap_mask(c.permitted())?,
-            inheritable: cap_mask(c.inheritable())?,
-            ambient: cap_mask(c.ambient())?,
-        },
-        None => CapabilitySets::default(),
-    };
-    let mut rlimits = Vec::new();
-    for r in process.rlimits().iter().flatten() {
-        let name = r.typ().to_string();
-        let resource = rlimit_resource(&name)
-            .ok_or_else(|| ContainerError::invalid("rlimit", &name, "unknown rlimit"))?;
-        rlimits.push(Rlimit {
-            resource,
-            soft: r.soft(),
-            hard: r.hard(),
-        });
-    }
+    let process_config = process_from_oci(process)?;
 
     let linux = spec.linux().clone().unwrap_or_default();
     if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(unsupported("linux.devices"));
-    }
-    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(unsupported("linux.sysctl"));
     }
     if linux.intel_rdt().is_some() || linux.personality().is_some() {
         return Err(unsupported("linux.intelRdt / linux.personality"));
@@ -116,12 +68,26 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         user: false,
         cgroup: false,
     };
+    let mut join_namespaces = Vec::new();
     for ns in linux.namespaces().iter().flatten() {
         if let Some(path) = ns.path() {
-            return Err(unsupported(format!(
-                "joining the {} namespace at {path:?}",
-                ns.typ()
-            )));
+            // Joined by the first process before anything else; the pid, user and
+            // mount namespaces would have to be joined before the clone or first of all.
+            let flag = match ns.typ() {
+                LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+                other => {
+                    return Err(unsupported(format!(
+                        "joining the {other} namespace at {path:?} (network, ipc and uts can be joined)"
+                    )))
+                }
+            };
+            join_namespaces.push(JoinNamespace {
+                flag,
+                path: path.clone(),
+            });
+            continue;
         }
         match ns.typ() {
             LinuxNamespaceType::Pid => namespaces.pid = true,
@@ -183,19 +149,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         root_switch: RootSwitch::PivotRoot,
         readonly_root: root.readonly().unwrap_or(false),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
-        process: ProcessConfig {
-            args,
-            env: process.env().clone().unwrap_or_default(),
-            cwd: process.cwd().clone(),
-            uid: user.uid(),
-            gid: user.gid(),
-            additional_gids: user.additional_gids().clone().unwrap_or_default(),
-            umask: user.umask().unwrap_or(0o022),
-            capabilities,
-            inherit_capabilities: false,
-            no_new_privileges: process.no_new_privileges().unwrap_or(false),
-            rlimits,
-        },
+        process: process_config,
         namespaces,
         uid_mappings,
         gid_mappings,
@@ -205,8 +159,98 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         readonly_paths: paths(linux.readonly_paths()),
         cgroup: true,
         resources: resources(linux.resources().as_ref())?,
-        seccomp: linux.seccomp().as_ref().map(seccomp).transpose()?,
+        seccomp: linux
+            .seccomp()
+            .as_ref()
+            .map(super::seccomp::profile_from_oci)
+            .transpose()?,
         net_link: None,
+        sysctl: linux
+            .sysctl()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        oom_score_adj: process.oom_score_adj(),
+        terminal: process.terminal().unwrap_or(false),
+        cgroup_path: linux.cgroups_path().clone(),
+        hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
+        join_namespaces,
+        device_rules: device_rules(linux.resources().as_ref()),
+    })
+}
+
+fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {
+    let list = |l: &Option<Vec<oci_spec::runtime::Hook>>| -> Vec<Hook> {
+        l.iter()
+            .flatten()
+            .map(|h| Hook {
+                path: h.path().clone(),
+                args: h.args().clone().unwrap_or_default(),
+                env: h.env().clone().unwrap_or_default(),
+                timeout_secs: h.timeout().and_then(|t| u32::try_from(t).ok()),
+            })
+            .collect()
+    };
+    #[allow(deprecated)] // prestart is deprecated by the spec, and still sent.
+    let prestart = list(h.prestart());
+    Hooks {
+        prestart,
+        create_runtime: list(h.create_runtime()),
+        create_container: list(h.create_container()),
+        start_container: list(h.start_container()),
+        poststart: list(h.poststart()),
+        poststop: list(h.poststop()),
+    }
+}
+
+/// An OCI `process` (config.json's, or the one `exec --process` reads) as the runtime's.
+pub fn process_from_oci(process: &oci_spec::runtime::Process) -> Result<ProcessConfig> {
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(ContainerError::NoCommand);
+    }
+    if !process.cwd().is_absolute() {
+        return Err(ContainerError::invalid(
+            "process.cwd",
+            &process.cwd().to_string_lossy(),
+            "must be absolute",
+        ));
+    }
+    let user = process.user();
+    let capabilities = match process.capabilities() {
+        Some(c) => CapabilitySets {
+            bounding: cap_mask(c.bounding())?,
+            effective: cap_mask(c.effective())?,
+            permitted: cap_mask(c.permitted())?,
+            inheritable: cap_mask(c.inheritable())?,
+            ambient: cap_mask(c.ambient())?,
+        },
+        None => CapabilitySets::default(),
+    };
+    let mut rlimits = Vec::new();
+    for r in process.rlimits().iter().flatten() {
+        let name = r.typ().to_string();
+        let resource = rlimit_resource(&name)
+            .ok_or_else(|| ContainerError::invalid("rlimit", &name, "unknown rlimit"))?;
+        rlimits.push(Rlimit {
+            resource,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
+    }
+    Ok(ProcessConfig {
+        args,
+        env: process.env().clone().unwrap_or_default(),
+        cwd: process.cwd().clone(),
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask().unwrap_or(0o022),
+        capabilities,
+        inherit_capabilities: false,
+        no_new_privileges: process.no_new_privileges().unwrap_or(false),
+        rlimits,
     })
 }
 
@@ -254,18 +298,30 @@ fn mount_from_spec(m: &Mount, bundle: &Path) -> Result<MountSpec> {
     Ok(spec)
 }
 
+/// `linux.resources.devices` as v1 rules: a missing type is `a`, a missing number `*`,
+/// missing access `rwm`.
+fn device_rules(r: Option<&LinuxResources>) -> Vec<DeviceRule> {
+    let number = |n: Option<i64>| n.map_or("*".to_owned(), |n| n.to_string());
+    r.and_then(|r| r.devices().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| DeviceRule {
+            allow: d.allow(),
+            rule: format!(
+                "{} {}:{} {}",
+                d.typ().map_or("a".to_owned(), |t| t.as_str().to_owned()),
+                number(d.major()),
+                number(d.minor()),
+                d.access().clone().unwrap_or_else(|| "rwm".to_owned())
+            ),
+        })
+        .collect()
+}
+
 fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
     let Some(r) = r else {
         return Ok(Resources::default());
     };
-    for rule in r.devices().iter().flatten() {
-        // The default rule of `runc spec`: deny everything, which the runtime's own device
-        // allowlist already does.
-        let deny_all = !rule.allow() && rule.typ().is_none() && rule.major().is_none();
-        if !deny_all {
-            return Err(unsupported(format!("linux.resources.devices rule {rule}")));
-        }
-    }
     if r.block_io().is_some()
         || r.hugepage_limits().is_some()
         || r.network().is_some()
@@ -295,49 +351,4 @@ fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
         None => None,
     };
     Ok(Resources { memory, pids, cpu })
-}
-
-fn verdict(action: LinuxSeccompAction, errno: Option<u32>) -> Result<SeccompVerdict> {
-    Ok(match action {
-        LinuxSeccompAction::ScmpActAllow => SeccompVerdict::Allow,
-        LinuxSeccompAction::ScmpActErrno => SeccompVerdict::Errno(errno.unwrap_or(1)),
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillProcess => {
-            SeccompVerdict::KillProcess
-        }
-        LinuxSeccompAction::ScmpActTrap => SeccompVerdict::Trap,
-        LinuxSeccompAction::ScmpActLog => SeccompVerdict::Log,
-        other => return Err(unsupported(format!("seccomp action {other}"))),
-    })
-}
-
-/// OCI seccomp with one action for the listed syscalls and no argument filters.
-fn seccomp(s: &LinuxSeccomp) -> Result<SeccompProfile> {
-    let default = verdict(s.default_action(), s.default_errno_ret())?;
-    let mut listed = None;
-    let mut syscalls = Vec::new();
-    for rule in s.syscalls().iter().flatten() {
-        if rule.args().as_ref().is_some_and(|a| !a.is_empty()) {
-            return Err(unsupported("seccomp rules with argument filters"));
-        }
-        let v = verdict(rule.action(), rule.errno_ret())?;
-        if v == default {
-            continue;
-        }
-        if listed.is_some_and(|l| l != v) {
-            return Err(unsupported(
-                "seccomp profiles with more than one non-default action",
-            ));
-        }
-        listed = Some(v);
-        syscalls.extend(rule.names().iter().cloned());
-    }
-    let listed = listed.unwrap_or(match default {
-        SeccompVerdict::Allow => SeccompVerdict::Errno(libc::EPERM as u32),
-        _ => SeccompVerdict::Allow,
-    });
-    Ok(SeccompProfile {
-        default,
-        listed,
-        syscalls,
-    })
 }

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::caps;
+use super::config::{SeccompOp, SeccompVerdict};
 use super::error::ContainerError;
+use super::seccomp;
 use super::spec::config_from_bundle;
 
 /// `runc spec` output (runc 1.1), with terminal off and args set.
@@ -127,24 +129,36 @@ fn missing_config_is_bad_input() {
 }
 
 #[test]
-fn terminal_true_is_refused() {
-    let err = load_err(
+fn terminal_true_asks_for_a_console() {
+    let b = Bundle::new(
         "tty",
         &RUNC_SPEC.replace("\"terminal\": false", "\"terminal\": true"),
     );
-    assert!(matches!(err, ContainerError::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("terminal"));
+    assert!(config_from_bundle(b.path()).unwrap().terminal);
 }
 
 #[test]
-fn joining_a_namespace_by_path_is_refused() {
+fn network_namespace_with_a_path_is_joined_not_made() {
     let spec = RUNC_SPEC.replace(
         "{ \"type\": \"network\" }",
         "{ \"type\": \"network\", \"path\": \"/proc/1/ns/net\" }",
     );
-    let err = load_err("nspath", &spec);
+    let b = Bundle::new("nspath", &spec);
+    let cfg = config_from_bundle(b.path()).unwrap();
+    assert!(!cfg.namespaces.net, "a new network namespace is made too");
+    assert_eq!(cfg.join_namespaces.len(), 1);
+    assert_eq!(cfg.join_namespaces[0].flag, libc::CLONE_NEWNET);
+}
+
+#[test]
+fn joining_a_pid_namespace_by_path_is_refused() {
+    let spec = RUNC_SPEC.replace(
+        "{ \"type\": \"pid\" }",
+        "{ \"type\": \"pid\", \"path\": \"/proc/1/ns/pid\" }",
+    );
+    let err = load_err("pidpath", &spec);
     assert!(err.is_bad_input());
-    assert!(err.to_string().contains("net namespace"), "{err}");
+    assert!(err.to_string().contains("pid namespace"), "{err}");
 }
 
 #[test]
@@ -198,6 +212,63 @@ fn seccomp_profile_with_one_action_is_translated() {
     let b = Bundle::new("seccomp", &spec);
     let c = config_from_bundle(b.path()).unwrap();
     let s = c.seccomp.unwrap();
-    assert_eq!(s.syscalls, ["reboot", "swapon"]);
-    assert_eq!(s.listed, super::config::SeccompVerdict::Errno(1));
+    assert_eq!(s.default, SeccompVerdict::Allow);
+    assert_eq!(s.rules.len(), 1);
+    assert_eq!(s.rules[0].names, ["reboot", "swapon"]);
+    assert_eq!(
+        s.rules[0].action,
+        SeccompVerdict::Errno(1),
+        "EPERM without errnoRet"
+    );
+}
+
+/// The shapes of Podman's and Docker's default profiles as they hand them to the runtime
+/// (conditions resolved for the default capabilities, x86_64), with fewer names.
+const PODMAN_LIKE_SECCOMP: &str = r#""seccomp": {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "defaultErrnoRet": 38,
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+    "syscalls": [
+      { "names": ["bdflush", "kexec_load", "move_pages", "nfsservctl", "swapon", "sysfs",
+                  "userfaultfd", "vm86"],
+        "action": "SCMP_ACT_ERRNO", "errnoRet": 1 },
+      { "names": ["_llseek", "accept4", "arch_prctl", "brk", "chown32", "close", "execve",
+                  "exit", "exit_group", "fcntl64", "futex", "getpid", "mmap", "mmap2", "openat",
+                  "read", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "seccomp", "write"],
+        "action": "SCMP_ACT_ALLOW" },
+      { "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ" }] },
+      { "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 8, "valueTwo": 0, "op": "SCMP_CMP_EQ" }] },
+      { "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 4294967295, "valueTwo": 0, "op": "SCMP_CMP_EQ" }] },
+      { "names": ["clone"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 2114060288, "valueTwo": 0,
+                   "op": "SCMP_CMP_MASKED_EQ" }] },
+      { "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38 },
+      { "names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+        "args": [{ "index": 0, "value": 16, "valueTwo": 0, "op": "SCMP_CMP_EQ" },
+                 { "index": 2, "value": 9, "valueTwo": 0, "op": "SCMP_CMP_EQ" }] },
+      { "names": ["socket"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 40, "op": "SCMP_CMP_NE" }] }
+    ]
+  },
+  "maskedPaths""#;
+
+#[test]
+fn podman_like_seccomp_profile_converts_and_compiles() {
+    let spec = RUNC_SPEC.replace("\"maskedPaths\"", PODMAN_LIKE_SECCOMP);
+    let b = Bundle::new("podman-seccomp", &spec);
+    let profile = config_from_bundle(b.path()).unwrap().seccomp.unwrap();
+    assert_eq!(profile.default, SeccompVerdict::Errno(38));
+    assert_eq!(profile.rules.len(), 9);
+    let clone = &profile.rules[5];
+    assert_eq!(clone.args[0].op, SeccompOp::MaskedEqual);
+    assert_eq!(clone.args[0].value, 0x7e02_0000);
+    let programs = seccomp::compile(&profile).unwrap();
+    // The ABI guard on x86_64, the EINVAL and EPERM filters, the base; clone3's ENOSYS is
+    // the default and needs none.
+    let expected = if cfg!(target_arch = "x86_64") { 4 } else { 3 };
+    assert_eq!(programs.len(), expected);
 }

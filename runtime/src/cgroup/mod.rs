@@ -15,7 +15,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::config::Resources;
+use super::config::{DeviceRule, Resources};
 use super::error::{ContainerError, Result};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -28,11 +28,18 @@ pub enum Cgroup {
 }
 
 impl Cgroup {
-    /// Create the group named `id` with `resources` applied.
-    pub fn create(mode: CgroupMode, id: &str, resources: &Resources) -> Result<Self> {
+    /// Create the group named `id` (or at `path`, an OCI `cgroupsPath`) with
+    /// `resources` applied.
+    pub fn create(
+        mode: CgroupMode,
+        id: &str,
+        path: Option<&Path>,
+        resources: &Resources,
+        device_rules: &[DeviceRule],
+    ) -> Result<Self> {
         match mode {
             CgroupMode::V2 => {
-                v2::V2Cgroup::create(Path::new(CGROUP_ROOT), id, resources).map(Self::V2)
+                v2::V2Cgroup::create(Path::new(CGROUP_ROOT), id, path, resources).map(Self::V2)
             }
             CgroupMode::None => Err(ContainerError::Cgroup {
                 path: CGROUP_ROOT.into(),
@@ -42,9 +49,23 @@ impl Cgroup {
             CgroupMode::V1 | CgroupMode::Hybrid => {
                 let mounts = v1::hierarchies(&read("/proc/self/mountinfo")?);
                 let own = read("/proc/self/cgroup")?;
-                v1::V1Cgroup::create(&mounts, &own, id, resources).map(Self::V1)
+                v1::V1Cgroup::create(&mounts, &own, id, path, resources, device_rules)
+                    .map(Self::V1)
             }
         }
+    }
+
+    /// The group's directories: one per v1 hierarchy, one on v2.
+    pub fn dirs(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Self::V1(c) => c.dirs().map(Path::to_path_buf).collect(),
+            Self::V2(c) => vec![c.dir().to_path_buf()],
+        }
+    }
+
+    /// Leaves the group in place for whoever records its directories (an OCI `delete`).
+    pub fn keep(self) {
+        std::mem::forget(self);
     }
 
     /// Move process `pid` (all its threads) into the group.
@@ -66,6 +87,15 @@ impl Cgroup {
             Self::V1(c) => c.has_controller("devices"),
             Self::V2(_) => false,
         }
+    }
+
+    /// The processes in the group directory `dir` (its `cgroup.procs`).
+    pub fn procs_of(dir: &Path) -> Vec<i32> {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     /// Kills every process in the group (SIGKILL): `cgroup.kill` on v2 (Linux 5.14+),
@@ -125,8 +155,44 @@ pub(crate) fn mkdir(path: &Path) -> Result<()> {
     }
 }
 
+pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| ContainerError::Cgroup {
+        path: path.to_owned(),
+        action: "create",
+        source,
+    })
+}
+
+/// An OCI `cgroupsPath` made relative (with whether it was absolute), refused when it has
+/// `..` or nothing but `/`: it must name a group below the hierarchy's root.
+pub(crate) fn checked_path(path: &Path) -> Result<(std::path::PathBuf, bool)> {
+    use std::path::Component;
+    let mut relative = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => relative.push(n),
+            _ => {
+                return Err(ContainerError::InvalidValue {
+                    what: "cgroupsPath",
+                    value: path.display().to_string(),
+                    reason: "must not contain '..'".into(),
+                })
+            }
+        }
+    }
+    if relative.as_os_str().is_empty() {
+        return Err(ContainerError::InvalidValue {
+            what: "cgroupsPath",
+            value: path.display().to_string(),
+            reason: "names no group below the root".into(),
+        });
+    }
+    Ok((relative, path.is_absolute()))
+}
+
 /// Remove a cgroup directory, retrying while its last tasks finish exiting (EBUSY).
-pub(crate) fn remove_dir(path: &Path) {
+pub fn remove_dir(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut pause = Duration::from_micros(100);
     loop {

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::config::Resources;
+use super::super::config::{DeviceRule, Resources};
 use super::super::error::{ContainerError, Result};
-use super::{mkdir, remove_dir, stat_value, write};
+use super::{mkdir, mkdir_all, remove_dir, stat_value, write};
 
 /// A mounted v1 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +77,11 @@ impl V1Cgroup {
         hierarchies: &[Hierarchy],
         proc_cgroup: &str,
         id: &str,
+        path: Option<&Path>,
         resources: &Resources,
+        device_rules: &[DeviceRule],
     ) -> Result<Self> {
+        let path = path.map(super::checked_path).transpose()?;
         let mut wanted = vec!["devices"];
         if resources.memory.is_some() {
             wanted.push("memory");
@@ -88,6 +91,17 @@ impl V1Cgroup {
         }
         if resources.cpu.is_some() {
             wanted.push("cpu");
+        }
+        if path.is_some() {
+            // An OCI bundle's container joins every hierarchy, as runc's do: its clients
+            // read the container's statistics there (containerd's metrics, memory).
+            for h in hierarchies {
+                if let Some(c) = h.controllers.first() {
+                    if !wanted.contains(&c.as_str()) {
+                        wanted.push(c.as_str());
+                    }
+                }
+            }
         }
         let mut cgroup = Self::default();
         for controller in wanted {
@@ -104,16 +118,25 @@ impl V1Cgroup {
             };
             let own = own_group(proc_cgroup, controller).unwrap_or("/");
             let relative = own.strip_prefix(h.root.as_str()).unwrap_or(own);
-            let dir = h
-                .mount_point
-                .join(relative.trim_start_matches('/'))
-                .join(id);
+            let under_own = h.mount_point.join(relative.trim_start_matches('/'));
+            let dir = match &path {
+                // An absolute cgroupsPath is relative to the hierarchy's root.
+                Some((p, true)) => h.mount_point.join(p),
+                Some((p, false)) => under_own.join(p),
+                None => under_own.join(id),
+            };
             if cgroup.dirs.iter().any(|(_, d)| *d == dir) {
                 continue;
+            }
+            if let Some(parent) = dir.parent() {
+                mkdir_all(parent)?;
             }
             mkdir(&dir)?;
             cgroup.dirs.push((controller.to_owned(), dir.clone()));
             apply(controller, &dir, resources)?;
+            if controller == "devices" {
+                apply_device_rules(&dir, device_rules);
+            }
         }
         Ok(cgroup)
     }
@@ -149,6 +172,47 @@ impl Drop for V1Cgroup {
     }
 }
 
+/// A new cpuset group starts with no CPUs and no memory nodes, and refuses tasks until it
+/// has some: it takes its parent's, the parent first when it is new too (`depth` bounds
+/// the walk up; the hierarchy's root always has both).
+fn inherit_cpuset(dir: &Path, file: &str, depth: u32) -> Result<()> {
+    let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    if !own.trim().is_empty() || depth == 0 {
+        return Ok(());
+    }
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    inherit_cpuset(parent, file, depth - 1)?;
+    let theirs = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+    write(&dir.join(file), theirs.trim())
+}
+
+fn allow_defaults(dir: &Path) {
+    for rule in DEVICE_ALLOW {
+        // A parent group may itself refuse some rules (when nested): keep going.
+        let _ = write(&dir.join("devices.allow"), rule);
+    }
+}
+
+/// The bundle's device rules in order, then the runtime's allowlist again (runc's order:
+/// a bundle's deny-all must not take away /dev/null).
+fn apply_device_rules(dir: &Path, rules: &[DeviceRule]) {
+    if rules.is_empty() {
+        return;
+    }
+    for r in rules {
+        let file = if r.allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        // As for the defaults: a rule the parent group refuses is left out.
+        let _ = write(&dir.join(file), &r.rule);
+    }
+    allow_defaults(dir);
+}
+
 /// Write the limits `controller` is responsible for.
 pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
     match controller {
@@ -173,12 +237,14 @@ pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
                 write(&dir.join("cpu.cfs_quota_us"), &cpu.quota.to_string())?;
             }
         }
+        "cpuset" => {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                inherit_cpuset(dir, file, 16)?;
+            }
+        }
         "devices" => {
             write(&dir.join("devices.deny"), "a")?;
-            for rule in DEVICE_ALLOW {
-                // A parent group may itself refuse some rules (when nested): keep going.
-                let _ = write(&dir.join("devices.allow"), rule);
-            }
+            allow_defaults(dir);
         }
         _ => {}
     }

@@ -20,8 +20,19 @@ pub struct V2Cgroup {
 }
 
 impl V2Cgroup {
-    /// Create `<root>/vmm/<id>` with `resources` applied.
-    pub fn create(root: &Path, id: &str, resources: &Resources) -> Result<Self> {
+    /// Create `<root>/vmm/<id>` (or `<root>/<path>` for an absolute OCI cgroupsPath,
+    /// `<root>/vmm/<path>` for a relative one) with `resources` applied.
+    pub fn create(
+        root: &Path,
+        id: &str,
+        path: Option<&Path>,
+        resources: &Resources,
+    ) -> Result<Self> {
+        let dir = match path.map(super::checked_path).transpose()? {
+            Some((p, true)) => root.join(p),
+            Some((p, false)) => root.join(PARENT).join(p),
+            None => root.join(PARENT).join(id),
+        };
         let mut needed = Vec::new();
         if resources.memory.is_some() {
             needed.push("memory");
@@ -52,10 +63,18 @@ impl V2Cgroup {
                     || (ACCOUNTING.contains(c) && available.split_whitespace().any(|a| a == *c))
             })
             .collect();
-        let parent = root.join(PARENT);
-        mkdir(&parent)?;
+        // Each group from the root down to the container's parent enables the controllers
+        // for the group below it.
+        let mut ancestors: Vec<PathBuf> = dir
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(root))
+            .map(Path::to_path_buf)
+            .collect();
+        ancestors.reverse();
         let plus = |list: &[&str]| list.iter().map(|c| format!("+{c}")).collect::<Vec<_>>();
-        for dir in [root, parent.as_path()] {
+        for dir in &ancestors {
+            mkdir(dir)?;
             let control = dir.join("cgroup.subtree_control");
             let current = std::fs::read_to_string(&control).unwrap_or_default();
             let lacks = |list: &[&str]| {
@@ -72,7 +91,6 @@ impl V2Cgroup {
                 write(&control, &plus(&needed).join(" "))?;
             }
         }
-        let dir = parent.join(id);
         mkdir(&dir)?;
         let cgroup = Self { dir };
         cgroup.apply(resources)?;
@@ -141,7 +159,7 @@ mod tests {
                 period: 100_000,
             }),
         };
-        let cg = V2Cgroup::create(&root, "c1", &r).unwrap();
+        let cg = V2Cgroup::create(&root, "c1", None, &r).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(cg.dir(), root.join("vmm/c1"));
         assert_eq!(read(&cg.dir().join("memory.max")), "67108864");
@@ -163,7 +181,7 @@ mod tests {
     #[test]
     fn memory_and_pids_are_enabled_without_limits_for_oom_accounting() {
         let root = fake_root("accounting", "cpu memory pids");
-        let cg = V2Cgroup::create(&root, "c3", &Resources::default()).unwrap();
+        let cg = V2Cgroup::create(&root, "c3", None, &Resources::default()).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+memory +pids");
         assert_eq!(
@@ -181,7 +199,7 @@ mod tests {
             pids: Some(5),
             ..Resources::default()
         };
-        let err = V2Cgroup::create(&root, "c2", &r).unwrap_err();
+        let err = V2Cgroup::create(&root, "c2", None, &r).unwrap_err();
         assert!(err.to_string().contains("pids"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }

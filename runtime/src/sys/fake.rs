@@ -125,6 +125,9 @@ impl Syscall for FakeSyscall {
     fn unshare(&self, flags: i32) -> io::Result<()> {
         self.record(format!("unshare {flags:#x}"))
     }
+    fn setns(&self, path: &Path, flag: i32) -> io::Result<()> {
+        self.record(format!("setns {} {flag:#x}", p(path)))
+    }
     fn sethostname(&self, name: &str) -> io::Result<()> {
         self.record(format!("sethostname {name}"))
     }
@@ -179,6 +182,14 @@ impl Syscall for FakeSyscall {
     fn restore_signals(&self) -> io::Result<()> {
         self.record("restore_signals".into())
     }
+    fn write_file(&self, path: &Path, contents: &str) -> io::Result<()> {
+        self.record(format!("write {} {contents}", p(path)))
+    }
+
+    fn attach_console(&self, socket: i32) -> io::Result<()> {
+        self.record(format!("console {socket}"))
+    }
+
     fn execve(&self, path: &CString, argv: &[CString], _envp: &[CString]) -> io::Error {
         let _ = self.record(format!("execve {} {argv:?}", path.to_string_lossy()));
         io::Error::from_raw_os_error(libc::ENOEXEC)

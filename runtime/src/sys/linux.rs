@@ -196,6 +196,12 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::unshare(flags) })
     }
 
+    fn setns(&self, path: &Path, flag: i32) -> io::Result<()> {
+        let ns = std::fs::File::open(path)?;
+        // SAFETY: setns on a descriptor we own, with a CLONE_NEW* flag; no memory passed.
+        check(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), flag) })
+    }
+
     fn sethostname(&self, name: &str) -> io::Result<()> {
         // SAFETY: the kernel reads `name.len()` bytes from a live &str.
         check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
@@ -273,8 +279,12 @@ impl Syscall for LinuxSyscall {
             libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
             0,
         )?;
+        // The kernel raises an ambient capability only when it is also permitted and
+        // inheritable; runc (and so the bundles written for it) treats the others as a
+        // no-op with a warning, and so does this runtime, without the warning.
+        let raisable = caps.ambient & caps.permitted & caps.inheritable;
         for cap in 0..64u32 {
-            if caps.ambient & (1u64 << cap) != 0 {
+            if raisable & (1u64 << cap) != 0 {
                 prctl(
                     libc::PR_CAP_AMBIENT,
                     libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
@@ -334,6 +344,54 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.saved_mask, ptr::null_mut()) })
     }
 
+    fn write_file(&self, path: &Path, contents: &str) -> io::Result<()> {
+        use std::io::Write;
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(contents.as_bytes())
+    }
+
+    fn attach_console(&self, socket: i32) -> io::Result<()> {
+        let ptmx = cstring(Path::new("/dev/ptmx"))?;
+        // SAFETY: a NUL-terminated path and integer flags.
+        let primary = unsafe {
+            libc::open(
+                ptmx.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        check(primary)?;
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads one int from the pointer, which outlives the call.
+        check(unsafe { libc::ioctl(primary, libc::TIOCSPTLCK, &unlock) })?;
+        // TIOCGPTPEER (Linux 4.13) opens the secondary without a path lookup in /dev/pts.
+        // SAFETY: integer arguments only; the result is a new descriptor or -1.
+        let secondary =
+            unsafe { libc::ioctl(primary, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY) };
+        check(secondary)?;
+        let sent = send_fd(socket, primary, b"/dev/ptmx");
+        // SAFETY: `primary` is ours; the receiver has its own copy once sent.
+        unsafe { libc::close(primary) };
+        sent?;
+        // SAFETY: setsid takes no arguments; it fails only for a process-group leader,
+        // which a freshly cloned process is not.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::ioctl(secondary, libc::TIOCSCTTY, 0) })?;
+        for target in 0..3 {
+            // SAFETY: both are open descriptor numbers.
+            check(unsafe { libc::dup2(secondary, target) })?;
+        }
+        if secondary > 2 {
+            // SAFETY: `secondary` is ours and now duplicated onto 0-2.
+            unsafe { libc::close(secondary) };
+        }
+        Ok(())
+    }
+
     fn execve(&self, path: &CString, argv: &[CString], envp: &[CString]) -> io::Error {
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(ptr::null());
@@ -344,4 +402,37 @@ impl Syscall for LinuxSyscall {
         unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
         io::Error::last_os_error()
     }
+}
+
+/// Sends descriptor `fd` over the unix socket `socket` with SCM_RIGHTS, `data` as the
+/// message (runc sends the terminal's name; receivers only need one byte).
+pub fn send_fd(socket: i32, fd: i32, data: &[u8]) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure computation on a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space;
+    // SAFETY: msg_control points at `space` bytes, room for one header with one int, so
+    // CMSG_FIRSTHDR is non-null and CMSG_DATA lies inside the buffer.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut i32, fd);
+    }
+    // SAFETY: `msg` and everything it points to outlive the call.
+    let sent = unsafe { libc::sendmsg(socket, &msg, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

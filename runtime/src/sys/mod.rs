@@ -53,6 +53,8 @@ pub trait Syscall {
     /// remount must keep them or the kernel refuses it inside a user namespace.
     fn locked_mount_flags(&self, path: &Path) -> io::Result<u64>;
     fn unshare(&self, flags: i32) -> io::Result<()>;
+    /// Join the namespace at `path` (`setns(2)` with `flag`, a `CLONE_NEW*`).
+    fn setns(&self, path: &Path, flag: i32) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
@@ -79,6 +81,12 @@ pub trait Syscall {
     fn close_on_exec_from(&self, first: u32) -> io::Result<()>;
     /// Put the signal mask and dispositions back the way a new program expects them.
     fn restore_signals(&self) -> io::Result<()>;
+    /// Write `contents` to the existing file `path` (a /proc or /sys knob).
+    fn write_file(&self, path: &Path, contents: &str) -> io::Result<()>;
+    /// Make a pty from /dev/ptmx, send its primary end through the connected unix socket
+    /// `socket` (SCM_RIGHTS), and make its secondary end the controlling terminal and
+    /// stdin, stdout and stderr of a new session.
+    fn attach_console(&self, socket: i32) -> io::Result<()>;
     /// `execve(2)`: returns only on failure.
     fn execve(&self, path: &CString, argv: &[CString], envp: &[CString]) -> io::Error;
 }
