@@ -16,6 +16,7 @@ mod guest_image;
 mod host;
 mod lab;
 mod run;
+mod runc;
 mod terminal;
 mod vm;
 
@@ -28,6 +29,18 @@ use exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    // Called as `vmm-runc` (through the `vmm-runc` binary, or a link): the OCI runtime.
+    if std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n == "vmm-runc")
+        })
+        .unwrap_or(false)
+    {
+        return runc::main();
+    }
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Doctor { json }) => doctor::run(json),

@@ -301,7 +301,7 @@ fn guest_rootfs() -> RootfsSource {
 }
 
 /// Refuses at once on a host whose KVM cannot boot unmodified Linux (PVM).
-fn check_can_boot_linux(level: &'static str) -> Result<(), RunError> {
+pub(crate) fn check_can_boot_linux(level: &'static str) -> Result<(), RunError> {
     let kvm = crate::host::open_kvm().map_err(|e| RunError::CannotBootLinux {
         level,
         reason: e.to_string(),
