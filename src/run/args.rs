@@ -153,9 +153,27 @@ pub struct RunArgs {
     /// Seconds the guest agent may take to answer after the VM starts.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub boot_timeout: u64,
+    /// For vmm-runc: once the workload is created in the guest, write one byte to this
+    /// descriptor and close it, then hold the workload until --hold-until's FIFO is
+    /// opened for reading (an OCI runtime's `start`).
+    #[arg(long, value_name = "FD", hide = true, requires = "hold_until")]
+    pub ready_fd: Option<i32>,
+    /// For vmm-runc: the exec FIFO whose opening by `start` lets the workload run.
+    #[arg(long, value_name = "FIFO", hide = true)]
+    pub hold_until: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// The OCI `create` hold (vmm-runc), when asked for.
+    pub fn hold(&self) -> Option<super::session::Hold> {
+        self.hold_until.as_ref().map(|fifo| super::session::Hold {
+            fifo: fifo.clone(),
+            ready_fd: self.ready_fd,
+        })
+    }
 }
 
 /// The microVM's size.

@@ -52,7 +52,13 @@ pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
         eprintln!("vmm: warning: {warning}");
     }
     let timings = Timings::new(started, args.timings);
-    let result = if args.isolation.in_vm() {
+    let result = if args.hold_until.is_some()
+        && (!args.isolation.in_vm() || args.vm_socket.is_some())
+    {
+        Err(RunError::BadInput(
+            "--hold-until (vmm-runc's) is for the vm and vm+container levels in a microVM of this run".into(),
+        ))
+    } else if args.isolation.in_vm() {
         run_in_vm(args, &timings)
     } else {
         run_on_host(args, &timings)
@@ -183,9 +189,11 @@ fn connect_and_run(
         link.configure_host_end()?;
         timings.mark("link up");
     }
+    let hold = args.hold();
     let watch = Watch {
         signals,
         vm_ended: Some(vm.ended_fd()),
+        hold: hold.as_ref(),
     };
     let link = link.map(HostLink::addresses);
     match session::run_workload(uds, control, config, guest_rootfs(), link, &watch, timings) {
@@ -232,6 +240,7 @@ fn run_in_running_vm(
     let watch = Watch {
         signals: &signals,
         vm_ended: None,
+        hold: None,
     };
     match session::run_workload(uds, control, config, guest_rootfs(), None, &watch, timings) {
         Ok(ended) => Ok(ended),

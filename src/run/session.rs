@@ -31,6 +31,37 @@ pub struct Watch<'a> {
     pub signals: &'a ForwardedSignals,
     /// Readable when the VM has ended; `None` for a VM this run does not own.
     pub vm_ended: Option<RawFd>,
+    /// Hold the created workload until an OCI runtime's `start` (vmm-runc's microVM
+    /// levels).
+    pub hold: Option<&'a Hold>,
+}
+
+/// An OCI `create`'s hold: once the workload is created in the guest, say so on
+/// `ready_fd` (one byte, then closed), then wait until `start` opens the FIFO, and write
+/// it the byte that tells `start` the workload runs.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub fifo: std::path::PathBuf,
+    pub ready_fd: Option<RawFd>,
+}
+
+impl Hold {
+    fn wait_for_start(&self) -> Result<(), RunError> {
+        if let Some(fd) = self.ready_fd {
+            // SAFETY: the descriptor was handed to this process for this one message; it
+            // is owned (and closed) here.
+            let mut ready = unsafe { std::fs::File::from_raw_fd(fd) };
+            ready
+                .write_all(&[1])
+                .map_err(RunError::io("tell vmm-runc the workload is created"))?;
+        }
+        let mut fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.fifo)
+            .map_err(RunError::io("open the exec FIFO"))?;
+        fifo.write_all(b"0")
+            .map_err(RunError::io("write to the exec FIFO"))
+    }
 }
 
 /// How the session ended early.
@@ -71,6 +102,10 @@ pub fn run_workload(
     let stdout = attach(uds, id, StreamKind::Stdout)?;
     let stderr = attach(uds, id, StreamKind::Stderr)?;
     timings.mark("attached");
+    if let Some(hold) = watch.hold {
+        hold.wait_for_start()?;
+        timings.mark("start");
+    }
     let _: StartReply = control.call(Op::Start {
         container: id.to_owned(),
     })?;

@@ -16,6 +16,7 @@ use runtime::spec::config_from_spec;
 
 use super::cli::CreateArgs;
 use super::error::RuncError;
+use super::in_vm;
 use super::state::{self, Locked, Saved, Status};
 
 /// The config.json annotation that chooses where the container runs.
@@ -35,7 +36,7 @@ pub fn create(root: &Path, args: &CreateArgs) -> Result<Made, RuncError> {
         })
     })?;
     let (spec, mut config) = read_bundle(&bundle)?;
-    check_isolation(&spec)?;
+    let level = isolation(&spec)?;
     config.id = args.id.clone();
     if args.no_pivot {
         config.root_switch = RootSwitch::Chroot;
@@ -46,7 +47,11 @@ pub fn create(root: &Path, args: &CreateArgs) -> Result<Made, RuncError> {
         ));
     }
     let locked = state::claim(root, &args.id)?;
-    match set_up(locked, args, bundle, spec, config) {
+    let made = match level {
+        Some(level) => in_vm::set_up(locked, args, bundle, &spec, config, level),
+        None => set_up(locked, args, bundle, spec, config),
+    };
+    match made {
         Ok(made) => Ok(made),
         Err((dir, e)) => {
             // Nothing was recorded: leave nothing that a list or the next create sees.
@@ -65,8 +70,7 @@ fn set_up(
 ) -> Result<Made, (std::path::PathBuf, RuncError)> {
     let dir = locked.dir.clone();
     let fail = |e: RuncError| (dir.clone(), e);
-    let fifo = locked.fifo();
-    make_fifo(&fifo).map_err(fail)?;
+    let fifo = make_exec_fifo(&locked).map_err(fail)?;
     let exec_fifo = open_path(&fifo).map_err(fail)?;
     let console_socket = match &args.console_socket {
         Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|e| {
@@ -136,16 +140,17 @@ fn read_bundle(bundle: &Path) -> Result<(Spec, ContainerConfig), RuncError> {
     Ok((spec, config))
 }
 
-/// The container level runs here; the microVM levels need a host that boots Linux
-/// guests, refused at once (before anything is made) where it cannot.
-fn check_isolation(spec: &Spec) -> Result<(), RuncError> {
+/// The level the annotation asks for: None for the container level (here, on the host),
+/// else a microVM level, refused at once (before anything is made) on a host that cannot
+/// boot Linux guests.
+fn isolation(spec: &Spec) -> Result<Option<&'static str>, RuncError> {
     let level = spec
         .annotations()
         .as_ref()
         .and_then(|a| a.get(ISOLATION_ANNOTATION))
         .map_or("container", String::as_str);
     let level: &'static str = match level {
-        "container" => return Ok(()),
+        "container" => return Ok(None),
         "vm" => "vm",
         "vm+container" => "vm+container",
         other => {
@@ -156,10 +161,14 @@ fn check_isolation(spec: &Spec) -> Result<(), RuncError> {
     };
     crate::run::check_can_boot_linux(level)
         .map_err(|e| RuncError::Unsupported(runtime::error::error_chain(&e)))?;
-    Err(RuncError::Unsupported(format!(
-        "annotation {ISOLATION_ANNOTATION}={level}: containers in a microVM are not yet \
-         available through vmm-runc (use `vmm run --isolation {level}`)"
-    )))
+    Ok(Some(level))
+}
+
+/// The exec FIFO of a new container, made in its state directory.
+pub fn make_exec_fifo(locked: &Locked) -> Result<std::path::PathBuf, RuncError> {
+    let fifo = locked.fifo();
+    make_fifo(&fifo)?;
+    Ok(fifo)
 }
 
 fn make_fifo(path: &Path) -> Result<(), RuncError> {

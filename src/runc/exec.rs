@@ -25,6 +25,16 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
             status: status.as_str(),
         });
     }
+    if let Some(level) = saved
+        .annotations
+        .get(super::create::ISOLATION_ANNOTATION)
+        .filter(|l| l.starts_with("vm"))
+    {
+        // Its pid is the VMM's: joining that process's namespaces would run on the host.
+        return Err(RuncError::Unsupported(format!(
+            "exec in a container at the {level} level (in a microVM) is not available yet"
+        )));
+    }
     let (process, terminal) = match &args.process {
         Some(path) => {
             let text = std::fs::read(path)

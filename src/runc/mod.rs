@@ -14,6 +14,7 @@ mod create;
 mod error;
 mod exec;
 mod features;
+mod in_vm;
 mod lifecycle;
 mod log;
 mod signals;
