@@ -28,7 +28,7 @@ distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
-compare_vm_levels_as_expected"
+compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -526,6 +526,52 @@ case_labs_with_linux_guests_pass() {
     ! grep -q "skipped (needs a host that boots" /tmp/labs.out ||
         { WHY="a step was skipped for want of Linux guests"; return 1; }
     grep -q ": pass$" /tmp/labs.out || { WHY="no step ran"; return 1; }
+}
+
+# --- vmm-runc with the annotation io.vmm.isolation=vm+container: `run` boots a microVM,
+# the workload runs in a container in it, its output and exit status come back; then the
+# split lifecycle: `create` returns with the workload created in the guest (state
+# "created"), `start` lets it run, `state` says "stopped" once it ended, `delete` removes it.
+case_runc_vmc_lifecycle() {
+    need_run || return
+    [ -x /usr/local/bin/vmm-runc ] || { WHY="no vmm-runc in the outer guest"; return 2; }
+    outer_as_host
+    local b=/tmp/runc-bundle root=/tmp/runc-root runc="/usr/local/bin/vmm-runc --root /tmp/runc-root" i
+    rm -rf "$b" "$root"
+    mkdir -p "$b"
+    cat >"$b/config.json" <<EOF
+{"ociVersion": "1.0.2", "annotations": {"io.vmm.isolation": "vm+container"},
+ "process": {"args": ["sh", "-c", "echo hi-from-vmc kernel=\$(uname -r) pid=\$\$; exit 3"],
+   "cwd": "/", "env": ["PATH=/bin:/sbin:/usr/bin"], "user": {"uid": 0, "gid": 0}},
+ "root": {"path": "$WORKLOAD"},
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+ "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+   {"type": "uts"}, {"type": "network"}]}}
+EOF
+    OUT=/tmp/runc.out
+    { timeout -s KILL 120 $runc run --bundle "$b" c1 </dev/null; echo $? >/tmp/case.status; } >"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    expect_status 3 || return 1
+    grep -q "hi-from-vmc kernel=.* pid=1$" "$OUT" ||
+        { WHY="run: no line from the workload as PID 1 of its container"; return 1; }
+    [ "$(sed -n 's/.*kernel=\([^ ]*\).*/\1/p' "$OUT")" != "$(uname -r)" ] ||
+        { WHY="run: the workload saw the outer guest's kernel"; return 1; }
+    [ ! -e "$root/c1" ] || { WHY="run left its state behind"; return 1; }
+
+    timeout -s KILL 120 $runc create --bundle "$b" c2 </dev/null >"$OUT" 2>&1 ||
+        { WHY="create failed"; return 1; }
+    $runc state c2 | grep -q '"status": "created"' ||
+        { WHY="after create: $($runc state c2 | tr -d '\n')"; return 1; }
+    ! grep -q hi-from-vmc "$OUT" || { WHY="the workload ran before start"; return 1; }
+    $runc start c2 || { WHY="start failed"; return 1; }
+    for i in $(seq 1 60); do
+        $runc state c2 | grep -q '"status": "stopped"' && break
+        sleep 1
+    done
+    $runc state c2 | grep -q '"status": "stopped"' || { WHY="not stopped 60 s after start"; return 1; }
+    grep -q hi-from-vmc "$OUT" || { WHY="no output from the started workload"; return 1; }
+    $runc delete c2 || { WHY="delete failed"; return 1; }
+    [ ! -e "$root/c2" ] || { WHY="delete left the state behind"; return 1; }
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

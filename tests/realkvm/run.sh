@@ -88,6 +88,9 @@ copy_with_libs "$VMM_BIN" /usr/local/bin/vmm
 # vmm compare's probe, which cargo builds beside vmm.
 probe_bin=$(dirname "$VMM_BIN")/vmm-probe
 [ -x "$probe_bin" ] && copy_with_libs "$probe_bin" /usr/local/bin/vmm-probe
+# vmm-runc, which executes the vmm beside it.
+runc_bin=$(dirname "$VMM_BIN")/vmm-runc
+[ -x "$runc_bin" ] && copy_with_libs "$runc_bin" /usr/local/bin/vmm-runc
 # The images, as hard links into the tree (the cache is on the same file system; a copy
 # otherwise). Not symlinks followed when packing: that would also turn every busybox applet
 # link of the workload rootfs below into a copy of busybox.
@@ -132,7 +135,8 @@ fi
 say "outer initramfs $(du -h "$initrd" | cut -f1) ($initrd), prepared in $(( $(date +%s) - t_start )) s"
 
 # --- boot the outer guest under TCG with SVM, with an outer limit
-append="console=ttyS0 panic=-1 quiet"
+# nokaslr: a hang dump's addresses can be looked up in the outer kernel's System.map.
+append="console=ttyS0 panic=-1 quiet nokaslr"
 [ -n "$only" ] && append="$append realkvm.only=$only"
 [ -n "$bench" ] && append="$append realkvm.bench=$bench"
 [ "$verbose" = 1 ] && append="$append realkvm.verbose=1"
@@ -149,12 +153,70 @@ stall=${REALKVM_STALL:-150}
 accel=${REALKVM_ACCEL:-tcg,thread=multi}
 log="$cache/last-run.log"
 : >"$log"
+rm -f "$log.hang-dump"
+# dump_hung_outer: what a hung outer guest's vCPUs are doing, from QEMU's monitor and the
+# host's view of QEMU's threads (spinning or sleeping), into the log before it is killed.
+dump_hung_outer() {
+    local pid
+    pid=$(cat "$cache/qemu.pid" 2>/dev/null) || return 0
+    {
+        echo "REALKVM-HANG-DUMP QEMU threads (host view):"
+        ps -L -o tid=,stat=,pcpu=,time=,comm= -p "$pid" 2>/dev/null | sed 's/^/  /'
+        for round in 1 2 3; do
+            echo "REALKVM-HANG-DUMP monitor, round $round:"
+            python3 - "$cache/qemu.mon" <<'PY' 2>&1 | tr -d '\r' | grep -v '^(qemu)' | sed 's/^/  /'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+for cmd in ("info cpus", "info registers -a"):
+    s.sendall((cmd + "\n").encode())
+    time.sleep(1)
+out = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+except socket.timeout:
+    pass
+print(out.decode(errors="replace"))
+PY
+            sleep 2
+        done
+        # The outer kernel runs without KASLR (see append), so its System.map names the
+        # functions the vCPUs were in.
+        local map=/boot/System.map-$kver
+        if [ -r "$map" ]; then
+            echo "REALKVM-HANG-DUMP where the vCPUs were (System.map):"
+            grep -o 'RIP=[0-9a-f]*' "$log.hang-dump" | cut -d= -f2 | sort | uniq -c |
+                python3 -c '
+import bisect, sys
+syms = []
+for line in open(sys.argv[1]):
+    addr, kind, name = line.split()[:3]
+    if kind in "tT":
+        syms.append((int(addr, 16), name))
+syms.sort()
+addrs = [a for a, _ in syms]
+for line in sys.stdin:
+    n, rip = line.split()
+    i = bisect.bisect_right(addrs, int(rip, 16)) - 1
+    where = "%s+0x%x" % (syms[i][1], int(rip, 16) - syms[i][0]) if i >= 0 else "?"
+    print("  %s x %s %s" % (n, rip, where))
+' "$map"
+        fi
+    } >>"$log.hang-dump"
+    say "what the hung outer guest was doing: $log.hang-dump"
+}
 boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
     local part="$log.part" pidfile="$cache/qemu.pid" last_progress=-1 quiet_since progress
     : >"$part"
-    rm -f "$pidfile"
+    rm -f "$pidfile" "$cache/qemu.mon"
     timeout -k 10 "$limit" "$qemu" -accel "$accel" -cpu EPYC,+svm -smp 2 -m 2048 \
         -nographic -no-reboot -nodefaults -serial stdio -pidfile "$pidfile" \
+        -monitor "unix:$cache/qemu.mon,server=on,wait=off" \
         -kernel "$outer_kernel" -initrd "$initrd" -append "$1" </dev/null 2>"$log.qemu-stderr" |
         stdbuf -oL tr -d '\r' | tee "$part" | grep --line-buffered -E '^(REALKVM|BENCH|  )' >&2 &
     local pipeline=$!
@@ -170,6 +232,7 @@ boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
             last_progress=$progress quiet_since=$(date +%s)
         elif [ $(( $(date +%s) - quiet_since )) -ge "$stall" ]; then
             say "the outer guest reported no progress for ${stall}s: killing it (a nested-virtualization hang)"
+            dump_hung_outer
             [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
             break
         fi
