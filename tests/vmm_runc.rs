@@ -372,7 +372,8 @@ fn hooks_run_in_the_spec_order_with_the_state_on_stdin() {
         }));
         c["hooks"] = serde_json::json!({
             "createRuntime": [hook("createRuntime", &host)],
-            "createContainer": [hook("createContainer", "/hooklog")],
+            // Before pivot_root: its path and files are the runtime's, as the spec says.
+            "createContainer": [hook("createContainer", &host)],
             "startContainer": [hook("startContainer", "/hooklog")],
             "poststart": [hook("poststart", &host)],
             "poststop": [hook("poststop", &host)],

@@ -278,6 +278,9 @@ pub struct Resources {
     pub pids: Option<i64>,
     /// CPU bandwidth: `quota` µs of CPU time every `period` µs.
     pub cpu: Option<CpuQuota>,
+    /// Relative CPU weight, as cgroup v1's `cpu.shares` (2–262144; 1024 is the default).
+    #[serde(default)]
+    pub cpu_shares: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -222,6 +222,7 @@ fn child(
                 seccomp: filters,
                 console_socket: None,
                 gate: None,
+                before_root_switch: None,
                 outlives_runtime: detach,
             },
         )

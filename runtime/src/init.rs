@@ -33,6 +33,9 @@ pub struct Extras<'a> {
     /// (seccomp with no_new_privs, exec): an OCI runtime's `create` holds the process
     /// here until `start`. An error ends the process.
     pub gate: Option<&'a mut dyn FnMut() -> Result<()>>,
+    /// Called in the container's namespaces just before its root changes, with the
+    /// runtime's file system still in view: the OCI createContainer hooks.
+    pub before_root_switch: Option<&'a mut dyn FnMut() -> Result<()>>,
     /// The workload is meant to outlive the runtime (a detached `exec`): no parent-death
     /// signal.
     pub outlives_runtime: bool,
@@ -43,7 +46,7 @@ pub fn setup_and_exec<S: Syscall>(
     sys: &S,
     cfg: &ContainerConfig,
     host: HostInfo,
-    extras: Extras<'_>,
+    mut extras: Extras<'_>,
 ) -> Result<Infallible> {
     for ns in &cfg.join_namespaces {
         sys.setns(&ns.path, ns.flag)
@@ -62,7 +65,12 @@ pub fn setup_and_exec<S: Syscall>(
         sys.unshare(libc::CLONE_NEWCGROUP)
             .map_err(sys_err("unshare the cgroup namespace"))?;
     }
-    prepare_rootfs(sys, cfg, host)?;
+    let mut nothing = || Ok(());
+    let before_switch = match extras.before_root_switch.take() {
+        Some(f) => f,
+        None => &mut nothing,
+    };
+    prepare_rootfs(sys, cfg, host, before_switch)?;
     if cfg.terminal {
         // After the rootfs: the pty comes from the container's own devpts.
         let socket = extras.console_socket.ok_or_else(|| {

@@ -554,6 +554,7 @@ fn create_gate_runs_after_the_command_is_found_and_before_seccomp_and_exec() {
         seccomp: &[prog],
         console_socket: None,
         gate: Some(&mut gate),
+        before_root_switch: None,
         outlives_runtime: false,
     };
     let _ = setup_and_exec(&sys, &config(), HostInfo::default(), extras);
@@ -602,4 +603,25 @@ fn workload_that_outlives_the_runtime_gets_no_parent_death_signal() {
         "{:?}",
         sys.calls.borrow()
     );
+}
+
+#[test]
+fn create_container_hooks_run_just_before_pivot_root() {
+    let sys = fake();
+    let calls_then = std::cell::Cell::new(0);
+    let mut hook = || {
+        calls_then.set(sys.calls.borrow().len());
+        Ok(())
+    };
+    let extras = Extras {
+        before_root_switch: Some(&mut hook),
+        ..Extras::default()
+    };
+    let _ = setup_and_exec(&sys, &config(), HostInfo::default(), extras);
+    let then = calls_then.get();
+    assert!(
+        then > pos(&sys, &format!("mknod {ROOT}/dev/null")),
+        "before the mounts were made"
+    );
+    assert!(then <= pos(&sys, "pivot_root"), "after pivot_root");
 }

@@ -613,7 +613,6 @@ fn child_main(
             let sys = LinuxSyscall::new(*child_mask);
             let mut wait_for_start = || -> Result<()> {
                 let Some(gate) = &gate else { return Ok(()) };
-                hooks::run("createContainer", &cfg.hooks.create_container, &state)?;
                 // Ready: the empty report ends `create`'s wait; then the commit.
                 if let Some(mut w) = err_w.borrow_mut().take() {
                     let _ = w.write_all(&[0]);
@@ -633,7 +632,12 @@ fn child_main(
                 fifo.write_all(b"0")
                     .map_err(|e| ContainerError::sys("write to the exec FIFO", e))
             };
+            let mut create_container =
+                || hooks::run("createContainer", &cfg.hooks.create_container, &state);
             let extras = Extras {
+                before_root_switch: gate
+                    .is_some()
+                    .then_some(&mut create_container as &mut dyn FnMut() -> Result<()>),
                 seccomp: filters,
                 console_socket: gate.as_ref().and_then(|g| g.console_socket),
                 gate: gate

@@ -362,6 +362,7 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
                 quota: (c * CPU_PERIOD_US as f64).round() as i64,
                 period: CPU_PERIOD_US,
             }),
+            cpu_shares: None,
         },
         seccomp: args.seccomp.then(defaults::seccomp_profile),
         net_link,

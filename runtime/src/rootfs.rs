@@ -88,9 +88,17 @@ fn sys_err(action: String) -> impl FnOnce(std::io::Error) -> ContainerError {
 /// Build the file system and switch into it. On return the process's root is the
 /// container's rootfs and its working directory is `/`; [`finalize_rootfs`] then masks and
 /// write-protects what the configuration asks for (sysctls and the console come between).
-pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo) -> Result<()> {
+/// `before_switch` runs just before the root changes: in the container's namespaces, with
+/// the runtime's file system still in view (where the OCI createContainer hooks run).
+pub fn prepare_rootfs<S: Syscall>(
+    sys: &S,
+    cfg: &ContainerConfig,
+    host: HostInfo,
+    before_switch: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let root = cfg.rootfs.as_path();
     if !cfg.namespaces.mount {
+        before_switch()?;
         sys.chroot(root)
             .map_err(sys_err(format!("chroot into {root:?}")))?;
         return sys.chdir(Path::new("/")).map_err(sys_err("chdir /".into()));
@@ -111,6 +119,7 @@ pub fn prepare_rootfs<S: Syscall>(sys: &S, cfg: &ContainerConfig, host: HostInfo
     if cfg.default_devices {
         create_devices(sys, root, cfg.namespaces.user)?;
     }
+    before_switch()?;
     match cfg.root_switch {
         RootSwitch::PivotRoot => pivot(sys, root)?,
         RootSwitch::Chroot => {

@@ -329,8 +329,22 @@ fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
         || r.unified().as_ref().is_some_and(|u| !u.is_empty())
     {
         return Err(unsupported(
-            "linux.resources other than memory, pids and cpu quota/period",
+            "linux.resources other than memory, pids, cpu and devices",
         ));
+    }
+    if let Some(m) = r.memory() {
+        // swap is accepted: the runtime limits memory plus swap to the memory limit, so a
+        // larger swap allowance is not granted (never more than asked for).
+        let refused = [
+            ("reservation", m.reservation().is_some()),
+            ("kernel", m.kernel().is_some()),
+            ("kernelTCP", m.kernel_tcp().is_some()),
+            ("swappiness", m.swappiness().is_some()),
+            ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+            return Err(unsupported(format!("linux.resources.memory.{field}")));
+        }
     }
     let memory = r
         .memory()
@@ -338,10 +352,25 @@ fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
         .and_then(|m| m.limit())
         .filter(|l| *l > 0);
     let pids = r.pids().as_ref().map(|p| p.limit()).filter(|l| *l > 0);
+    let cpu_shares = r.cpu().as_ref().and_then(|c| c.shares());
+    if let Some(shares) = cpu_shares {
+        if !(2..=262_144).contains(&shares) {
+            return Err(ContainerError::invalid(
+                "linux.resources.cpu.shares",
+                &shares.to_string(),
+                "must be 2 to 262144",
+            ));
+        }
+    }
     let cpu = match r.cpu() {
         Some(c) => {
-            if c.cpus().is_some() || c.mems().is_some() || c.realtime_runtime().is_some() {
-                return Err(unsupported("linux.resources.cpu cpus/mems/realtime"));
+            if c.cpus().is_some()
+                || c.mems().is_some()
+                || c.realtime_runtime().is_some()
+                || c.realtime_period().is_some()
+                || c.idle().is_some()
+            {
+                return Err(unsupported("linux.resources.cpu cpus/mems/realtime/idle"));
             }
             c.quota().filter(|q| *q > 0).map(|quota| CpuQuota {
                 quota,
@@ -350,5 +379,10 @@ fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
         }
         None => None,
     };
-    Ok(Resources { memory, pids, cpu })
+    Ok(Resources {
+        memory,
+        pids,
+        cpu,
+        cpu_shares,
+    })
 }

@@ -272,3 +272,48 @@ fn podman_like_seccomp_profile_converts_and_compiles() {
     let expected = if cfg!(target_arch = "x86_64") { 4 } else { 3 };
     assert_eq!(programs.len(), expected);
 }
+
+#[test]
+fn cpu_shares_are_kept_and_out_of_range_ones_refused() {
+    let with = |shares: &str| {
+        RUNC_SPEC.replace(
+            "\"cpu\": { \"quota\": 50000, \"period\": 100000 }",
+            &format!("\"cpu\": {{ \"quota\": 50000, \"period\": 100000, \"shares\": {shares} }}"),
+        )
+    };
+    let b = Bundle::new("shares", &with("1024"));
+    assert_eq!(
+        config_from_bundle(b.path()).unwrap().resources.cpu_shares,
+        Some(1024)
+    );
+    let err = load_err("shares-bad", &with("1"));
+    assert!(
+        err.is_bad_input() && err.to_string().contains("shares"),
+        "{err}"
+    );
+}
+
+#[test]
+fn device_rules_keep_their_order_and_wildcards() {
+    let spec = RUNC_SPEC.replace(
+        "\"devices\": [{ \"allow\": false, \"access\": \"rwm\" }]",
+        "\"devices\": [{ \"allow\": false, \"access\": \"rwm\" }, \
+         { \"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 3, \"access\": \"rwm\" }, \
+         { \"allow\": true, \"type\": \"c\", \"major\": 136, \"access\": \"rw\" }]",
+    );
+    let b = Bundle::new("devrules", &spec);
+    let rules: Vec<(bool, String)> = config_from_bundle(b.path())
+        .unwrap()
+        .device_rules
+        .into_iter()
+        .map(|r| (r.allow, r.rule))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (false, "a *:* rwm".to_owned()),
+            (true, "c 1:3 rwm".to_owned()),
+            (true, "c 136:* rw".to_owned())
+        ]
+    );
+}

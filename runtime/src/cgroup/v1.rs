@@ -89,7 +89,7 @@ impl V1Cgroup {
         if resources.pids.is_some() {
             wanted.push("pids");
         }
-        if resources.cpu.is_some() {
+        if resources.cpu.is_some() || resources.cpu_shares.is_some() {
             wanted.push("cpu");
         }
         if path.is_some() {
@@ -232,6 +232,9 @@ pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
             }
         }
         "cpu" => {
+            if let Some(shares) = r.cpu_shares {
+                write(&dir.join("cpu.shares"), &shares.to_string())?;
+            }
             if let Some(cpu) = r.cpu {
                 write(&dir.join("cpu.cfs_period_us"), &cpu.period.to_string())?;
                 write(&dir.join("cpu.cfs_quota_us"), &cpu.quota.to_string())?;
@@ -294,6 +297,7 @@ mod tests {
                 quota: 50_000,
                 period: 100_000,
             }),
+            cpu_shares: Some(512),
         };
         for c in ["memory", "pids", "cpu"] {
             apply(c, &dir, &r).unwrap();
@@ -303,6 +307,7 @@ mod tests {
         assert_eq!(read("pids.max"), "7");
         assert_eq!(read("cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu.cfs_period_us"), "100000");
+        assert_eq!(read("cpu.shares"), "512");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

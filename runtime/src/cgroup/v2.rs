@@ -14,6 +14,12 @@ pub const PARENT: &str = "vmm";
 /// Controllers enabled for every group when available, for what they count.
 const ACCOUNTING: [&str; 2] = ["memory", "pids"];
 
+/// cgroup v1 `cpu.shares` (2–262144) as v2 `cpu.weight` (1–10000), the mapping runc and
+/// crun use: 2 → 1, 1024 → 39, 262144 → 10000.
+pub fn weight_of_shares(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
 #[derive(Debug)]
 pub struct V2Cgroup {
     dir: PathBuf,
@@ -40,7 +46,7 @@ impl V2Cgroup {
         if resources.pids.is_some() {
             needed.push("pids");
         }
-        if resources.cpu.is_some() {
+        if resources.cpu.is_some() || resources.cpu_shares.is_some() {
             needed.push("cpu");
         }
         let available =
@@ -108,6 +114,12 @@ impl V2Cgroup {
         if let Some(n) = r.pids {
             write(&self.dir.join("pids.max"), &n.to_string())?;
         }
+        if let Some(shares) = r.cpu_shares {
+            write(
+                &self.dir.join("cpu.weight"),
+                &weight_of_shares(shares).to_string(),
+            )?;
+        }
         if let Some(cpu) = r.cpu {
             write(
                 &self.dir.join("cpu.max"),
@@ -137,6 +149,14 @@ impl Drop for V2Cgroup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shares_map_to_weights_as_runc_maps_them() {
+        assert_eq!(super::weight_of_shares(2), 1);
+        assert_eq!(super::weight_of_shares(1024), 39);
+        assert_eq!(super::weight_of_shares(262_144), 10_000);
+        assert_eq!(super::weight_of_shares(0), 1, "clamped");
+    }
+
     use super::super::super::config::CpuQuota;
     use super::*;
 
@@ -158,6 +178,7 @@ mod tests {
                 quota: 25_000,
                 period: 100_000,
             }),
+            cpu_shares: None,
         };
         let cg = V2Cgroup::create(&root, "c1", None, &r).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
