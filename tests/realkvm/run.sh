@@ -169,7 +169,9 @@ import socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
 s.connect(sys.argv[1])
-for cmd in ("info cpus", "info registers -a"):
+# The registers of every vCPU, and the instructions each is at (a spin loop shows as
+# pause/cmp/jne), which names the code even without symbols.
+for cmd in ("info cpus", "info registers -a", "cpu 0", "x/6i $pc", "cpu 1", "x/6i $pc"):
     s.sendall((cmd + "\n").encode())
     time.sleep(1)
 out = b""
@@ -185,10 +187,11 @@ print(out.decode(errors="replace"))
 PY
             sleep 2
         done
-        # The outer kernel runs without KASLR (see append), so its System.map names the
-        # functions the vCPUs were in.
-        local map=/boot/System.map-$kver
-        if [ -r "$map" ]; then
+        # The outer kernel runs without KASLR (see append), so a System.map names the
+        # functions the vCPUs were in. Debian ships a stub there; the real one comes with
+        # linux-image-*-dbg (its path in REALKVM_SYSTEM_MAP).
+        local map=${REALKVM_SYSTEM_MAP:-/boot/System.map-$kver}
+        if [ "$(grep -c ' [tT] ' "$map" 2>/dev/null)" -gt 1000 ]; then
             echo "REALKVM-HANG-DUMP where the vCPUs were (System.map):"
             grep -o 'RIP=[0-9a-f]*' "$log.hang-dump" | cut -d= -f2 | sort | uniq -c |
                 python3 -c '
