@@ -478,8 +478,13 @@ case_compare_vm_levels_as_expected() {
     : >/tmp/compare.out
     outer_as_host
     # Its progress lines pass to the console as they come (the outer watchdog wants a
-    # sign of life within REALKVM_STALL seconds).
+    # sign of life within REALKVM_STALL seconds). The probes, start-up and memory only:
+    # the in-workload benchmarks at the vm level (CPU, syscall and fork loops in the nested
+    # guest) were running when the outer guest livelocked, in 3 of 3 boots of one CI run
+    # and in most hangs before (tests/realkvm/README.md); under TCG their figures mean
+    # nothing anyway.
     { timeout -s KILL 900 /usr/local/bin/vmm compare --levels process,vm,vm+container --runs 2 \
+        --only probes,start,memory.idle_pss \
         --budget-ms 100 --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD" \
         --json /tmp/compare.json </dev/null; echo $? >/tmp/compare.rc; } 2>&1 |
         while IFS= read -r l; do echo "  $l"; echo "$l" >>/tmp/compare.out; done

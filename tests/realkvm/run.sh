@@ -148,7 +148,8 @@ limit=${REALKVM_TIMEOUT:-2400}
 # with khugepaged stuck), which no per-case timeout inside it can catch. So a watchdog
 # kills QEMU when the outer kernel reports a soft lockup or an RCU stall, or when no
 # REALKVM/BENCH line came for REALKVM_STALL seconds (a case takes at most two 60 s boots),
-# and the cases that got no result run again in a fresh outer guest, at most twice more.
+# and the cases that got no result run again in a fresh outer guest, at most four times
+# more (each hang costs REALKVM_STALL seconds and a boot; seen: up to two hangs a run).
 stall=${REALKVM_STALL:-150}
 accel=${REALKVM_ACCEL:-tcg,thread=multi}
 log="$cache/last-run.log"
@@ -249,7 +250,7 @@ set +e
 boot_outer "$append"
 if [ -z "$bench" ]; then
     all_cases=${only:-$(grep -o '^case_[a-z0-9_]*' "$here/cases.sh" | sed 's/^case_//' | paste -sd, -)}
-    for retry in 1 2; do
+    for retry in 1 2 3 4; do
         grep -q '^REALKVM-DONE' "$log" && break
         remaining=$(echo "$all_cases" | tr ',' '\n' | while read -r c; do
             grep -q "^REALKVM-RESULT $c " "$log" || echo "$c"
