@@ -28,10 +28,7 @@ distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
-labs_with_linux_guests_pass runc_vmc_lifecycle"
-# Not in CASES: compare_vm_levels_as_expected. It boots about ten microVMs in a row, and in
-# the last CI runs it livelocked the outer guest in every boot but one (README: outer-guest
-# hangs). Run it alone: run.sh --only compare_vm_levels_as_expected
+compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 

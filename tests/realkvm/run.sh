@@ -105,6 +105,7 @@ if [ -n "${AGENT_INITRD:-}" ]; then add_image "$(dirname "$AGENT_INITRD")" agent
 # packs it into ext4 itself, with mkfs.ext4.
 "$repo/resources/container-rootfs.sh" "$tree/realkvm/workload" || die "building the workload rootfs failed"
 gcc -static -O2 -o "$tree/realkvm/workload/memhog" "$here/memhog.c" || die "building tests/realkvm/memhog.c failed"
+gcc -static -O2 -o "$tree/realkvm/kvm-pin" "$here/kvm-pin.c" || die "building tests/realkvm/kvm-pin.c failed"
 head -c 1048576 "$outer_kernel" >"$tree/realkvm/workload/blob"
 mkdir -p "$tree/sbin" "$tree/etc"
 copy_with_libs "$(command -v mkfs.ext4)" /sbin/mkfs.ext4
