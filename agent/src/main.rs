@@ -10,6 +10,7 @@
 mod args;
 mod connection;
 mod event_loop;
+mod files;
 mod guest_init;
 mod lifecycle;
 mod link;

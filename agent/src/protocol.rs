@@ -63,6 +63,11 @@ pub enum Op {
         /// agent that predates the field.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         link: Option<LinkAddresses>,
+        /// Host files that bind mounts of `config` name, copied in (a VM cannot reach the
+        /// host's files): the agent writes each to a file of its own and makes that the
+        /// mount's source. Sent only when there are some, as `link`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileCopy>,
     },
     /// The first line of a stream connection: the rest of the connection is `stream` of
     /// `container`. Answered with an empty object.
@@ -114,6 +119,23 @@ pub enum RootfsSource {
     /// A directory used as it is (an agent run on the host for tests).
     Dir { path: PathBuf },
 }
+
+/// The content of a host file that the bind mount `mount` (an index into the config's
+/// `mounts`) names: a copy taken when the workload is created, as Kata's agent takes one
+/// where the guest shares no file system with the host (Podman's /etc/hosts,
+/// /etc/hostname, /etc/resolv.conf, /run/.containerenv). Writes to it stay in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCopy {
+    pub mount: usize,
+    /// The file's permission bits.
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+/// The most bytes of file copies one `create` may carry (a JSON array takes up to four
+/// bytes a byte, so the request stays well inside [`MAX_LINE`]).
+pub const MAX_COPIED_BYTES: usize = 128 << 10;
 
 /// A workload's standard stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

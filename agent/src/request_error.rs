@@ -5,6 +5,7 @@ use std::io;
 use agent_protocol::protocol::{ErrorKind, Reply};
 use runtime::error::{error_chain, ContainerError};
 
+use crate::files::FilesError;
 use crate::guest_init::InitError;
 use crate::link::LinkError;
 use crate::requests::{MAX_CONTAINERS, MAX_WAITS};
@@ -56,6 +57,8 @@ pub enum RequestError {
     Init(#[from] InitError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
 }
 
 impl RequestError {
@@ -67,6 +70,7 @@ impl RequestError {
             Self::Exists(_) | Self::BadSignal(_) => ErrorKind::BadInput,
             Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Link(e) if e.is_bad_input() => ErrorKind::BadInput,
+            Self::Files(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::TooMany
             | Self::TooManyWaits(_)
             | Self::Removed(_)
@@ -75,7 +79,8 @@ impl RequestError {
             | Self::Container(_)
             | Self::Root(_)
             | Self::Init(_)
-            | Self::Link(_) => ErrorKind::Failed,
+            | Self::Link(_)
+            | Self::Files(_) => ErrorKind::Failed,
         }
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_protocol::protocol::{
-    decode_request, ErrorKind, HelloReply, LinkAddresses, Op, ProtocolError, Reply, Request,
-    RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
+    decode_request, ErrorKind, FileCopy, HelloReply, LinkAddresses, Op, ProtocolError, Reply,
+    Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
 };
 use runtime::config::ContainerConfig;
 use runtime::launch::{self, Stdio};
@@ -16,6 +16,7 @@ use runtime::options::{check_id, resolve_rootfs};
 
 use crate::connection::{ConnId, Role};
 use crate::event_loop::{Agent, Setting};
+use crate::files::CopiedFiles;
 use crate::guest_init;
 use crate::link::{self, LinkError};
 use crate::listener::answer_connect;
@@ -125,8 +126,9 @@ impl Agent {
                 config,
                 rootfs,
                 link,
+                files,
             } => self
-                .create(conn, container, *config, rootfs, link)
+                .create(conn, container, *config, rootfs, link, files)
                 .map(|()| Reply::empty(id)),
             Op::Start { container } => self
                 .start(&container)
@@ -159,6 +161,7 @@ impl Agent {
         mut config: ContainerConfig,
         rootfs: RootfsSource,
         link: Option<LinkAddresses>,
+        files: Vec<FileCopy>,
     ) -> Result<(), RequestError> {
         check_id(&container)?;
         if self.workloads.contains_key(&container) {
@@ -187,18 +190,55 @@ impl Agent {
         // The cgroup is named after the id, which is unique here: two workloads whose
         // hosts chose the same config id must not share (and kill) one group.
         config.id.clone_from(&container);
-        if let (Some(hostname), true) = (&config.hostname, self.is_guest()) {
-            // The `vm` level shares the guest's UTS namespace: its hostname is the guest's.
-            if let Err(e) = guest_init::set_hostname(hostname) {
+        match self.finish_create(&container, &mut config, files) {
+            Ok(copied) => {
+                let mut workload = Workload::new(owner, config, overlay);
+                workload.files = copied;
+                self.workloads.insert(container, workload);
+                Ok(())
+            }
+            Err(e) => {
                 if let Some(overlay) = &overlay {
                     overlay.unmount();
                 }
-                return Err(e.into());
+                Err(e)
             }
         }
-        self.workloads
-            .insert(container, Workload::new(owner, config, overlay));
-        Ok(())
+    }
+
+    /// The steps of `create` after the root is in place: the copies of host files, and
+    /// the guest's hostname at the `vm` level.
+    fn finish_create(
+        &self,
+        container: &str,
+        config: &mut ContainerConfig,
+        files: Vec<FileCopy>,
+    ) -> Result<Option<CopiedFiles>, RequestError> {
+        let copied = match files.is_empty() {
+            true => None,
+            false => Some(CopiedFiles::write(
+                self.files_dir(container),
+                config,
+                files,
+            )?),
+        };
+        if let (Some(hostname), true) = (&config.hostname, self.is_guest()) {
+            // The `vm` level shares the guest's UTS namespace: its hostname is the guest's.
+            guest_init::set_hostname(hostname)?;
+        }
+        Ok(copied)
+    }
+
+    /// Where the copies of a workload's host files go: beside its root in a guest; in
+    /// test mode, in this host's temporary directory.
+    fn files_dir(&self, container: &str) -> PathBuf {
+        match self.setting {
+            Setting::Guest => Path::new(RUN_DIR).join(format!("{container}.files")),
+            Setting::Test { .. } => std::env::temp_dir().join(format!(
+                "vmm-agent-{}-{container}.files",
+                std::process::id()
+            )),
+        }
     }
 
     /// Gives eth0 the guest's end of `link` (once: a later workload may ask for the same

@@ -9,6 +9,7 @@ use runtime::config::ContainerConfig;
 use runtime::launch::Running;
 
 use crate::connection::ConnId;
+use crate::files::CopiedFiles;
 use crate::rootfs::OverlayRoot;
 
 /// How long a workload without a cgroup or a PID namespace may keep its output pipes open
@@ -31,6 +32,8 @@ pub struct Workload {
     pub config: ContainerConfig,
     /// The overlay root, for a workload made from a disk (none for a directory).
     pub overlay: Option<OverlayRoot>,
+    /// The copies of host files its bind mounts name (removed with it).
+    pub files: Option<CopiedFiles>,
     pub phase: Phase,
     /// The connection relaying each stream while it is open, by [`stream_index`].
     pub streams: [Option<ConnId>; 3],
@@ -60,6 +63,7 @@ impl Workload {
             owner,
             config,
             overlay,
+            files: None,
             phase: Phase::Created,
             streams: [None; 3],
             attached: [false; 3],

@@ -159,6 +159,7 @@ fn a_bad_container_name_and_a_duplicate_are_bad_input() {
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0),
         link: None,
+        files: Vec::new(),
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::BadInput, "{reply:?}");
     create(
@@ -172,6 +173,7 @@ fn a_bad_container_name_and_a_duplicate_are_bad_input() {
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0),
         link: None,
+        files: Vec::new(),
     });
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::BadInput);
@@ -188,6 +190,7 @@ fn a_missing_rootfs_directory_is_bad_input() {
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0.join("missing")),
         link: None,
+        files: Vec::new(),
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::BadInput, "{reply:?}");
 }
@@ -274,6 +277,7 @@ fn a_link_in_test_mode_is_bad_input_and_creates_nothing() {
         config: Box::new(container_config(&root.0, &name, &["true"])),
         rootfs: dir(&root.0),
         link: Some(agent_protocol::protocol::LinkAddresses::slot(0)),
+        files: Vec::new(),
     });
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::BadInput, "{error:?}");

@@ -4,7 +4,7 @@
 
 mod support;
 
-use agent_protocol::protocol::{HelloReply, Op, RootfsSource};
+use agent_protocol::protocol::{FileCopy, HelloReply, Op, RootfsSource};
 use support::*;
 
 #[test]
@@ -208,4 +208,59 @@ fn a_workload_over_its_memory_limit_is_reported_oom_killed() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(run.wait.oom_killed);
+}
+
+#[test]
+fn copied_host_files_are_bound_in_the_container_and_removed_with_it() {
+    let Some(shared) = rootfs_or_skip("copied_files") else {
+        return;
+    };
+    let scratch = Scratch::new("copied-files");
+    let rootfs = scratch.copy_of(&shared);
+    let agent = Agent::start("copied-files", &rootfs);
+    let mut control = agent.control();
+    let name = unique("copied-files");
+    let mut config = container_config(
+        &rootfs,
+        &name,
+        &["sh", "-c", "cat /etc/copied; stat -c %a /etc/copied"],
+    );
+    // As the host sends it: a bind of a host path the agent cannot (and must not) reach.
+    config.mounts.push(runtime::config::MountSpec {
+        destination: "/etc/copied".into(),
+        fstype: "bind".into(),
+        source: "/nonexistent/on/the/host".into(),
+        flags: libc::MS_BIND | libc::MS_REC,
+        propagation: libc::MS_PRIVATE,
+        data: String::new(),
+    });
+    let copy = FileCopy {
+        mount: config.mounts.len() - 1,
+        mode: 0o604,
+        content: b"10.0.0.7 copied-in\n".to_vec(),
+    };
+    let run = run_with_files(
+        &agent,
+        &mut control,
+        &name,
+        config,
+        dir(&rootfs),
+        None,
+        vec![copy],
+    );
+    assert_eq!(
+        run.stdout,
+        b"10.0.0.7 copied-in\n604\n",
+        "stderr: {:?}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.wait.status, 0);
+    // Its owner gone, the workload is removed, and its copies with it.
+    let copies = std::env::temp_dir().join(format!("vmm-agent-{}-{name}.files", agent.pid()));
+    control.close();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while copies.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!copies.exists(), "{copies:?} is left");
 }

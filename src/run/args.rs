@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use runtime::config::{ContainerConfig, MountSpec};
+use runtime::config::ContainerConfig;
 use runtime::options::{
     baseline_config_from_options, config_from_options, parse_bytes, parse_cpus, parse_env,
     CpuFraction, NetMode, RunOptions,
@@ -249,24 +249,9 @@ pub fn workload_config(args: &RunArgs) -> Result<ContainerConfig, RunError> {
         config.hostname = args.hostname.clone().or(config.hostname);
     }
     if level.in_vm() {
-        if let Some(m) = config.mounts.iter().find(|m| host_bind(m)) {
-            return Err(RunError::BadInput(format!(
-                "the bundle binds the host path {:?} into the workload, which cannot reach \
-                 inside a VM: remove the mount or use --isolation container",
-                m.source
-            )));
-        }
+        super::vm_mounts::adapt(&mut config)?;
     }
     Ok(config)
-}
-
-/// A bind mount of a host path (the baseline's own /proc, /sys and /dev binds are made by
-/// the agent from the guest's, so they do not count).
-fn host_bind(m: &MountSpec) -> bool {
-    m.is_bind()
-        && !runtime::options::BASELINE_BINDS
-            .iter()
-            .any(|b| m.source.as_os_str() == *b && m.destination.as_os_str() == *b)
 }
 
 /// Refuses options that cannot work at the chosen level.

@@ -14,6 +14,7 @@ mod run_dir;
 mod session;
 mod signals;
 mod timings;
+mod vm_mounts;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,7 +83,11 @@ pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
             ExitCode::from(ended.status)
         }
         Err(e) => {
-            eprintln!("vmm: error: {}", runtime::error::error_chain(&e));
+            let message = runtime::error::error_chain(&e);
+            if let Some(hold) = args.hold() {
+                hold.report_failure(&message);
+            }
+            eprintln!("vmm: error: {message}");
             ExitCode::from(if e.is_bad_input() {
                 EXIT_BAD_INPUT
             } else {

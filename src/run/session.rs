@@ -8,6 +8,7 @@ use std::net::Shutdown;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -45,9 +46,30 @@ pub struct Hold {
     pub ready_fd: Option<RawFd>,
 }
 
+/// Whether `ready_fd` was used (by the ready byte or a failure's message): it is closed
+/// then, and its number may be reused.
+static READY_FD_USED: AtomicBool = AtomicBool::new(false);
+
 impl Hold {
+    /// Says on `ready_fd`, in place of the ready byte, why the run failed before the
+    /// workload was created. vmm-runc reports it: the run's stderr is the container's,
+    /// which its caller may keep in a log that no one reads for a failed `create`.
+    pub fn report_failure(&self, message: &str) {
+        if let Some(fd) = self
+            .ready_fd
+            .filter(|_| !READY_FD_USED.swap(true, Ordering::SeqCst))
+        {
+            // SAFETY: as in `wait_for_start`, which has not taken it (READY_FD_USED).
+            let mut ready = unsafe { std::fs::File::from_raw_fd(fd) };
+            let _ = ready.write_all(message.as_bytes());
+        }
+    }
+
     fn wait_for_start(&self) -> Result<(), RunError> {
-        if let Some(fd) = self.ready_fd {
+        if let Some(fd) = self
+            .ready_fd
+            .filter(|_| !READY_FD_USED.swap(true, Ordering::SeqCst))
+        {
             // SAFETY: the descriptor was handed to this process for this one message; it
             // is owned (and closed) here.
             let mut ready = unsafe { std::fs::File::from_raw_fd(fd) };
@@ -91,11 +113,13 @@ pub fn run_workload(
 ) -> Result<WaitReply, Interrupted> {
     let id = config.id.clone();
     let id = id.as_str();
+    let files = super::vm_mounts::copies(&config)?;
     let _: serde_json::Value = control.call(Op::Create {
         container: id.to_owned(),
         config: Box::new(config),
         rootfs,
         link,
+        files,
     })?;
     timings.mark("created");
     let stdin = attach(uds, id, StreamKind::Stdin)?;

@@ -19,6 +19,9 @@ use super::create::{make_exec_fifo, write_pid_file, Made};
 use super::error::RuncError;
 use super::state::{self, Locked, Saved};
 
+/// The longest failure message taken from `vmm run` (one error chain).
+const READY_MESSAGE_MAX: u64 = 64 << 10;
+
 pub fn set_up(
     locked: Locked,
     args: &CreateArgs,
@@ -51,16 +54,24 @@ pub fn set_up(
         .spawn()
         .map_err(|e| fail(RuncError::io(format!("run {vmm:?} run"), e)))?;
     drop(ready_w);
-    let mut byte = [0u8; 1];
-    let ready = std::fs::File::from(ready_r)
-        .read(&mut byte)
-        .is_ok_and(|n| n == 1);
-    if !ready {
+    // One byte 1 when the workload is created; otherwise why it failed, if vmm run could
+    // say (it closes the pipe either way, or dies).
+    let mut said = Vec::new();
+    let _ = std::fs::File::from(ready_r)
+        .take(READY_MESSAGE_MAX)
+        .read_to_end(&mut said);
+    if said != [1] {
         let status = child.wait().ok();
+        let why = String::from_utf8_lossy(&said).trim().to_owned();
+        let why = match why.is_empty() {
+            true => format!(
+                "vmm run: {}",
+                status.map_or("no status".into(), |s| s.to_string())
+            ),
+            false => why,
+        };
         return Err(fail(RuncError::Unsupported(format!(
-            "the {level} level failed before the workload was created in the microVM \
-             (vmm run: {}; its message is above)",
-            status.map_or("no status".into(), |s| s.to_string())
+            "the {level} level failed before the workload was created in the microVM: {why}"
         ))));
     }
     let pid = child.id() as i32;

@@ -32,6 +32,7 @@ fn every_op_survives_encode_and_decode() {
             fstype: "ext4".into(),
         },
         link: None,
+        files: Vec::new(),
     });
     round_trip(Op::Create {
         container: "c1".into(),
@@ -41,6 +42,7 @@ fn every_op_survives_encode_and_decode() {
             fstype: "ext4".into(),
         },
         link: Some(LinkAddresses::slot(3)),
+        files: Vec::new(),
     });
     round_trip(Op::Create {
         container: "c1".into(),
@@ -49,6 +51,7 @@ fn every_op_survives_encode_and_decode() {
             path: PathBuf::from("/tmp/root"),
         },
         link: None,
+        files: Vec::new(),
     });
     for stream in StreamKind::ALL {
         round_trip(Op::Attach {
@@ -148,10 +151,29 @@ fn a_create_without_link_is_sent_without_the_field() {
                 path: PathBuf::from("/"),
             },
             link: None,
+            files: Vec::new(),
         },
     ));
     let text = String::from_utf8(line).unwrap();
     assert!(!text.contains("\"link\""), "{text}");
+    assert!(!text.contains("\"files\""), "{text}");
+}
+
+#[test]
+fn a_create_with_file_copies_carries_their_bytes() {
+    round_trip(Op::Create {
+        container: "c1".into(),
+        config: sample_config(),
+        rootfs: RootfsSource::Dir {
+            path: PathBuf::from("/tmp/root"),
+        },
+        link: None,
+        files: vec![FileCopy {
+            mount: 2,
+            mode: 0o644,
+            content: b"127.0.0.1 localhost\n\0\xff".to_vec(),
+        }],
+    });
 }
 
 #[test]

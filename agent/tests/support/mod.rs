@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agent_protocol::protocol::{
-    decode_reply, encode, Op, Reply, Request, RootfsSource, StartReply, StreamKind, WaitReply,
+    decode_reply, encode, FileCopy, Op, Reply, Request, RootfsSource, StartReply, StreamKind,
+    WaitReply,
 };
 use runtime::config::ContainerConfig;
 use runtime::options::{baseline_config_from_options, config_from_options, RunOptions};
@@ -295,11 +296,23 @@ impl Control {
 }
 
 pub fn create(control: &mut Control, name: &str, config: ContainerConfig, rootfs: RootfsSource) {
+    create_with_files(control, name, config, rootfs, Vec::new());
+}
+
+/// `create` carrying copies of host files for the config's bind mounts.
+pub fn create_with_files(
+    control: &mut Control,
+    name: &str,
+    config: ContainerConfig,
+    rootfs: RootfsSource,
+    files: Vec<FileCopy>,
+) {
     let reply = control.request(Op::Create {
         container: name.to_owned(),
         config: Box::new(config),
         rootfs,
         link: None,
+        files,
     });
     assert!(reply.error.is_none(), "create: {reply:?}");
 }
@@ -344,7 +357,20 @@ pub fn run(
     rootfs: RootfsSource,
     stdin: Option<Vec<u8>>,
 ) -> Run {
-    create(control, name, config, rootfs);
+    run_with_files(agent, control, name, config, rootfs, stdin, Vec::new())
+}
+
+/// [`run`], its `create` carrying `files`.
+pub fn run_with_files(
+    agent: &Agent,
+    control: &mut Control,
+    name: &str,
+    config: ContainerConfig,
+    rootfs: RootfsSource,
+    stdin: Option<Vec<u8>>,
+    files: Vec<FileCopy>,
+) -> Run {
+    create_with_files(control, name, config, rootfs, files);
     let stdin_stream = stdin
         .as_ref()
         .map(|_| attach_ok(agent, name, StreamKind::Stdin));
