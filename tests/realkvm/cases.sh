@@ -28,7 +28,7 @@ distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
-compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle"
+compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle ctr_run_vmc_annotation podman_run_vmc_annotation"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -454,15 +454,23 @@ case_run_vm_net_link_pings_the_host() {
 
 # The outer guest stands for "the host" in the compare and lab cases: give it what a host
 # has and its bare init lacks: loopback up (the process level's canary port and network
-# benchmark are on 127.0.0.1), a cgroup2 hierarchy (host containers), and the microVM
-# images where `vmm run` looks by default (as resources/build-images.sh leaves them).
+# benchmark are on 127.0.0.1), a cgroup2 hierarchy (host containers), /dev/shm, root's
+# home, and the microVM images where `vmm run` looks by default (as
+# resources/build-images.sh leaves them).
 outer_as_host() {
     local images=${XDG_CACHE_HOME:-$HOME/.cache}/vmm/images/default
     ip link set lo up
     mkdir -p /sys/fs/cgroup "$images"
     grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+    mkdir -p /dev/shm # Podman keeps its locks there
+    grep -q ' /dev/shm ' /proc/mounts || mount -t tmpfs shm /dev/shm
     ln -sf "$MICROVM_VMLINUX" "$images/vmlinux"
     ln -sf "$AGENT_INITRD" "$images/agent-initramfs.cpio.gz"
+    # Root's home (the kernel starts init with HOME=/), with the images in its cache:
+    # Podman runs vmm-runc with HOME but without XDG_CACHE_HOME.
+    export HOME=/root
+    mkdir -p /root/.cache/vmm/images
+    ln -sfn "$images" /root/.cache/vmm/images/default
 }
 
 # --- `vmm compare` with the VM levels: the outer guest is the "host" here. Every probe
@@ -577,6 +585,132 @@ EOF
     grep -q hi-from-vmc "$OUT" || { WHY="no output from the started workload"; return 1; }
     $runc delete c2 || { WHY="delete failed"; return 1; }
     [ ! -e "$root/c2" ] || { WHY="delete left the state behind"; return 1; }
+}
+
+# --- Podman and containerd with vmm-runc, the container put in a microVM by the annotation
+# io.vmm.isolation=vm+container: each client as its users call it (the busybox image
+# imported offline, /realkvm/busybox-*.tar from oci-image.py), the workload's output and
+# exit status back through the client, and nothing left after --rm (no container, no
+# vmm-runc state, no VMM process).
+OCI_IMAGE=localhost/vmm-runc-test:busybox
+OCI_SCRIPT='echo hi-from-the-vm kernel=$(uname -r) pid=$$; exit 3'
+# expect_oci_run CLIENT: the checks after `CLIENT run --rm` of $OCI_SCRIPT wrote $OUT.
+expect_oci_run() {
+    expect_status 3 || { WHY="$1 run: $WHY"; return 1; }
+    grep -q "hi-from-the-vm kernel=.* pid=1$" "$OUT" ||
+        { WHY="$1 run: no line from the workload as PID 1 of its container"; return 1; }
+    [ "$(sed -n 's/.*hi-from-the-vm kernel=\([^ ]*\).*/\1/p' "$OUT")" != "$(uname -r)" ] ||
+        { WHY="$1 run: the workload saw the outer guest's kernel, not a VM's"; return 1; }
+    ! ps -o args | grep -v grep | grep -q "vmm run" ||
+        { WHY="$1 run: a VMM is left running: $(ps -o pid,args | grep 'vmm run' | grep -v grep)"; return 1; }
+}
+
+case_ctr_run_vmc_annotation() {
+    need_run || return
+    local tool
+    for tool in containerd ctr containerd-shim-runc-v2; do
+        command -v $tool >/dev/null ||
+            { WHY="no $tool in the outer guest (apt-get install containerd on the host)"; return 2; }
+    done
+    [ -x /usr/local/bin/vmm-runc ] || { WHY="no vmm-runc in the outer guest"; return 2; }
+    outer_as_host
+    local dir=/tmp/containerd pid rc
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/config.toml" <<EOF
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/containerd.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/opt"
+EOF
+    containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+    pid=$!
+    ctr_vmc_checks "ctr --address $dir/containerd.sock --namespace realkvm"
+    rc=$?
+    kill "$pid"
+    wait "$pid"
+    return $rc
+}
+ctr_vmc_checks() { # CTR: a ctr command line speaking to the case's containerd
+    local ctr=$1 i
+    OUT=/tmp/containerd/containerd.log
+    for i in $(seq 1 60); do
+        $ctr version >/dev/null 2>&1 && break
+        sleep 1
+    done
+    $ctr version >/dev/null 2>&1 || { WHY="containerd is not serving after 60 s"; return 1; }
+    OUT=/tmp/ctr.out
+    $ctr image import --snapshotter native /realkvm/busybox-oci.tar >"$OUT" 2>&1 ||
+        { WHY="ctr image import failed"; return 1; }
+    { timeout -s KILL 120 $ctr run --rm --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
+        --annotation io.vmm.isolation=vm+container "$OCI_IMAGE" c1 sh -c "$OCI_SCRIPT" </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    expect_oci_run ctr || return 1
+    [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr run --rm left a container"; return 1; }
+    [ ! -e /run/containerd/runc/realkvm/c1 ] || { WHY="vmm-runc's state of c1 is left"; return 1; }
+}
+
+case_podman_run_vmc_annotation() {
+    need_run || return
+    local tool
+    for tool in podman conmon; do
+        command -v $tool >/dev/null ||
+            { WHY="no $tool in the outer guest (apt-get install podman on the host)"; return 2; }
+    done
+    [ -x /usr/local/bin/vmm-runc ] || { WHY="no vmm-runc in the outer guest"; return 2; }
+    outer_as_host
+    local dir=/tmp/podman
+    rm -rf "$dir"
+    mkdir -p "$dir" /etc/containers /var/tmp
+    # Podman's image copy asks for a signature policy; the image is a local file.
+    [ -f /etc/containers/policy.json ] ||
+        echo '{"default": [{"type": "insecureAcceptAnything"}]}' >/etc/containers/policy.json
+    # Registered by name, so conmon passes vmm-runc --log-format=json (as on the host:
+    # tests/oci_clients.rs).
+    cat >"$dir/containers.conf" <<EOF
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+runtime = "vmm-runc"
+runtime_supports_json = ["crun", "runc", "vmm-runc"]
+[engine.runtimes]
+vmm-runc = ["/usr/local/bin/vmm-runc"]
+EOF
+    export CONTAINERS_CONF=$dir/containers.conf
+    local podman="podman --root $dir/root --runroot $dir/run --storage-driver vfs"
+    OUT=/tmp/podman.out
+    $podman import /realkvm/busybox-layer.tar "$OCI_IMAGE" >"$OUT" 2>&1 ||
+        { unset CONTAINERS_CONF; WHY="podman import failed"; return 1; }
+    # Podman binds host files (/etc/hosts, /etc/hostname, /run/.containerenv) and its
+    # /dev/shm directory: copied in, and the guest's own tmpfs.
+    { timeout -s KILL 120 $podman run --rm --network none \
+        --annotation io.vmm.isolation=vm+container "$OCI_IMAGE" sh -c \
+        "echo hostname=\$(cat /etc/hostname) shm=\$(grep ' /dev/shm ' /proc/mounts | cut -d' ' -f3); $OCI_SCRIPT" </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    local left id
+    left=$($podman ps --all --quiet)
+    expect_oci_run podman || { unset CONTAINERS_CONF; return 1; }
+    [ -z "$left" ] || { unset CONTAINERS_CONF; WHY="podman run --rm left a container"; return 1; }
+    grep -q "hostname=[0-9a-f]\{12\} shm=tmpfs$" "$OUT" ||
+        { unset CONTAINERS_CONF; WHY="no copied /etc/hostname or no tmpfs at /dev/shm"; return 1; }
+    # A detached container, stopped (its sleep, PID 1 of the container, ignores SIGTERM:
+    # after 2 s the SIGKILL ends the VM) and removed.
+    id=$($podman run -d --network none --annotation io.vmm.isolation=vm+container \
+        "$OCI_IMAGE" sleep 1000 2>>"$OUT")
+    timeout -s KILL 60 $podman stop -t 2 "$id" >>"$OUT" 2>&1 &&
+        timeout -s KILL 60 $podman rm "$id" >>"$OUT" 2>&1
+    STATUS=$?
+    left=$($podman ps --all --quiet)
+    unset CONTAINERS_CONF
+    [ "$STATUS" = 0 ] || { WHY="podman stop or rm of a vm+container container failed"; return 1; }
+    [ -z "$left" ] || { WHY="podman stop and rm left a container"; return 1; }
+    ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="podman stop left the VMM running"; return 1; }
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -107,6 +107,15 @@ if [ -n "${AGENT_INITRD:-}" ]; then add_image "$(dirname "$AGENT_INITRD")" agent
 gcc -static -O2 -o "$tree/realkvm/workload/memhog" "$here/memhog.c" || die "building tests/realkvm/memhog.c failed"
 gcc -static -O2 -o "$tree/realkvm/kvm-pin" "$here/kvm-pin.c" || die "building tests/realkvm/kvm-pin.c failed"
 head -c 1048576 "$outer_kernel" >"$tree/realkvm/workload/blob"
+# Podman and containerd, for the cases where they run vmm-runc (when the host has them),
+# and the busybox image they import, as a layer tar and an OCI archive.
+mkdir -p "$tree/usr/bin"
+for tool in containerd ctr containerd-shim-runc-v2 podman conmon; do
+    if command -v "$tool" >/dev/null; then copy_with_libs "$(command -v "$tool")" "/usr/bin/$tool"; fi
+done
+python3 "$here/oci-image.py" "$tree/realkvm/workload" "$tree/realkvm/busybox-layer.tar" \
+    "$tree/realkvm/busybox-oci.tar" localhost/vmm-runc-test:busybox ||
+    die "making the busybox image (tests/realkvm/oci-image.py) failed"
 mkdir -p "$tree/sbin" "$tree/etc"
 copy_with_libs "$(command -v mkfs.ext4)" /sbin/mkfs.ext4
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$tree/etc/"
