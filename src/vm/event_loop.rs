@@ -2,7 +2,7 @@
 //! when the VM is asked to stop (by a device, a vCPU, or a signal to the VMM).
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use devices::{Serial, StopSignal};
@@ -94,7 +94,8 @@ pub fn run_until_stop(
         op: "creating the event loop",
         source: std::io::Error::other(e.to_string()),
     })?;
-    signals::wake_on_termination(stop.eventfd().as_raw_fd());
+    // Held until the loop returns: a signal can wake the loop only while it waits.
+    let _wake = signals::wake_on_termination(stop.eventfd())?;
     manager.add_subscriber(Arc::new(Mutex::new(StopWatch { stop: stop.clone() })));
     if let Some(serial) = console_input {
         manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial))));

@@ -89,6 +89,8 @@ pub fn run_vcpu(
     shared: VcpuShared,
     trace_exits: bool,
 ) -> Option<VcpuExitStats> {
+    #[cfg(debug_assertions)]
+    panic_if_asked();
     let mut stats = trace_exits.then(|| VcpuExitStats::new(index));
     if let Some(stats) = &mut stats {
         stats.start();
@@ -198,4 +200,37 @@ fn describe_failure(vcpu: &VcpuFd, index: u8, msg: String, pvm_host: bool) -> St
         );
     }
     text
+}
+
+/// Test seam, debug builds only (integration tests run the debug build; release has no
+/// such code): `VMM_TEST_PANIC_IN=vcpu0` makes the vCPU thread of that name panic as it
+/// starts, after the console is in raw mode. `tests/terminal_panic.rs` uses it to check that
+/// the panic hook in `terminal` restores the terminal.
+///
+/// Release builds abort on panic; a debug build unwinds, and the VM would go on without the
+/// vCPU until something ends it through the orderly path, whose `RawModeGuard` Drop would
+/// restore the terminal and hide a missing hook. So, as release does, the process aborts:
+/// `AbortOnUnwind` is dropped by the unwind, after the hook has run and before any other
+/// thread's destructors can.
+#[cfg(debug_assertions)]
+fn panic_if_asked() {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+
+    let Some(wanted) = std::env::var_os("VMM_TEST_PANIC_IN") else {
+        return;
+    };
+    let thread = std::thread::current();
+    let Some(name) = thread.name().filter(|name| wanted == *name) else {
+        return;
+    };
+    let _abort = AbortOnUnwind;
+    panic!(
+        "VMM_TEST_PANIC_IN: forced panic in {name} (raw mode on: {})",
+        crate::terminal::raw_mode_is_on()
+    );
 }
