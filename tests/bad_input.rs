@@ -169,6 +169,38 @@ fn cmdline_longer_than_the_kernel_accepts_is_refused() {
     );
 }
 
+/// A device option clap refuses: exit 2 and an error line naming the option and `needle`
+/// (clap adds its `--help` hint below it).
+fn assert_device_option_refused(option: &str, value: &str, needle: &str) {
+    let run = run_vmm(&["--kernel", TEST_GUEST, option, value]);
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(option) && first.contains(needle),
+        "{}",
+        run.describe()
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+}
+
+#[test]
+fn disk_id_longer_than_20_bytes_is_refused() {
+    let value = format!("/nonexistent.img,id={}", "d".repeat(21));
+    assert_device_option_refused("--disk", &value, "21 bytes");
+    let multibyte = format!("/nonexistent.img,id={}", "é".repeat(11));
+    assert_device_option_refused("--disk", &multibyte, "22 bytes");
+}
+
+#[test]
+fn reserved_vsock_cid_is_refused() {
+    assert_device_option_refused("--vsock", "cid=2,uds=/nonexistent/v.sock", "reserved");
+}
+
+#[test]
+fn multicast_mac_is_refused() {
+    assert_device_option_refused("--net", "tap=tap0,mac=01:00:5e:00:00:01", "multicast");
+}
+
 #[test]
 fn unknown_option_is_a_usage_error() {
     let run = run_vmm(&["--kernel", TEST_GUEST, "--no-such-option"]);

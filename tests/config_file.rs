@@ -86,6 +86,30 @@ fn config_file_and_kernel_option_conflict() {
 }
 
 #[test]
+fn drive_id_longer_than_20_bytes_is_refused_with_exit_2() {
+    // 21 bytes, the virtio-blk serial holds 20: refused, as `--disk id=` refuses it, where
+    // the id used to be cut. No KVM needed: the file is refused before any VM is made.
+    let long_id = "d".repeat(21);
+    let json = minimal_config("").replace(
+        "\"logger\": null",
+        &format!(
+            "\"drives\": [{{ \"drive_id\": \"{long_id}\", \"path_on_host\": \"/nonexistent.img\", \
+             \"is_root_device\": true }}],\n  \"logger\": null"
+        ),
+    );
+    let (dir, path) = write_config("fc-long-drive-id", &json);
+    let run = run_vmm(&["--config-file", &path]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("drives[0].drive_id") && run.stderr.contains("21 bytes"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
 fn firecracker_config_with_drives_nics_and_vsock_boots_the_test_guest() {
     if skip_without_kvm("firecracker_config_with_drives_nics_and_vsock_boots_the_test_guest") {
         return;

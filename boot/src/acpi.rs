@@ -32,11 +32,11 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
-use crate::layout::{
-    ACPI_RSDP_START, ACPI_SLEEP_PORT, ACPI_TABLES_END, ACPI_TABLES_START, APIC_ADDR, COM1_IRQ,
-    COM1_PORT, IOAPIC_ADDR, PVPANIC_PORT,
-};
+use crate::layout::{ACPI_RSDP_START, ACPI_TABLES_END, ACPI_TABLES_START};
 use crate::mptable::MAX_SUPPORTED_CPUS;
+use crate::platform::{
+    ACPI_SLEEP_PORT, APIC_ADDR, COM1, COM1_IRQ, COM1_PORT, IOAPIC_ADDR, PVPANIC, PVPANIC_PORT,
+};
 use crate::BootError;
 
 /// OEM ID in every table header (6 bytes).
@@ -206,11 +206,12 @@ fn virtio_device(index: usize, w: &VirtioMmioWindow) -> Result<Vec<u8>, BootErro
     )))
 }
 
-/// `Device (COM1) { _HID PNP0501, _UID 0, _CRS { IO (0x3f8, 8), Interrupt (4) } }`.
+/// `Device (COM1) { _HID PNP0501, _UID 0, _CRS { IO (0x3f8, 8), Interrupt (4) } }`, from
+/// the platform table's row.
 /// Hardware-reduced ACPI means no legacy PIC, so Linux sets up no ISA IRQ on its own;
 /// this entry is what gives the console its interrupt (as in Cloud Hypervisor's DSDT).
 fn com1_device() -> Vec<u8> {
-    let io = aml::IO::new(COM1_PORT, COM1_PORT, 1, 8);
+    let io = aml::IO::new(COM1_PORT, COM1_PORT, 1, COM1.len as u8);
     let interrupt = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
     let crs = aml::ResourceTemplate::new(vec![&io, &interrupt]);
     let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
@@ -225,7 +226,7 @@ fn com1_device() -> Vec<u8> {
 /// `Device (PEVT) { _HID "QEMU0001", _CRS { IO (PVPANIC_PORT, 1) } }`: Linux's pvpanic
 /// driver writes 1 to the port when the kernel panics.
 fn pvpanic_device() -> Vec<u8> {
-    let io = aml::IO::new(PVPANIC_PORT, PVPANIC_PORT, 1, 1);
+    let io = aml::IO::new(PVPANIC_PORT, PVPANIC_PORT, 1, PVPANIC.len as u8);
     let crs = aml::ResourceTemplate::new(vec![&io]);
     let hid = aml::Name::new("_HID".into(), &"QEMU0001");
     let crs_name = aml::Name::new("_CRS".into(), &crs);

@@ -3,7 +3,9 @@
 //!
 //! Conventional memory (below 640 KiB) holds the small boot structures; the kernel is
 //! loaded at 1 MiB; the 32-bit MMIO gap sits just below 4 GiB and RAM that does not fit
-//! below it continues at 4 GiB.
+//! below it continues at 4 GiB. What lives in the gap and on the I/O ports — devices,
+//! the IOAPIC and LAPIC, their interrupt lines — is the platform table,
+//! [`crate::platform::PLATFORM`].
 
 use vm_memory::GuestAddress;
 
@@ -41,28 +43,10 @@ pub const MPTABLE_START: u64 = EBDA_START;
 /// legacy VGA hole and BIOS ROM area, reported as reserved.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO gap (3 GiB): devices, the IOAPIC and the LAPIC live between
-/// here and 4 GiB, so RAM stops here and resumes at [`MMIO_GAP_END`].
+/// here and 4 GiB ([`crate::platform`]), so RAM stops here and resumes at [`MMIO_GAP_END`].
 pub const MMIO_GAP_START: u64 = 0xC000_0000;
 /// End of the 32-bit MMIO gap (4 GiB); RAM above the gap starts here.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
-/// Boot-timer MMIO register: the first address of the MMIO gap. A guest write here marks
-/// "guest code is running" for boot-time measurements.
-pub const BOOT_TIMER_ADDR: u64 = MMIO_GAP_START;
-/// Virtio-mmio device windows, one 4 KiB window per device from here up, 1 MiB past the
-/// boot timer so the two can never meet (as Firecracker places them in its MMIO gap).
-pub const VIRTIO_MMIO_START: u64 = 0xD000_0000;
-/// Size of one virtio-mmio window: the registers (0x000–0x0ff) and config space (0x100–).
-pub const VIRTIO_MMIO_WINDOW: u64 = 0x1000;
-/// End (exclusive) of the virtio-mmio area: 256 MiB, far below the IOAPIC.
-pub const VIRTIO_MMIO_END: u64 = 0xE000_0000;
-/// IOAPIC pins for virtio devices: 0–4 belong to the PIT, keyboard, cascade, COM2 and COM1
-/// (the serial port uses 4); an IOAPIC has 24 pins.
-pub const VIRTIO_IRQ_FIRST: u32 = 5;
-pub const VIRTIO_IRQ_LAST: u32 = 23;
-/// IOAPIC MMIO base: the architectural default, inside the MMIO gap.
-pub const IOAPIC_ADDR: u64 = 0xFEC0_0000;
-/// Local APIC MMIO base: the architectural default (IA32_APIC_BASE reset value).
-pub const APIC_ADDR: u64 = 0xFEE0_0000;
 /// KVM's TSS area (3 pages, needed by VMX for real-mode emulation), placed in the MMIO
 /// gap just below the BIOS area so it never overlaps guest RAM.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
@@ -77,19 +61,6 @@ pub const ACPI_TABLES_START: u64 = 0xE_0100;
 /// End (exclusive) of the ACPI table area: 64 KiB from the RSDP, below the BIOS area at
 /// 0xF0000 that Linux scans for the MP floating pointer.
 pub const ACPI_TABLES_END: u64 = 0xF_0000;
-/// I/O port of the ACPI sleep control and status registers (one byte, both at this port),
-/// named by the hardware-reduced FADT. A write of SLP_EN with SLP_TYP = 5 is S5 (power off).
-/// Free on a PC: above the legacy ISA range, clear of the serial, i8042 and PIT ports.
-pub const ACPI_SLEEP_PORT: u16 = 0x600;
-/// COM1, the console: its ports and ISA IRQ as the DSDT declares them (`PNP0501`). A
-/// hardware-reduced ACPI guest has no legacy PIC, so Linux maps no ISA IRQ by default:
-/// the serial port's interrupt works only because the DSDT names it.
-pub const COM1_PORT: u16 = 0x3f8;
-pub const COM1_IRQ: u32 = 4;
-/// I/O port of the pvpanic device (QEMU's convention, `QEMU0001` in the DSDT): the guest
-/// writes 1 here when its kernel panics.
-pub const PVPANIC_PORT: u16 = 0x505;
-
 // The fixed boot structures must not overlap one another; checked at compile time.
 const _: () = {
     assert!(BOOT_GDT_START + 4 * 8 <= BOOT_IDT_START);
@@ -99,8 +70,9 @@ const _: () = {
     assert!(PDE_START + 4096 <= CMDLINE_START);
     assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= EBDA_START);
     assert!(KVM_IDENTITY_MAP_ADDRESS + 4096 <= KVM_TSS_ADDRESS);
-    assert!(IOAPIC_ADDR >= MMIO_GAP_START && APIC_ADDR < MMIO_GAP_END);
-    assert!(BOOT_TIMER_ADDR < VIRTIO_MMIO_START && VIRTIO_MMIO_END <= IOAPIC_ADDR);
+    assert!(
+        MMIO_GAP_START <= KVM_IDENTITY_MAP_ADDRESS && KVM_TSS_ADDRESS + 3 * 4096 <= MMIO_GAP_END
+    );
     assert!(MPTABLE_START < ACPI_RSDP_START && ACPI_RSDP_START + 36 <= ACPI_TABLES_START);
     assert!(ACPI_TABLES_END <= HIMEM_START);
 };

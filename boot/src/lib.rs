@@ -5,6 +5,9 @@
 //! `kvm_bindings` structs a vCPU is started with (registers, MSRs, CPUID, LAPIC). Nothing
 //! in this crate touches a KVM file descriptor; the caller hands the results to KVM.
 //!
+//! Every guest-physical address is in [`layout`] (memory) or [`platform`] (ports, MMIO
+//! windows and interrupt lines of the devices).
+//!
 //! A 64-bit boot uses, in order: [`layout::ram_ranges`] to build guest memory,
 //! [`zero_page::write_zero_page`], [`mptable::write_mptable`], then per vCPU
 //! [`cpuid::normalize`], [`msr::boot_msrs`], [`regs::setup_sregs`], [`regs::boot_regs`],
@@ -20,6 +23,7 @@ pub mod layout;
 pub mod mptable;
 pub mod msr;
 pub mod paging;
+pub mod platform;
 pub mod regs;
 pub mod zero_page;
 

@@ -8,15 +8,15 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use crate::layout::{APIC_ADDR, HIMEM_START, IOAPIC_ADDR, MPTABLE_START};
+use crate::layout::{HIMEM_START, MPTABLE_START};
+use crate::platform::IOAPIC_PINS;
+use crate::platform::{APIC_ADDR, IOAPIC_ADDR};
 use crate::BootError;
 
 /// Most vCPUs the MP table describes: xAPIC IDs are 8 bits, 0xff is the broadcast ID and
 /// the IOAPIC takes the ID after the last vCPU.
 pub const MAX_SUPPORTED_CPUS: u8 = 254;
 
-/// IOAPIC pins, each routed from the ISA IRQ of the same number.
-pub const IOAPIC_PINS: u8 = 24;
 /// IOAPIC version reported in the table (82093AA-compatible, as KVM's IOAPIC).
 pub const IOAPIC_VERSION: u8 = 0x11;
 /// Local APIC version reported for each processor (integrated xAPIC).
@@ -109,6 +109,7 @@ fn config_table(num_cpus: u8) -> Vec<u8> {
     entries.extend(b"ISA   ");
     entries.extend([ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, IOAPIC_USABLE]);
     entries.extend((IOAPIC_ADDR as u32).to_le_bytes());
+    // Each IOAPIC pin from the ISA IRQ of the same number, as the platform table assumes.
     for irq in 0..IOAPIC_PINS {
         entries.extend(interrupt(
             ENTRY_IO_INTERRUPT,

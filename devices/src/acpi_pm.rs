@@ -1,7 +1,7 @@
 //! ACPI power management for a hardware-reduced guest: the sleep control/status register
-//! the FADT names (`boot::acpi`, port `boot::layout::ACPI_SLEEP_PORT`), through which
+//! the FADT names (`boot::acpi`, port `boot::platform::ACPI_SLEEP_PORT`), through which
 //! Linux's `poweroff` enters S5, and the pvpanic port (`QEMU0001` in the DSDT, port
-//! `boot::layout::PVPANIC_PORT`), through which a panicking kernel says so.
+//! `boot::platform::PVPANIC_PORT`), through which a panicking kernel says so.
 //!
 //! Power-off ends the VM with [`StopReason::Reset`] — like a reset, a clean end the guest
 //! asked for, so `vmm` exits 0. A pvpanic write ends it with [`StopReason::Failed`], so

@@ -1,6 +1,6 @@
-//! The boot-timer MMIO register (0xC000_0000, as Firecracker's): the guest writes
-//! [`BOOT_TIMER_MAGIC`] when it reaches a point of interest, and the VMM prints how long after
-//! its own start that was.
+//! The boot-timer MMIO register (placed at 0xC000_0000 as in Firecracker:
+//! `boot::platform::BOOT_TIMER`): the guest writes [`BOOT_TIMER_MAGIC`] when it reaches a
+//! point of interest, and the VMM prints how long after its own start that was.
 
 use std::fmt;
 use std::io::Write;

@@ -1,13 +1,11 @@
 //! The debug-exit port: a guest write of byte V ends the VM with exit status V (the
-//! `isa-debug-exit` idea, without QEMU's `(V << 1) | 1` encoding).
+//! `isa-debug-exit` idea, without QEMU's `(V << 1) | 1` encoding). The VMM places it at
+//! `boot::platform::DEBUG_EXIT`.
 
 use std::sync::Arc;
 
 use crate::bus::BusDevice;
 use crate::stop::{StopReason, StopSignal};
-
-/// The port the guest writes its exit status to.
-pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
 /// Ends the VM with the first byte of any write as its exit status.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! The i8042 keyboard controller at ports 0x60 and 0x64, reduced to what a micro-VM needs:
-//! the CPU reset command (0xFE to port 0x64), which ends the VM.
+//! The i8042 keyboard controller (data port at offset 0, command port at offset 4; the VMM
+//! places it at 0x60, `boot::platform::I8042`), reduced to what a micro-VM needs: the CPU
+//! reset command (0xFE to the command port), which ends the VM.
 
 use std::convert::Infallible;
 use std::io;
@@ -10,11 +11,9 @@ use vm_superio::{I8042Device, Trigger};
 use crate::bus::BusDevice;
 use crate::stop::{StopReason, StopSignal};
 
-/// Bus base of the controller (data port).
-pub const I8042_BASE: u16 = 0x60;
-/// Bus length: data port 0x60 at offset 0 through command/status port 0x64 at offset 4.
+/// Bus length: the data port at offset 0 through the command/status port at offset 4.
 pub const I8042_LEN: u64 = 5;
-/// Offset of the command/status port (0x64) from [`I8042_BASE`].
+/// Offset of the command/status port (0x64 on a PC) from the data port.
 const COMMAND_OFFSET: u64 = 4;
 
 /// The reset line of the controller: requests [`StopReason::Reset`].

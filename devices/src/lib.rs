@@ -2,7 +2,9 @@
 //!
 //! Nothing here touches a KVM fd: the VMM owns the fds, registers the interrupt eventfds the
 //! devices expose (e.g. [`Serial::irq_eventfd`] as the irqfd for GSI 4) and waits on
-//! [`StopSignal::eventfd`] to learn that a device asked the VM to end.
+//! [`StopSignal::eventfd`] to learn that a device asked the VM to end. Nor does a device
+//! know where it lives: the VMM places each at its row of `boot::platform::PLATFORM`, and
+//! a device sees only offsets into its range.
 
 pub mod acpi_pm;
 pub mod boot_timer;
@@ -16,7 +18,7 @@ pub mod virtio;
 
 pub use boot_timer::{BootTimer, BOOT_TIMER_MAGIC};
 pub use bus::{Bus, BusDevice, BusError, BusRange};
-pub use debug_exit::{DebugExit, DEBUG_EXIT_PORT};
+pub use debug_exit::DebugExit;
 pub use i8042::I8042;
 pub use serial::Serial;
 pub use stop::{StopReason, StopSignal};

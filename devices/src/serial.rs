@@ -1,4 +1,5 @@
-//! The 16550A UART at port 0x3f8 (IRQ 4), on vm-superio's model.
+//! A 16550A UART, on vm-superio's model; the VMM places it at COM1 (port 0x3f8, IRQ 4:
+//! `boot::platform::COM1`).
 //!
 //! vm-superio's FIFO holds 64 bytes and refuses more; this wrapper keeps whatever does not fit
 //! in a pending queue and refills the FIFO when the guest's read of the data register empties
@@ -15,7 +16,7 @@ use crate::bus::BusDevice;
 pub use crate::trigger::EventFdTrigger;
 
 /// Registers of the UART, as offsets from its base port.
-const REGISTER_COUNT: u64 = 8;
+pub const REGISTER_COUNT: u64 = 8;
 /// Offset of the data register (receive buffer on reads).
 const DATA_OFFSET: u8 = 0;
 /// Above this many pending input bytes, [`Serial::input_wanted`] says stop reading input.

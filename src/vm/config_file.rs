@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::device_specs::{
-    check_cid, parse_mac, parse_tap_name, BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec,
-};
+use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
 use super::error::VmError;
+use super::spec_checks;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,10 +205,15 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             .path_on_host
             .clone()
             .ok_or_else(|| format!("{} is required", field("path_on_host")))?;
+        // The drive id becomes the disk's virtio-blk serial, so it follows the same rule as
+        // `--disk id=`; Firecracker derives its serial from the file instead and takes any
+        // id, but a cut id could name another disk.
+        let id = spec_checks::disk_id(&drive.drive_id)
+            .map_err(|e| format!("drives[{i}].drive_id: {e}"))?;
         let spec = DiskSpec {
             path,
             read_only: drive.is_read_only.unwrap_or(false),
-            id: Some(drive.drive_id.chars().take(20).collect()),
+            id: Some(id),
         };
         if drive.is_root_device {
             roots += 1;
@@ -227,16 +231,19 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             &field("rate_limiter"),
             nic.rx_rate_limiter.is_some() || nic.tx_rate_limiter.is_some(),
         );
-        let tap = parse_tap_name("network-interfaces", &nic.host_dev_name, &nic.host_dev_name)
-            .map_err(|e| format!("{}: {}", field("host_dev_name"), e.reason))?;
+        let tap = spec_checks::tap_name(&nic.host_dev_name)
+            .map_err(|e| format!("{}: {e}", field("host_dev_name")))?;
         let mac = match &nic.guest_mac {
-            Some(m) => Some(parse_mac(m).map_err(|e| format!("{}: {e}", field("guest_mac")))?),
+            Some(m) => {
+                Some(spec_checks::mac(m).map_err(|e| format!("{}: {e}", field("guest_mac")))?)
+            }
             None => None,
         };
         devices.nets.push(NetSpec { tap, mac });
     }
     if let Some(v) = &fc.vsock {
-        let guest_cid = check_cid(v.guest_cid).map_err(|e| format!("vsock.guest_cid: {e}"))?;
+        let guest_cid =
+            spec_checks::guest_cid(v.guest_cid).map_err(|e| format!("vsock.guest_cid: {e}"))?;
         devices.vsock = Some(VsockSpec {
             guest_cid,
             uds_path: v.uds_path.clone(),
@@ -359,5 +366,57 @@ mod tests {
         );
         let c = parse(&text).unwrap();
         assert!(c.ignored.iter().any(|i| i.contains("rate_limiter")));
+    }
+
+    // The boundaries of the rules in `spec_checks`, through the config-file path; the
+    // command-line tests in `device_specs` check the same boundaries through theirs.
+
+    fn with_drive_id(id: &str) -> String {
+        FIRECRACKER_EXAMPLE.replace(
+            "\"drive_id\": \"rootfs\"",
+            &format!("\"drive_id\": \"{id}\""),
+        )
+    }
+
+    #[test]
+    fn drive_id_of_20_bytes_is_kept_whole() {
+        let id = "d".repeat(20);
+        let c = parse(&with_drive_id(&id)).unwrap();
+        assert_eq!(c.devices.rootfs.unwrap().id, Some(id));
+    }
+
+    #[test]
+    fn drive_id_of_21_bytes_is_refused_not_cut() {
+        let err = parse(&with_drive_id(&"d".repeat(21))).unwrap_err();
+        assert!(err.contains("drives[0].drive_id"), "{err}");
+        assert!(err.contains("21 bytes"), "{err}");
+    }
+
+    #[test]
+    fn multibyte_drive_id_over_20_bytes_is_refused() {
+        // 11 characters, 22 bytes: `chars().take(20)` used to pass it on whole.
+        let err = parse(&with_drive_id(&"é".repeat(11))).unwrap_err();
+        assert!(err.contains("22 bytes"), "{err}");
+    }
+
+    #[test]
+    fn guest_cids_0_1_2_are_refused_and_3_accepted() {
+        for cid in 0..3 {
+            let text =
+                FIRECRACKER_EXAMPLE.replace("\"guest_cid\": 3", &format!("\"guest_cid\": {cid}"));
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains("vsock.guest_cid"), "{err}");
+            assert!(err.contains("reserved"), "{err}");
+        }
+        let c = parse(FIRECRACKER_EXAMPLE).unwrap();
+        assert_eq!(c.devices.vsock.unwrap().guest_cid, 3);
+    }
+
+    #[test]
+    fn multicast_mac_is_refused() {
+        let text = FIRECRACKER_EXAMPLE.replace("06:00:AC:10:00:02", "01:00:5E:00:00:01");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("guest_mac"), "{err}");
+        assert!(err.contains("multicast"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! MMIO windows and interrupt lines for virtio devices, handed out without overlap by
-//! vm-allocator from the ranges `boot::layout` reserves for them.
+//! vm-allocator from the row `boot::platform` reserves for them.
 
-use boot::layout::{
+use boot::platform::{
     VIRTIO_IRQ_FIRST, VIRTIO_IRQ_LAST, VIRTIO_MMIO_END, VIRTIO_MMIO_START, VIRTIO_MMIO_WINDOW,
 };
 use vm_allocator::{AddressAllocator, AllocPolicy, IdAllocator};
@@ -24,11 +24,11 @@ pub struct DeviceSlots {
 
 impl DeviceSlots {
     pub fn new() -> Self {
-        // Both ranges are compile-time constants checked in boot::layout; these cannot fail.
+        // Both ranges are compile-time constants checked in boot::platform; these cannot fail.
         let mmio = AddressAllocator::new(VIRTIO_MMIO_START, VIRTIO_MMIO_END - VIRTIO_MMIO_START)
-            .expect("the virtio MMIO range in boot::layout is valid");
+            .expect("the virtio MMIO range in boot::platform is valid");
         let irqs = IdAllocator::new(VIRTIO_IRQ_FIRST, VIRTIO_IRQ_LAST)
-            .expect("the virtio IRQ range in boot::layout is valid");
+            .expect("the virtio IRQ range in boot::platform is valid");
         Self { mmio, irqs }
     }
 

@@ -1,9 +1,12 @@
 //! The devices a VM gets, as the user describes them on the command line
 //! (`--disk PATH[,ro][,id=NAME]`, `--net tap=NAME[,mac=MAC]`, `--vsock cid=N,uds=PATH`,
 //! `--balloon amount_mib=N[,deflate_on_oom][,stats_interval=S]`) or in a Firecracker
-//! config file. Parsing errors name the option and the offending part.
+//! config file. Parsing errors name the option and the offending part; whether a value is
+//! allowed is `spec_checks`'s to say, for both ways in.
 
 use std::path::PathBuf;
+
+use super::spec_checks::{self, InvalidSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
@@ -60,6 +63,14 @@ fn spec_err(option: &'static str, value: &str, reason: impl Into<String>) -> Spe
     }
 }
 
+/// `rule_err(OPT, value)` turns a broken rule into the option's error.
+fn rule_err<'a>(
+    option: &'static str,
+    value: &'a str,
+) -> impl FnOnce(InvalidSpec) -> SpecError + 'a {
+    move |e| spec_err(option, value, e.to_string())
+}
+
 /// Splits `a=1,b,c=2` into (key, optional value) pairs.
 fn fields(value: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     value.split(',').map(|part| match part.split_once('=') {
@@ -84,7 +95,9 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, SpecError> {
         match part.split_once('=') {
             None if part == "ro" => spec.read_only = true,
             None if part == "rw" => spec.read_only = false,
-            Some(("id", id)) => spec.id = Some(parse_disk_id(OPT, value, id)?),
+            Some(("id", id)) => {
+                spec.id = Some(spec_checks::disk_id(id).map_err(rule_err(OPT, value))?)
+            }
             _ => {
                 return Err(spec_err(
                     OPT,
@@ -97,25 +110,15 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, SpecError> {
     Ok(spec)
 }
 
-/// Virtio-blk serial numbers are at most 20 bytes (VIRTIO_BLK_ID_BYTES).
-fn parse_disk_id(option: &'static str, value: &str, id: &str) -> Result<String, SpecError> {
-    if id.is_empty() || id.len() > 20 || !id.is_ascii() {
-        return Err(spec_err(
-            option,
-            value,
-            "id must be 1 to 20 ASCII characters",
-        ));
-    }
-    Ok(id.to_string())
-}
-
 pub fn parse_net(value: &str) -> Result<NetSpec, SpecError> {
     const OPT: &str = "--net";
     let mut tap = None;
     let mut mac = None;
     for (key, v) in fields(value) {
         match (key, v) {
-            ("tap", Some(name)) => tap = Some(parse_tap_name(OPT, value, name)?),
+            ("tap", Some(name)) => {
+                tap = Some(spec_checks::tap_name(name).map_err(rule_err(OPT, value))?)
+            }
             ("mac", Some(m)) => mac = Some(parse_mac(m).map_err(|r| spec_err(OPT, value, r))?),
             _ => {
                 return Err(spec_err(
@@ -130,42 +133,9 @@ pub fn parse_net(value: &str) -> Result<NetSpec, SpecError> {
     Ok(NetSpec { tap, mac })
 }
 
-/// Interface names are at most 15 bytes (IFNAMSIZ - 1) without '/' or whitespace.
-pub fn parse_tap_name(option: &'static str, value: &str, name: &str) -> Result<String, SpecError> {
-    let bad = name.is_empty()
-        || name.len() > 15
-        || name
-            .chars()
-            .any(|c| c == '/' || c.is_whitespace() || c == ':');
-    if bad {
-        return Err(spec_err(
-            option,
-            value,
-            "the tap name must be 1 to 15 characters without '/', ':' or spaces",
-        ));
-    }
-    Ok(name.to_string())
-}
-
+/// The `mac=` part of `--net`: [`spec_checks::mac`], its refusal as the reason text.
 pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let bad = || format!("{text:?} is not a MAC address like 06:00:ac:10:00:02");
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        if part.len() != 2 {
-            return Err(bad());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-    }
-    if mac[0] & 1 == 1 {
-        return Err(format!(
-            "{text:?} is a multicast address; a NIC needs a unicast one"
-        ));
-    }
-    Ok(mac)
+    spec_checks::mac(text).map_err(|e| e.to_string())
 }
 
 pub fn parse_vsock(value: &str) -> Result<VsockSpec, SpecError> {
@@ -191,19 +161,12 @@ pub fn parse_vsock(value: &str) -> Result<VsockSpec, SpecError> {
     })
 }
 
-/// CIDs 0–2 are reserved (hypervisor, local, host); 0xFFFFFFFF is VMADDR_CID_ANY.
-pub fn parse_cid(option: &'static str, value: &str, n: &str) -> Result<u64, SpecError> {
+/// The `cid=` part of `--vsock`: a number that [`spec_checks::guest_cid`] allows.
+fn parse_cid(option: &'static str, value: &str, n: &str) -> Result<u64, SpecError> {
     let cid: u64 = n
         .parse()
         .map_err(|_| spec_err(option, value, format!("cid {n:?} is not a number")))?;
-    check_cid(cid).map_err(|r| spec_err(option, value, r))
-}
-
-pub fn check_cid(cid: u64) -> Result<u64, String> {
-    if cid < 3 || cid >= u64::from(u32::MAX) {
-        return Err(format!("guest CID {cid} is reserved; use 3 to 4294967294"));
-    }
-    Ok(cid)
+    spec_checks::guest_cid(cid).map_err(rule_err(option, value))
 }
 
 pub fn parse_balloon(value: &str) -> Result<BalloonSpec, SpecError> {
@@ -310,5 +273,41 @@ mod tests {
             }
         );
         assert!(parse_balloon("amount_mib=lots").is_err());
+    }
+
+    // The boundaries of the rules in `spec_checks`, through the command-line path; the
+    // config file's tests check the same boundaries through its path.
+
+    #[test]
+    fn disk_id_of_20_bytes_is_kept_whole_and_21_refused() {
+        let id20 = "d".repeat(20);
+        let d = parse_disk(&format!("a.img,id={id20}")).unwrap();
+        assert_eq!(d.id, Some(id20));
+        let err = parse_disk(&format!("a.img,id={}", "d".repeat(21))).unwrap_err();
+        assert!(err.reason.contains("21 bytes"), "{err}");
+    }
+
+    #[test]
+    fn multibyte_disk_id_over_20_bytes_is_refused() {
+        // 11 characters, 22 bytes.
+        let err = parse_disk(&format!("a.img,id={}", "é".repeat(11))).unwrap_err();
+        assert!(err.reason.contains("22 bytes"), "{err}");
+    }
+
+    #[test]
+    fn vsock_cids_0_1_2_are_refused_and_3_accepted() {
+        for cid in 0..3 {
+            let err = parse_vsock(&format!("cid={cid},uds=/tmp/v.sock")).unwrap_err();
+            assert!(err.reason.contains("reserved"), "{err}");
+        }
+        assert_eq!(parse_vsock("cid=3,uds=/tmp/v.sock").unwrap().guest_cid, 3);
+    }
+
+    #[test]
+    fn net_with_a_bad_mac_is_refused() {
+        for bad in ["06:00:ac:10:00", "01:00:5e:00:00:01", "+6:00:ac:10:00:02"] {
+            let err = parse_net(&format!("tap=tap0,mac={bad}")).unwrap_err();
+            assert!(err.reason.contains(bad), "{err}");
+        }
     }
 }

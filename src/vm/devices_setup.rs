@@ -1,12 +1,14 @@
-//! Wiring the legacy devices onto the port-I/O and MMIO buses.
+//! Wiring the legacy devices onto the port-I/O and MMIO buses, each at its row of the
+//! platform table (`boot::platform`).
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use boot::layout::BOOT_TIMER_ADDR;
-use devices::{BootTimer, Bus, DebugExit, Serial, StopSignal, DEBUG_EXIT_PORT, I8042};
+use boot::platform::{self, PlatformDevice, Space};
+use devices::acpi_pm::{AcpiPm, PvPanic};
+use devices::{BootTimer, Bus, BusDevice, DebugExit, Serial, StopSignal, I8042};
 use kvm_ioctls::VmFd;
 
 use super::console_log::ConsoleLogWriter;
@@ -14,12 +16,13 @@ use super::error::VmError;
 use super::exit_stats::{DeviceNames, Registers};
 use super::Console;
 
-pub const SERIAL_PORT_BASE: u64 = 0x3f8;
-pub const SERIAL_PORT_LEN: u64 = 8;
-pub const SERIAL_GSI: u32 = 4;
-pub const I8042_PORT_BASE: u64 = 0x60;
-pub const I8042_PORT_LEN: u64 = 5;
-pub const BOOT_TIMER_LEN: u64 = 0x1000;
+// Each device model's registers fill its row of the platform table exactly.
+const _: () = {
+    assert!(platform::COM1.len == devices::serial::REGISTER_COUNT);
+    assert!(platform::I8042.len == devices::i8042::I8042_LEN);
+    assert!(platform::ACPI_SLEEP.len == devices::acpi_pm::ACPI_SLEEP_LEN);
+    assert!(platform::PVPANIC.len == devices::acpi_pm::PVPANIC_LEN);
+};
 
 pub struct Devices {
     pub io_bus: Bus,
@@ -48,90 +51,95 @@ pub fn setup_devices(
         Console::Log(log) => Box::new(ConsoleLogWriter(log.clone())),
     };
     let serial = Serial::new(console).map_err(VmError::io("creating the serial port"))?;
-    vm.register_irqfd(serial.irq_eventfd(), SERIAL_GSI)
+    vm.register_irqfd(serial.irq_eventfd(), platform::COM1_IRQ)
         .map_err(VmError::kvm("registering the serial port's irqfd"))?;
     let serial = Arc::new(Mutex::new(serial));
-
-    let i8042 = I8042::new(stop.clone()).map_err(VmError::io("creating the i8042"))?;
-    let debug_exit = DebugExit::new(stop.clone());
-
-    let mut io_bus = Bus::new();
-    let mut names = DeviceNames::default();
-    let bus_err = |e: devices::BusError| VmError::Io {
-        op: "placing a device on the bus",
-        source: std::io::Error::other(e.to_string()),
-    };
-    io_bus
-        .insert(SERIAL_PORT_BASE, SERIAL_PORT_LEN, serial.clone())
-        .map_err(bus_err)?;
-    names.add_io(
-        SERIAL_PORT_BASE,
-        SERIAL_PORT_LEN,
-        "serial (COM1)",
-        Registers::Uart16550,
-    );
-    io_bus
-        .insert(I8042_PORT_BASE, I8042_PORT_LEN, Arc::new(Mutex::new(i8042)))
-        .map_err(bus_err)?;
-    names.add_io(I8042_PORT_BASE, I8042_PORT_LEN, "i8042", Registers::I8042);
-    io_bus
-        .insert(
-            u64::from(DEBUG_EXIT_PORT),
-            1,
-            Arc::new(Mutex::new(debug_exit)),
-        )
-        .map_err(bus_err)?;
-    names.add_io(u64::from(DEBUG_EXIT_PORT), 1, "debug-exit", Registers::None);
-
-    // ACPI power-off (the FADT's sleep control register) and pvpanic (a guest panic).
-    io_bus
-        .insert(
-            u64::from(boot::layout::ACPI_SLEEP_PORT),
-            devices::acpi_pm::ACPI_SLEEP_LEN,
-            Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(stop.clone()))),
-        )
-        .map_err(bus_err)?;
-    names.add_io(
-        u64::from(boot::layout::ACPI_SLEEP_PORT),
-        devices::acpi_pm::ACPI_SLEEP_LEN,
-        "acpi-sleep",
-        Registers::None,
-    );
-    io_bus
-        .insert(
-            u64::from(boot::layout::PVPANIC_PORT),
-            devices::acpi_pm::PVPANIC_LEN,
-            Arc::new(Mutex::new(devices::acpi_pm::PvPanic::new(stop.clone()))),
-        )
-        .map_err(bus_err)?;
-    names.add_io(
-        u64::from(boot::layout::PVPANIC_PORT),
-        devices::acpi_pm::PVPANIC_LEN,
-        "pvpanic",
-        Registers::None,
-    );
-
-    let mut mmio_bus = Bus::new();
-    if let Some(origin) = boot_timer_origin {
-        let timer = BootTimer::new(origin, Box::new(std::io::stderr()));
-        mmio_bus
-            .insert(BOOT_TIMER_ADDR, BOOT_TIMER_LEN, Arc::new(Mutex::new(timer)))
-            .map_err(bus_err)?;
-        names.add_mmio(
-            BOOT_TIMER_ADDR,
-            BOOT_TIMER_LEN,
-            "boot-timer",
-            Registers::None,
-        );
-    }
-
+    let buses = place_legacy_devices(serial.clone(), &stop, boot_timer_origin)?;
     Ok(Devices {
-        io_bus,
-        mmio_bus,
+        io_bus: buses.io,
+        mmio_bus: buses.mmio,
         serial,
         stop,
-        names,
+        names: buses.names,
     })
+}
+
+/// Puts every device the VMM emulates (apart from virtio, which comes later) at its
+/// platform row; the boot timer only when `boot_timer_origin` is given.
+fn place_legacy_devices(
+    serial: Arc<Mutex<Serial>>,
+    stop: &Arc<StopSignal>,
+    boot_timer_origin: Option<Instant>,
+) -> Result<Buses, VmError> {
+    let i8042 = I8042::new(stop.clone()).map_err(VmError::io("creating the i8042"))?;
+    let mut buses = Buses {
+        io: Bus::new(),
+        mmio: Bus::new(),
+        names: DeviceNames::default(),
+    };
+    buses.place(platform::COM1, serial, Registers::Uart16550)?;
+    buses.place(
+        platform::I8042,
+        Arc::new(Mutex::new(i8042)),
+        Registers::I8042,
+    )?;
+    buses.place(
+        platform::DEBUG_EXIT,
+        Arc::new(Mutex::new(DebugExit::new(stop.clone()))),
+        Registers::None,
+    )?;
+    // ACPI power-off (the FADT's sleep control register) and pvpanic (a guest panic).
+    buses.place(
+        platform::ACPI_SLEEP,
+        Arc::new(Mutex::new(AcpiPm::new(stop.clone()))),
+        Registers::None,
+    )?;
+    buses.place(
+        platform::PVPANIC,
+        Arc::new(Mutex::new(PvPanic::new(stop.clone()))),
+        Registers::None,
+    )?;
+    if let Some(origin) = boot_timer_origin {
+        let timer = BootTimer::new(origin, Box::new(std::io::stderr()));
+        buses.place(
+            platform::BOOT_TIMER,
+            Arc::new(Mutex::new(timer)),
+            Registers::None,
+        )?;
+    }
+    Ok(buses)
+}
+
+/// The two buses being filled, and the names of what is on them.
+struct Buses {
+    io: Bus,
+    mmio: Bus,
+    names: DeviceNames,
+}
+
+impl Buses {
+    /// Puts `device` at its platform row `at` and names the range for `--trace-exits`.
+    fn place(
+        &mut self,
+        at: PlatformDevice,
+        device: Arc<Mutex<dyn BusDevice>>,
+        registers: Registers,
+    ) -> Result<(), VmError> {
+        let bus = match at.space {
+            Space::Port => &mut self.io,
+            Space::Mmio => &mut self.mmio,
+        };
+        bus.insert(at.base, at.len, device)
+            .map_err(|e| VmError::Io {
+                op: "placing a device on the bus",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        match at.space {
+            Space::Port => self.names.add_io(at.base, at.len, at.name, registers),
+            Space::Mmio => self.names.add_mmio(at.base, at.len, at.name, registers),
+        }
+        Ok(())
+    }
 }
 
 /// The guest console goes straight to fd 1: every byte the guest writes is already a VM
@@ -179,5 +187,37 @@ impl Write for TeeConsole {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boot::platform::{EmulatedBy, PLATFORM};
+
+    #[test]
+    fn every_platform_row_the_vmm_emulates_answers_on_its_bus() {
+        let stop = Arc::new(StopSignal::new().unwrap());
+        let serial = Serial::new(Box::new(std::io::sink())).unwrap();
+        let buses = place_legacy_devices(Arc::new(Mutex::new(serial)), &stop, Some(Instant::now()))
+            .unwrap();
+        let vmm_rows = PLATFORM
+            .iter()
+            .filter(|row| row.emulated_by == EmulatedBy::Vmm);
+        // Virtio windows are placed per device, later (virtio_setup).
+        for row in vmm_rows.filter(|row| row.name != platform::VIRTIO_MMIO.name) {
+            let bus = match row.space {
+                Space::Port => &buses.io,
+                Space::Mmio => &buses.mmio,
+            };
+            let mut byte = [0u8];
+            assert!(bus.read(row.base, &mut byte), "{} at its base", row.name);
+            assert!(bus.read(row.last(), &mut byte), "{} at its end", row.name);
+            assert!(
+                !bus.read(row.last() + 1, &mut byte),
+                "{} past its end",
+                row.name
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ mod kvm_setup;
 pub mod loader;
 pub mod memory;
 mod signals;
+pub mod spec_checks;
 mod vcpu;
 mod virtio_setup;
 

@@ -14,7 +14,8 @@ typedef long i64;
 
 #define NULL ((void *)0)
 
-/* ---- fixed addresses (mirror boot/src/layout.rs) ---- */
+/* ---- fixed addresses (mirror boot/src/layout.rs and boot/src/platform.rs; boot's
+ * platform_tests.rs checks them) ---- */
 #define ZERO_PAGE_ADDR 0x7000UL
 #define BOOT_STACK_POINTER 0x8ff0UL
 #define PML4_ADDR 0x9000UL
@@ -26,7 +27,7 @@ typedef long i64;
  * boot IDT (0x520) and the zero page (0x7000). Must match TRAMPOLINE_BASE in trampoline.S. */
 #define TRAMPOLINE_ADDR 0x3000UL
 
-/* ---- I/O ports ---- */
+/* ---- I/O ports (boot/src/platform.rs) ---- */
 #define COM1_PORT 0x3f8
 #define DEBUG_EXIT_PORT 0xf4
 #define I8042_COMMAND_PORT 0x64

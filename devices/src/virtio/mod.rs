@@ -16,7 +16,7 @@ pub use balloon::{Balloon, BalloonHandle, BalloonStats};
 pub use blk::{Block, BlockError};
 pub use device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
 pub use mmio::MmioTransport;
-pub use net::{parse_mac, Net, NetError};
+pub use net::Net;
 pub use rng::Rng;
 pub use tap::{Tap, TapError};
 pub use vsock::{Vsock, VsockError};

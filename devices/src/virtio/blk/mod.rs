@@ -34,7 +34,9 @@ pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE];
 /// Data segments per request: a chain also holds the header and the status.
 const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
-const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
+/// Most bytes of a disk id, the GET_ID answer (`VIRTIO_BLK_ID_BYTES`); the VMM's spec
+/// checks refuse longer ids before a device is made.
+pub const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 
 /// Why a disk could not be set up.
 #[derive(Debug, thiserror::Error)]

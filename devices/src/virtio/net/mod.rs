@@ -37,30 +37,6 @@ const CONFIG_LEN: usize = 8;
 /// A [`Tap`] opened with `IFF_VNET_HDR` is one; so is a `SOCK_DGRAM` socketpair.
 pub type NetBackend = Arc<dyn AsRawFd + Send + Sync>;
 
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error("MAC address {0:?} is not six hex bytes separated by ':' (e.g. 06:00:ac:10:00:02)")]
-    InvalidMac(String),
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (hex, either case).
-pub fn parse_mac(s: &str) -> Result<[u8; 6], NetError> {
-    let invalid = || NetError::InvalidMac(s.to_string());
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in mac.iter_mut() {
-        let part = parts.next().ok_or_else(invalid)?;
-        if part.len() != 2 {
-            return Err(invalid());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
-    }
-    if parts.next().is_some() {
-        return Err(invalid());
-    }
-    Ok(mac)
-}
-
 /// What the data path did, for tests, benchmarks and diagnostics.
 #[derive(Debug, Default)]
 pub struct NetCounters {

@@ -47,6 +47,9 @@ pub const VIRTIO_ID_VSOCK: u32 = 19;
 const NUM_QUEUES: usize = 3;
 const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; NUM_QUEUES] = [QUEUE_SIZE; NUM_QUEUES];
+/// The CIDs a guest may have: 0, 1 and 2 are the hypervisor, local and host, and
+/// u32::MAX is VMADDR_CID_ANY; Linux reads only 32 bits of the CID.
+pub const GUEST_CIDS: std::ops::Range<u64> = 3..u32::MAX as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VsockError {
@@ -83,9 +86,7 @@ impl Vsock {
     /// Creates the device and listens on `uds_path`, which must not exist yet; the socket
     /// file is removed again when the device is dropped.
     pub fn new(guest_cid: u64, uds_path: &Path) -> Result<Vsock, VsockError> {
-        // 0, 1 and 2 are the hypervisor, local and host; u32::MAX is VMADDR_CID_ANY.
-        // Linux reads only 32 bits of the CID.
-        if !(3..u64::from(u32::MAX)).contains(&guest_cid) {
+        if !GUEST_CIDS.contains(&guest_cid) {
             return Err(VsockError::InvalidCid { cid: guest_cid });
         }
         let path = uds_path.to_path_buf();
