@@ -1,9 +1,9 @@
 //! `vmm bench blk`: the virtio-blk path measured in-process, without KVM.
 //!
-//! A driver written here plays the guest: it puts 4 KiB read (then write) requests on a
-//! split queue in guest memory, notifies through the transport's QueueNotify register
-//! (the same eventfd KVM's ioeventfd would signal) and waits on the irqfd eventfd for the
-//! device worker's answer. The same 4 KiB offsets are then read and written with plain
+//! The devices' test driver (`devices::testing`) plays the guest: it puts 4 KiB read (then
+//! write) requests on a split queue in guest memory, notifies through the transport's
+//! QueueNotify register (the same eventfd KVM's ioeventfd would signal) and sleeps on the
+//! irqfd eventfd for the device worker's answer. The same 4 KiB offsets are then read and written with plain
 //! pread/pwrite on the same file, the "fio-like" host baseline. Only measured numbers are
 //! printed.
 
@@ -12,14 +12,13 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use devices::virtio::mmio::QUEUE_NOTIFY_OFFSET;
-use devices::virtio::{Block, MmioTransport};
-use devices::BusDevice;
+use devices::testing::{DriverError, DriverQueue, MmioDriver, Waited};
+use devices::virtio::Block;
+use edge::exit_code;
+use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::tempfile::TempFile;
 
 const DEFAULT_FILE_SIZE: u64 = 64 << 20;
@@ -30,41 +29,29 @@ const DEPTH: u16 = 64;
 const QUEUE_SIZE: u16 = 256;
 
 // Guest layout of the driver's rings and buffers.
-const DESC: u64 = 0x0;
-const AVAIL: u64 = 0x1000;
-const USED: u64 = 0x2000;
+const RINGS: u64 = 0x0;
 const HEADERS: u64 = 0x4000;
 const STATUSES: u64 = 0x5000;
 const DATA: u64 = 0x10_0000;
 const MEM_SIZE: usize = 0x20_0000;
 
-// virtio 1.x constants the driver side needs (§2.7.5, §4.2.2, §5.2.6).
+// virtio 1.x constants the driver side needs (§2.7.5, §5.2.6).
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
 const S_OK: u8 = 0;
-const REG_DEVICE_FEATURES: u64 = 0x10;
-const REG_DEVICE_FEATURES_SEL: u64 = 0x14;
-const REG_DRIVER_FEATURES: u64 = 0x20;
-const REG_DRIVER_FEATURES_SEL: u64 = 0x24;
-const REG_QUEUE_NUM: u64 = 0x38;
-const REG_QUEUE_READY: u64 = 0x44;
-const REG_STATUS: u64 = 0x70;
-const REG_QUEUE_DESC_LOW: u64 = 0x80;
-const REG_QUEUE_DRIVER_LOW: u64 = 0x90;
-const REG_QUEUE_DEVICE_LOW: u64 = 0xa0;
 
 pub fn run(requests: u32, file: Option<&Path>) -> ExitCode {
     if requests == 0 {
         eprintln!("vmm: error: the number of requests must be at least 1");
-        return ExitCode::from(2);
+        return ExitCode::from(exit_code::BAD_INPUT);
     }
     match bench(requests, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vmm: bench blk failed: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code::FAILED)
         }
     }
 }
@@ -185,8 +172,8 @@ fn host_io(file: &File, blocks: &[u64], write: bool) -> Result<Duration, String>
 /// The guest side: a split queue in guest memory and the transport it talks to.
 struct Driver {
     mem: GuestMemoryMmap,
-    transport: MmioTransport,
-    irq: EventFd,
+    driver: MmioDriver,
+    queue: DriverQueue,
     capacity: u64,
     /// Next free available-ring index (the used index catches up after each batch).
     avail_idx: u16,
@@ -200,52 +187,18 @@ impl Driver {
             .map_err(|e| format!("cannot allocate guest memory: {e}"))?;
         let block = Block::new(path, read_only, None).map_err(|e| e.to_string())?;
         let capacity = block.capacity();
-        // Blocking, so waiting for the device's interrupt sleeps like a vCPU would.
-        let irq = EventFd::new(0).map_err(|e| format!("eventfd: {e}"))?;
-        let irq_dup = irq.try_clone().map_err(|e| format!("eventfd: {e}"))?;
-        let transport = MmioTransport::new(mem.clone(), Box::new(block), irq_dup)
-            .map_err(|e| format!("cannot create the transport: {e}"))?;
-        let mut d = Driver {
+        let mut driver = MmioDriver::new(&mem, Box::new(block)).map_err(driver_err)?;
+        let queue = DriverQueue::new(&mem, RINGS, QUEUE_SIZE).map_err(driver_err)?;
+        // What Linux's virtio-mmio probe does: every offered feature, queue 0, DRIVER_OK.
+        driver.bring_up(&[&queue]).map_err(driver_err)?;
+        Ok(Driver {
             mem,
-            transport,
-            irq,
+            driver,
+            queue,
             capacity,
             avail_idx: 0,
             check_data: !read_only,
-        };
-        d.bring_up()?;
-        Ok(d)
-    }
-
-    fn wr(&mut self, offset: u64, value: u32) {
-        self.transport.write(offset, &value.to_le_bytes());
-    }
-
-    /// What Linux's virtio-mmio probe does: negotiate every offered feature, set up
-    /// queue 0, DRIVER_OK.
-    fn bring_up(&mut self) -> Result<(), String> {
-        self.wr(REG_STATUS, 1);
-        self.wr(REG_STATUS, 3);
-        for sel in 0..2 {
-            self.wr(REG_DEVICE_FEATURES_SEL, sel);
-            let mut f = [0u8; 4];
-            self.transport.read(REG_DEVICE_FEATURES, &mut f);
-            self.wr(REG_DRIVER_FEATURES_SEL, sel);
-            self.wr(REG_DRIVER_FEATURES, u32::from_le_bytes(f));
-        }
-        self.wr(REG_STATUS, 0xb);
-        self.wr(REG_QUEUE_NUM, u32::from(QUEUE_SIZE));
-        self.wr(REG_QUEUE_DESC_LOW, DESC as u32);
-        self.wr(REG_QUEUE_DRIVER_LOW, AVAIL as u32);
-        self.wr(REG_QUEUE_DEVICE_LOW, USED as u32);
-        self.wr(REG_QUEUE_READY, 1);
-        self.wr(REG_STATUS, 0xf);
-        let mut status = [0u8; 4];
-        self.transport.read(REG_STATUS, &mut status);
-        if u32::from_le_bytes(status) != 0xf {
-            return Err(format!("device refused DRIVER_OK: status {status:?}"));
-        }
-        Ok(())
+        })
     }
 
     /// Sends `blocks` as 4 KiB requests of `kind`, `depth` in flight per notify; returns
@@ -253,15 +206,14 @@ impl Driver {
     fn run(&mut self, kind: u32, blocks: &[u64], depth: u16) -> Result<Duration, String> {
         let flags = if kind == T_IN { DESC_F_WRITE } else { 0 };
         for slot in 0..depth {
-            self.write_chain(slot, flags).map_err(|e| e.to_string())?;
+            self.write_chain(slot, flags).map_err(driver_err)?;
         }
         let start = Instant::now();
         for batch in blocks.chunks(usize::from(depth)) {
             for (slot, &b) in batch.iter().enumerate() {
-                self.submit(slot as u16, kind, b)
-                    .map_err(|e| e.to_string())?;
+                self.submit(slot as u16, kind, b).map_err(driver_err)?;
             }
-            self.publish_and_notify().map_err(|e| e.to_string())?;
+            self.publish_and_notify().map_err(driver_err)?;
             self.wait_used()?;
             self.check(kind, batch)?;
         }
@@ -269,7 +221,7 @@ impl Driver {
     }
 
     /// Slot `s` uses descriptors 3s (header), 3s+1 (4 KiB data), 3s+2 (status).
-    fn write_chain(&self, slot: u16, data_flags: u16) -> Result<(), vm_memory::GuestMemoryError> {
+    fn write_chain(&self, slot: u16, data_flags: u16) -> Result<(), DriverError> {
         let s = u64::from(slot);
         let first = 3 * slot;
         let descs = [
@@ -281,25 +233,14 @@ impl Driver {
                 first + 2,
             ),
             (STATUSES + s, 1, DESC_F_WRITE, 0),
-        ];
-        for (i, (addr, len, flags, next)) in descs.into_iter().enumerate() {
-            let mut raw = [0u8; 16];
-            raw[0..8].copy_from_slice(&addr.to_le_bytes());
-            raw[8..12].copy_from_slice(&len.to_le_bytes());
-            raw[12..14].copy_from_slice(&flags.to_le_bytes());
-            raw[14..16].copy_from_slice(&next.to_le_bytes());
-            let at = DESC + 16 * (u64::from(first) + i as u64);
-            self.mem.write_slice(&raw, GuestAddress(at))?;
-        }
-        Ok(())
+        ]
+        .map(|(addr, len, flags, next)| {
+            RawDescriptor::from(Descriptor::new(addr, len, flags, next))
+        });
+        self.queue.store_descs(&descs, first)
     }
 
-    fn submit(
-        &mut self,
-        slot: u16,
-        kind: u32,
-        block: u64,
-    ) -> Result<(), vm_memory::GuestMemoryError> {
+    fn submit(&mut self, slot: u16, kind: u32, block: u64) -> Result<(), DriverError> {
         let s = u64::from(slot);
         let hdr = GuestAddress(HEADERS + 16 * s);
         let mut header = [0u8; 16];
@@ -307,39 +248,24 @@ impl Driver {
         header[8..16].copy_from_slice(&(block * (BLOCK as u64 / SECTOR)).to_le_bytes());
         self.mem.write_slice(&header, hdr)?;
         self.mem.write_obj(0xffu8, GuestAddress(STATUSES + s))?;
-        let entry = AVAIL + 4 + 2 * u64::from(self.avail_idx % QUEUE_SIZE);
-        self.mem
-            .write_obj((3 * slot).to_le(), GuestAddress(entry))?;
+        self.queue.set_avail_entry(self.avail_idx, 3 * slot)?;
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Ok(())
     }
 
-    /// Publishes the new available index (release: the ring entries first), then kicks.
-    fn publish_and_notify(&mut self) -> Result<(), vm_memory::GuestMemoryError> {
-        self.mem.store(
-            self.avail_idx.to_le(),
-            GuestAddress(AVAIL + 2),
-            Ordering::Release,
-        )?;
-        self.transport
-            .write(QUEUE_NOTIFY_OFFSET, &0u32.to_le_bytes());
+    /// Publishes the new available index (the ring entries first), then kicks.
+    fn publish_and_notify(&mut self) -> Result<(), DriverError> {
+        self.queue.publish(self.avail_idx)?;
+        self.driver.notify(0);
         Ok(())
     }
 
     /// Sleeps on the interrupt eventfd until every submitted request is used.
     fn wait_used(&mut self) -> Result<(), String> {
-        loop {
-            let used: u16 = self
-                .mem
-                .load(GuestAddress(USED + 2), Ordering::Acquire)
-                .map_err(|e| e.to_string())?;
-            if u16::from_le(used) == self.avail_idx {
-                return Ok(());
-            }
-            if self.transport.interrupt().needs_reset() {
-                return Err("the device set DEVICE_NEEDS_RESET".into());
-            }
-            self.irq.read().map_err(|e| format!("irq eventfd: {e}"))?;
+        match self.driver.wait_used(&self.queue, self.avail_idx, None) {
+            Ok(Waited::Used) => Ok(()),
+            Ok(Waited::NeedsReset) => Err("the device set DEVICE_NEEDS_RESET".into()),
+            Err(e) => Err(driver_err(e)),
         }
     }
 
@@ -365,4 +291,9 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The driver's error with its causes, for the one-line report.
+fn driver_err(e: DriverError) -> String {
+    edge::error_chain(&e)
 }

@@ -2,20 +2,23 @@
 //! in this process, a socketpair as the tap), reporting frames per second and the VMM-side
 //! cost per 1514-byte frame in each direction.
 
+mod rig;
+
 use std::process::ExitCode;
 
-use devices::virtio::net::bench::{bench_rx, bench_tx, PathResult, BENCH_FRAME_LEN};
+use edge::exit_code;
+use rig::{bench_rx, bench_tx, PathResult, BENCH_FRAME_LEN};
 
 pub fn run(frames: u32) -> ExitCode {
     if frames == 0 {
         eprintln!("vmm: error: --frames must be at least 1");
-        return ExitCode::from(2);
+        return ExitCode::from(exit_code::BAD_INPUT);
     }
     // One unmeasured round warms the allocator, the page tables and the socket buffers.
     let warm = frames.min(1000);
     if let Err(e) = bench_tx(warm).and_then(|_| bench_rx(warm)) {
         eprintln!("vmm: bench net failed: {e}");
-        return ExitCode::from(1);
+        return ExitCode::from(exit_code::FAILED);
     }
     println!(
         "virtio-net, {BENCH_FRAME_LEN}-byte frames, socketpair backend, {frames} frames each way"
@@ -28,7 +31,7 @@ pub fn run(frames: u32) -> ExitCode {
             Ok(r) => print_result(name, &r),
             Err(e) => {
                 eprintln!("vmm: bench net {name} failed: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(exit_code::FAILED);
             }
         }
     }

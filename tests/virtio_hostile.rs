@@ -119,3 +119,35 @@ fn malformed_chains_never_crash_or_hang_the_vmm() {
         "only reads were submitted, yet the disk file changed"
     );
 }
+
+/// The device's own count of what it refused ends the run's summary (`--trace-exits`
+/// lists every device; without it, only devices that counted an error).
+#[test]
+fn rejected_chains_are_counted_in_the_exit_summary() {
+    if skip_without_kvm("rejected_chains_are_counted_in_the_exit_summary") {
+        return;
+    }
+    // Removed on drop; the guest writes nothing that matters here.
+    let image = vmm_sys_util::tempfile::TempFile::new().unwrap();
+    image.as_file().set_len(64 * 512).unwrap();
+    let disk = image.as_path().to_string_lossy().into_owned();
+    let args = ["--disk", disk.as_str(), "--rng", "--trace-exits"];
+    let run = boot_guest(&args, "tests=hostile");
+
+    let device_line = |kind: &str| {
+        let prefix = format!("vmm: virtio-mmio ({kind}) at ");
+        run.stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .map(str::to_owned)
+    };
+    let blk = device_line("blk").unwrap_or_else(|| panic!("no blk line: {}", run.describe()));
+    let rejected: u64 = blk
+        .split(", ")
+        .nth(1)
+        .and_then(|part| part.strip_suffix(" chains rejected"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable blk line {blk:?}"));
+    assert!(rejected > 0, "{blk}");
+    assert!(device_line("rng").is_some(), "{}", run.describe());
+}

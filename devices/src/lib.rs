@@ -13,6 +13,9 @@ pub mod debug_exit;
 pub mod i8042;
 pub mod serial;
 pub mod stop;
+/// A guest driver for the devices, for tests and the in-process benches; not part of a VM.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trigger;
 pub mod virtio;
 

@@ -3,7 +3,7 @@
 //! MMIO bus, each queue's notify register becomes a KVM ioeventfd and the device's
 //! interrupt a KVM irqfd, so neither a notify nor an interrupt needs a userspace exit.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use devices::virtio::mmio::{cmdline_arg, MmioTransport, QUEUE_NOTIFY_OFFSET};
 use devices::virtio::{BalloonHandle, VirtioDevice};
@@ -12,6 +12,7 @@ use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::device_metrics::DeviceMetrics;
 use super::device_slots::{DeviceSlot, DeviceSlots};
 use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
 use super::error::VmError;
@@ -97,6 +98,8 @@ pub struct AttachedVirtio {
     _transports: Vec<Arc<Mutex<MmioTransport>>>,
     /// The balloon's statistics and target, when the VM has one.
     pub balloon: Option<BalloonHandle>,
+    /// Every device's error counts.
+    pub metrics: DeviceMetrics,
 }
 
 /// Creates each planned device and attaches it to the VM, naming its window in `names`.
@@ -108,11 +111,18 @@ pub fn attach(
     planned: &[PlannedDevice],
 ) -> Result<AttachedVirtio, VmError> {
     let mut balloon = None;
+    let metrics = DeviceMetrics::default();
     let transports = planned
         .iter()
         .map(|device| {
             let model = create_device(&device.spec, &mut balloon)?;
-            let transport = attach_one(vm, mem, mmio_bus, model, device.slot)?;
+            let transport = attach_one(vm, mem, mmio_bus, model, device)?;
+            let errors = transport
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .errors()
+                .clone();
+            metrics.add(device.spec.kind(), device.slot.base, errors);
             names.add_mmio(
                 device.slot.base,
                 device.slot.len,
@@ -125,6 +135,7 @@ pub fn attach(
     Ok(AttachedVirtio {
         _transports: transports,
         balloon,
+        metrics,
     })
 }
 
@@ -154,24 +165,30 @@ fn create_device(
     balloon_handle: &mut Option<BalloonHandle>,
 ) -> Result<Box<dyn VirtioDevice>, VmError> {
     use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
-    // The whole chain: "cannot open disk image …: Is a directory", not just its head.
-    let device_err = |what: String, e: &dyn std::error::Error| VmError::Device {
-        what,
-        reason: runtime::error::error_chain(e),
-    };
+    // The device's own error stays the source: "disk …: cannot open disk image …: Is a
+    // directory" is printed whole at the edge.
+    fn device_err<E>(what: String) -> impl FnOnce(E) -> VmError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| VmError::Device {
+            what,
+            source: Box::new(e),
+        }
+    }
     Ok(match spec {
         VirtioSpec::Disk(d) => Box::new(
             Block::new(&d.path, d.read_only, d.id.clone())
-                .map_err(|e| device_err(format!("disk {:?}", d.path), &e))?,
+                .map_err(device_err(format!("disk {:?}", d.path)))?,
         ),
         VirtioSpec::Net(n) => {
             let tap = Tap::open_or_create(&n.tap)
-                .map_err(|e| device_err(format!("network tap {:?}", n.tap), &e))?;
+                .map_err(device_err(format!("network tap {:?}", n.tap)))?;
             Box::new(Net::new(tap, n.mac))
         }
         VirtioSpec::Vsock(v) => Box::new(
             Vsock::new(v.guest_cid, &v.uds_path)
-                .map_err(|e| device_err(format!("vsock on {:?}", v.uds_path), &e))?,
+                .map_err(device_err(format!("vsock on {:?}", v.uds_path)))?,
         ),
         VirtioSpec::Rng => Box::new(Rng::new()),
         VirtioSpec::Balloon(b) => {
@@ -187,27 +204,44 @@ fn attach_one(
     mem: &GuestMemoryMmap,
     mmio_bus: &mut Bus,
     model: Box<dyn VirtioDevice>,
-    slot: DeviceSlot,
+    planned: &PlannedDevice,
 ) -> Result<Arc<Mutex<MmioTransport>>, VmError> {
-    let irq = EventFd::new(EFD_NONBLOCK).map_err(VmError::io("creating a device interrupt"))?;
+    let slot = planned.slot;
+    // Names the device in every error below: "virtio-blk at 0xd0000000".
+    let device = format!("virtio-{} at {:#x}", planned.spec.kind(), slot.base);
+    let kvm_failed = |op: String| {
+        let device = device.clone();
+        move |source| VmError::DeviceKvm { device, op, source }
+    };
+    let io_failed = |op: &'static str| {
+        let device = device.clone();
+        move |source| VmError::DeviceIo { device, op, source }
+    };
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(io_failed("creating its interrupt eventfd"))?;
     let transport = MmioTransport::new(mem.clone(), model, irq)
-        .map_err(VmError::io("creating a virtio-mmio transport"))?;
+        .map_err(io_failed("creating its virtio-mmio transport"))?;
     for (index, evt) in transport.queue_evts().iter().enumerate() {
         vm.register_ioevent(
             evt,
             &IoEventAddress::Mmio(slot.base + QUEUE_NOTIFY_OFFSET),
             index as u32,
         )
-        .map_err(VmError::kvm("registering a queue-notify ioeventfd"))?;
+        .map_err(kvm_failed(format!(
+            "registering the notify ioeventfd of queue {index}"
+        )))?;
     }
     vm.register_irqfd(transport.interrupt().irq_eventfd(), slot.irq)
-        .map_err(VmError::kvm("registering a device irqfd"))?;
+        .map_err(kvm_failed(format!(
+            "registering its irqfd (IRQ {})",
+            slot.irq
+        )))?;
     let transport = Arc::new(Mutex::new(transport));
     mmio_bus
         .insert(slot.base, slot.len, transport.clone())
-        .map_err(|e| VmError::Io {
-            op: "placing a virtio device on the MMIO bus",
-            source: std::io::Error::other(e.to_string()),
+        .map_err(|source| VmError::BusPlacement {
+            device,
+            bus: "MMIO",
+            source,
         })?;
     Ok(transport)
 }

@@ -8,10 +8,16 @@
 //! `reset`.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
+
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+
+use super::config;
+use super::metrics::ErrorCounters;
 
 /// InterruptStatus bit: the device used buffers in a queue.
 pub const VIRTIO_MMIO_INT_VRING: u32 = 0x1;
@@ -85,22 +91,90 @@ impl Interrupt {
     }
 }
 
+/// A queue the driver set up and marked ready, and the eventfd its notifications arrive
+/// on (a clone of the transport's, which the VMM registered as the KVM ioeventfd).
+pub struct DeviceQueue {
+    pub queue: Queue,
+    pub evt: EventFd,
+}
+
 /// What a device is given when the driver sets DRIVER_OK.
 pub struct ActivateContext {
     pub mem: GuestMemoryMmap,
-    /// The queues, indexed as the driver configured them; each is ready.
-    pub queues: Vec<Queue>,
-    /// One notification eventfd per queue (clones of the transport's), same order.
-    pub queue_evts: Vec<EventFd>,
-    pub interrupt: std::sync::Arc<Interrupt>,
+    /// Slot `i` holds queue `i`, or `None` when the driver left it not ready: a queue's
+    /// index is its meaning (net: 0 = rx, 1 = tx), so a missing one must not shift the
+    /// others.
+    queues: Vec<Option<DeviceQueue>>,
+    pub interrupt: Arc<Interrupt>,
     /// The feature bits the driver accepted.
     pub acked_features: u64,
+    /// Where the device counts failed requests and rejected chains.
+    pub errors: Arc<ErrorCounters>,
+}
+
+impl ActivateContext {
+    pub fn new(
+        mem: GuestMemoryMmap,
+        queues: Vec<Option<DeviceQueue>>,
+        interrupt: Arc<Interrupt>,
+        acked_features: u64,
+        errors: Arc<ErrorCounters>,
+    ) -> Self {
+        Self {
+            mem,
+            queues,
+            interrupt,
+            acked_features,
+            errors,
+        }
+    }
+
+    /// The ready queues with their indices, in order (for devices and tests that only
+    /// look at them).
+    pub fn ready_queues(&self) -> impl Iterator<Item = (usize, &DeviceQueue)> {
+        self.queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| Some((i, q.as_ref()?)))
+    }
+
+    /// Takes queues `0..N`, all of which the device needs: `let [rx, tx] =
+    /// ctx.take_queues()?`.
+    pub fn take_queues<const N: usize>(&mut self) -> Result<[DeviceQueue; N], ActivateError> {
+        let ready = self.queues.iter().flatten().count();
+        if self.queues.len() < N || ready < N {
+            return Err(ActivateError::QueueCount {
+                got: ready,
+                want: N,
+            });
+        }
+        let mut taken = Vec::with_capacity(N);
+        for index in 0..N {
+            taken.push(self.take_queue(index)?);
+        }
+        // The length is N: every index below N was taken or returned an error.
+        taken.try_into().map_err(|_| ActivateError::QueueCount {
+            got: ready,
+            want: N,
+        })
+    }
+
+    /// Takes queue `index`, which the device needs because of a feature the driver
+    /// accepted (the balloon's stats queue).
+    pub fn take_queue(&mut self, index: usize) -> Result<DeviceQueue, ActivateError> {
+        self.queues
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or(ActivateError::QueueNotReady { index })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
     #[error("the driver configured {got} queues, the device needs {want}")]
     QueueCount { got: usize, want: usize },
+    #[error("the driver did not set up queue {index}, which the device needs")]
+    QueueNotReady { index: usize },
     #[error("cannot start the device's worker: {0}")]
     Worker(#[source] std::io::Error),
     #[error("device backend failed: {0}")]
@@ -113,15 +187,82 @@ pub trait VirtioDevice: Send {
     fn device_type(&self) -> u32;
     /// The largest size of each queue; the number of entries is the number of queues.
     fn queue_max_sizes(&self) -> &[u16];
-    /// The feature bits the device offers (VIRTIO_F_VERSION_1 included).
-    fn avail_features(&self) -> u64;
-    /// Reads from the device-specific configuration space (offset from 0x100).
-    fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// Writes to the device-specific configuration space (offset from 0x100).
-    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// The feature bits the device offers; VIRTIO_F_VERSION_1 alone unless the device
+    /// has features of its own (every device here is a virtio 1.x device).
+    fn avail_features(&self) -> u64 {
+        1 << VIRTIO_F_VERSION_1
+    }
+    /// Reads from the device-specific configuration space (offset from 0x100), with
+    /// [`config::read`]; a device without one (rng) reads as zeros.
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        config::read(&[], offset, data);
+    }
+    /// Writes to the device-specific configuration space (offset from 0x100). Ignored
+    /// unless the device has a field the driver may write (balloon's `actual`): the
+    /// others' fields are read-only for a VERSION_1 driver.
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// Starts processing the queues (typically on a worker thread).
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError>;
     /// Stops processing and returns the device to its initial state; returns once the
     /// worker has stopped, so the transport can hand the queues out again.
     fn reset(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use virtio_queue::QueueT;
+    use vm_memory::GuestAddress;
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    use super::*;
+
+    fn context(ready: &[bool]) -> ActivateContext {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        let queues = ready
+            .iter()
+            .map(|&r| {
+                r.then(|| DeviceQueue {
+                    queue: Queue::new(16).unwrap(),
+                    evt: EventFd::new(EFD_NONBLOCK).unwrap(),
+                })
+            })
+            .collect();
+        let irq = EventFd::new(EFD_NONBLOCK).unwrap();
+        ActivateContext::new(
+            mem,
+            queues,
+            Arc::new(Interrupt::new(irq)),
+            0,
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn take_queues_names_the_missing_queue_instead_of_shifting_the_next_one_down() {
+        let mut ctx = context(&[false, true, true]);
+        assert!(matches!(
+            ctx.take_queues::<2>(),
+            Err(ActivateError::QueueNotReady { index: 0 })
+        ));
+    }
+
+    #[test]
+    fn take_queues_counts_the_ready_queues_when_too_few() {
+        let mut ctx = context(&[true, true]);
+        assert!(matches!(
+            ctx.take_queues::<3>(),
+            Err(ActivateError::QueueCount { got: 2, want: 3 })
+        ));
+    }
+
+    #[test]
+    fn take_queue_takes_an_optional_queue_by_its_index() {
+        let mut ctx = context(&[true, true, true]);
+        let [_, _] = ctx.take_queues().unwrap();
+        assert!(ctx.take_queue(2).is_ok());
+        assert!(matches!(
+            ctx.take_queue(2),
+            Err(ActivateError::QueueNotReady { index: 2 })
+        ));
+    }
 }

@@ -7,6 +7,7 @@
 //! DEVICE_NEEDS_RESET instead of an activated device.
 
 mod queue_config;
+pub(crate) mod regs;
 #[cfg(test)]
 mod tests;
 
@@ -24,41 +25,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use self::queue_config::QueueConfig;
 pub use self::queue_config::QueueError;
-use super::device::{ActivateContext, Interrupt, VirtioDevice};
+use self::regs::*;
+use super::device::{ActivateContext, DeviceQueue, Interrupt, VirtioDevice};
+use super::metrics::ErrorCounters;
 use crate::bus::BusDevice;
 
-/// "virt" in little endian.
-const MAGIC_VALUE: u32 = 0x7472_6976;
-/// virtio-mmio version 2 is the virtio 1.x (non-legacy) layout.
-const MMIO_VERSION: u32 = 2;
-/// No PCI vendor behind an MMIO device; Firecracker and Cloud Hypervisor report 0.
-const VENDOR_ID: u32 = 0;
-
-// Register offsets (virtio 1.x §4.2.2, table "MMIO Device Register Layout").
-const MAGIC: u64 = 0x00;
-const VERSION: u64 = 0x04;
-const DEVICE_ID: u64 = 0x08;
-const VENDOR: u64 = 0x0c;
-const DEVICE_FEATURES: u64 = 0x10;
-const DEVICE_FEATURES_SEL: u64 = 0x14;
-const DRIVER_FEATURES: u64 = 0x20;
-const DRIVER_FEATURES_SEL: u64 = 0x24;
-const QUEUE_SEL: u64 = 0x30;
-const QUEUE_NUM_MAX: u64 = 0x34;
-const QUEUE_NUM: u64 = 0x38;
-const QUEUE_READY: u64 = 0x44;
-const QUEUE_NOTIFY: u64 = 0x50;
-const INTERRUPT_STATUS: u64 = 0x60;
-const INTERRUPT_ACK: u64 = 0x64;
-const STATUS: u64 = 0x70;
-const QUEUE_DESC_LOW: u64 = 0x80;
-const QUEUE_DESC_HIGH: u64 = 0x84;
-const QUEUE_DRIVER_LOW: u64 = 0x90;
-const QUEUE_DRIVER_HIGH: u64 = 0x94;
-const QUEUE_DEVICE_LOW: u64 = 0xa0;
-const QUEUE_DEVICE_HIGH: u64 = 0xa4;
-const CONFIG_GENERATION: u64 = 0xfc;
-const CONFIG: u64 = 0x100;
 /// Size of one device's register window.
 pub const MMIO_WINDOW_SIZE: u64 = 0x1000;
 
@@ -87,6 +58,8 @@ pub struct MmioTransport {
     mem: GuestMemoryMmap,
     device: Box<dyn VirtioDevice>,
     interrupt: Arc<Interrupt>,
+    /// The device's error counts, kept across resets: they describe the VM's whole run.
+    errors: Arc<ErrorCounters>,
     queue_evts: Vec<EventFd>,
     queues: Vec<QueueConfig>,
     status: u32,
@@ -118,6 +91,7 @@ impl MmioTransport {
             mem,
             device,
             interrupt: Arc::new(Interrupt::new(irq)),
+            errors: Arc::default(),
             queue_evts,
             queues,
             status: 0,
@@ -137,6 +111,11 @@ impl MmioTransport {
     /// The device's interrupt; register `interrupt().irq_eventfd()` as its irqfd.
     pub fn interrupt(&self) -> &Arc<Interrupt> {
         &self.interrupt
+    }
+
+    /// The device's counts of failed requests and rejected chains.
+    pub fn errors(&self) -> &Arc<ErrorCounters> {
+        &self.errors
     }
 
     /// The device ID (virtio 1.x §5) of the device behind this window.
@@ -274,31 +253,27 @@ impl MmioTransport {
 
     fn activate(&mut self) {
         let event_idx = self.driver_features & (1u64 << VIRTIO_RING_F_EVENT_IDX) != 0;
-        let mut queues = Vec::new();
-        let mut queue_evts = Vec::new();
+        // Queue i stays at index i whether or not the queues before it are ready.
+        let mut queues = Vec::with_capacity(self.queues.len());
         for (cfg, evt) in self.queues.iter().zip(&self.queue_evts) {
             if !cfg.ready {
+                queues.push(None);
                 continue;
             }
-            let queue = cfg.to_queue(&self.mem, event_idx);
-            let evt = evt.try_clone();
-            match (queue, evt) {
-                (Ok(q), Ok(e)) => {
-                    queues.push(q);
-                    queue_evts.push(e);
-                }
+            match (cfg.to_queue(&self.mem, event_idx), evt.try_clone()) {
+                (Ok(queue), Ok(evt)) => queues.push(Some(DeviceQueue { queue, evt })),
                 // The driver gave an unusable queue (or we ran out of fds): the device
                 // cannot run, tell the driver to reset it.
                 _ => return self.interrupt.set_needs_reset(),
             }
         }
-        let ctx = ActivateContext {
-            mem: self.mem.clone(),
+        let ctx = ActivateContext::new(
+            self.mem.clone(),
             queues,
-            queue_evts,
-            interrupt: self.interrupt.clone(),
-            acked_features: self.driver_features,
-        };
+            self.interrupt.clone(),
+            self.driver_features,
+            self.errors.clone(),
+        );
         match self.device.activate(ctx) {
             Ok(()) => self.activated = true,
             Err(_) => self.interrupt.set_needs_reset(),

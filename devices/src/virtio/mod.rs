@@ -1,10 +1,14 @@
 //! Virtio devices over the virtio-mmio transport (virtio 1.x, split queues from
 //! virtio-queue). `device` holds the contract between the transport and a device model;
-//! `mmio` the transport; one file per device.
+//! `mmio` the transport; `worker` the thread every device runs its queues on, `config`
+//! the configuration-space accesses and `metrics` the error counts all devices share;
+//! one file (or folder) per device.
 
 pub mod balloon;
 pub mod blk;
+pub mod config;
 pub mod device;
+pub mod metrics;
 pub mod mmio;
 pub mod net;
 pub mod rng;
@@ -14,7 +18,8 @@ pub mod worker;
 
 pub use balloon::{Balloon, BalloonHandle, BalloonStats};
 pub use blk::{Block, BlockError};
-pub use device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+pub use device::{ActivateContext, ActivateError, DeviceQueue, Interrupt, VirtioDevice};
+pub use metrics::{DeviceErrors, ErrorCounters};
 pub use mmio::MmioTransport;
 pub use net::Net;
 pub use rng::Rng;

@@ -9,13 +9,14 @@ use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::{Queue, QueueOwnedT, QueueT, Writer};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::worker::Worker;
+use super::device::DeviceQueue;
+use super::metrics::ErrorCounters;
+use super::worker::{continue_or_reset, Worker};
 use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
 
 pub const RNG_QUEUE_SIZE: u16 = 256;
@@ -44,28 +45,15 @@ impl VirtioDevice for Rng {
         &QUEUE_SIZES
     }
 
-    fn avail_features(&self) -> u64 {
-        1 << VIRTIO_F_VERSION_1
-    }
-
-    fn read_config(&self, _offset: u64, data: &mut [u8]) {
-        // virtio-rng has no configuration space.
-        data.fill(0);
-    }
-
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
-
-    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        let (Some(queue), Some(evt)) = (ctx.queues.into_iter().next(), ctx.queue_evts.first())
-        else {
-            return Err(ActivateError::QueueCount { got: 0, want: 1 });
-        };
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), ActivateError> {
+        let [DeviceQueue { queue, evt }] = ctx.take_queues()?;
         self.worker = None;
         let mut rq = RequestQueue {
             mem: ctx.mem,
             queue,
-            evt: evt.try_clone().map_err(ActivateError::Worker)?,
+            evt,
             interrupt: ctx.interrupt,
+            errors: ctx.errors,
             buf: vec![0; MAX_REQUEST_LEN],
         };
         let fds = [rq.evt.as_raw_fd()];
@@ -89,31 +77,40 @@ struct RequestQueue {
     queue: Queue,
     evt: EventFd,
     interrupt: Arc<Interrupt>,
+    errors: Arc<ErrorCounters>,
     buf: Vec<u8>,
 }
 
 impl RequestQueue {
     fn on_queue_event(&mut self) -> ControlFlow<()> {
         let _ = self.evt.read();
-        match self.process_queue() {
-            Ok(()) => ControlFlow::Continue(()),
-            // The rings themselves are broken (index past the queue size, ring outside
-            // RAM): stop touching them until the driver resets the device.
-            Err(_) => {
-                self.interrupt.set_needs_reset();
-                ControlFlow::Break(())
-            }
-        }
+        // Broken rings (index past the queue size, ring outside RAM) stop the device.
+        let result = self.process_queue();
+        continue_or_reset(result, &self.interrupt, &self.errors)
     }
 
     fn process_queue(&mut self) -> Result<(), virtio_queue::Error> {
         let mut used = false;
         while let Some(chain) = self.queue.iter(&self.mem)?.next() {
             let head = chain.head_index();
-            // A chain the Writer rejects (outside RAM, overflowing) gets nothing: len 0.
+            // A chain the Writer rejects (outside RAM, overflowing) or with nothing the
+            // device may write (read-only buffers) gets nothing: len 0.
             let len = match Writer::new(&self.mem, chain) {
-                Ok(mut writer) => fill(&mut writer, &mut self.buf),
-                Err(_) => 0,
+                Ok(writer) if writer.available_bytes() == 0 => {
+                    self.errors.chain_rejected();
+                    0
+                }
+                Ok(mut writer) => match fill(&mut writer, &mut self.buf) {
+                    Some(len) => len,
+                    None => {
+                        self.errors.request_failed();
+                        0
+                    }
+                },
+                Err(_) => {
+                    self.errors.chain_rejected();
+                    0
+                }
             };
             self.queue.add_used(&self.mem, head, len)?;
             used = true;
@@ -125,20 +122,21 @@ impl RequestQueue {
     }
 }
 
-/// Writes up to `MAX_REQUEST_LEN` random bytes; returns how many reached the guest.
-fn fill(writer: &mut Writer<'_>, buf: &mut [u8]) -> u32 {
+/// Writes up to `MAX_REQUEST_LEN` random bytes; returns how many reached the guest, or
+/// `None` when the host had none to give.
+fn fill(writer: &mut Writer<'_>, buf: &mut [u8]) -> Option<u32> {
     let len = writer.available_bytes().min(buf.len());
     let buf = &mut buf[..len];
     if getrandom(buf).is_err() {
         // The host has no entropy to give (never on Linux >= 3.17): hand out nothing
         // rather than predictable bytes.
-        return 0;
+        return None;
     }
     // The Writer's slices were validated against guest memory; writing cannot fail.
-    match writer.write_all(buf) {
+    Some(match writer.write_all(buf) {
         Ok(()) => len as u32,
         Err(_) => writer.bytes_written() as u32,
-    }
+    })
 }
 
 /// Fills `buf` completely; getrandom may return short for requests over 256 bytes when a
@@ -163,55 +161,38 @@ fn getrandom(buf: &mut [u8]) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-    use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
 
-    use vmm_sys_util::eventfd::EFD_NONBLOCK;
-
     use super::*;
+    use crate::testing::{DeviceHarness, DriverQueue, Waited, WAIT};
 
     const MEM_SIZE: usize = 0x40_0000;
     const BUF: u64 = 0x10_0000;
 
-    fn start(mem: &GuestMemoryMmap, vq: &MockSplitQueue<GuestMemoryMmap>) -> (Rng, EventFd) {
-        let mut rng = Rng::new();
-        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-        rng.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![vq.create_queue().unwrap()],
-            queue_evts: vec![evt.try_clone().unwrap()],
-            interrupt,
-            acked_features: 1 << VIRTIO_F_VERSION_1,
-        })
-        .unwrap();
-        (rng, evt)
+    /// An active rng; its request queue's rings are at 0.
+    fn start() -> DeviceHarness<Rng> {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let vq = DriverQueue::new(&mem, 0, 16).unwrap();
+        DeviceHarness::activate(Rng::new(), &mem, vec![vq]).unwrap()
     }
 
-    fn wait_used(vq: &MockSplitQueue<GuestMemoryMmap>, n: u16) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while vq.used().idx().load() < n {
-            assert!(Instant::now() < deadline, "device did not use {n} chains");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    fn wait_used(h: &DeviceHarness<Rng>, n: u16) {
+        let waited = h.wait_used(0, n, Some(WAIT)).unwrap();
+        assert_eq!(waited, Waited::Used, "device did not use {n} chains");
     }
 
-    fn used_len(vq: &MockSplitQueue<GuestMemoryMmap>, i: usize) -> u32 {
-        vq.used().ring().ref_at(i).unwrap().load().len()
-    }
-
-    fn memory() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
+    fn used_len(h: &DeviceHarness<Rng>, i: u16) -> u32 {
+        h.queues[0].used_elem(i).unwrap().1
     }
 
     #[test]
     fn rng_fills_a_two_descriptor_buffer_with_random_bytes() {
-        let mem = memory();
-        let vq = MockSplitQueue::new(&mem, 16);
+        let h = start();
+        let (mem, vq) = (&h.mem, &h.queues[0]);
         let flags = (VRING_DESC_F_WRITE | VRING_DESC_F_NEXT) as u16;
         let descs = [
             RawDescriptor::from(Descriptor::new(BUF, 100, flags, 1)),
@@ -223,11 +204,10 @@ mod tests {
             )),
         ];
         vq.add_desc_chains(&descs, 0).unwrap();
-        let (_rng, evt) = start(&mem, &vq);
-        evt.write(1).unwrap();
+        h.kick(0).unwrap();
 
-        wait_used(&vq, 1);
-        assert_eq!(used_len(&vq, 0), 256);
+        wait_used(&h, 1);
+        assert_eq!(used_len(&h, 0), 256);
         let mut a = [0u8; 100];
         mem.read_slice(&mut a, GuestAddress(BUF)).unwrap();
         let distinct: std::collections::HashSet<u8> = a.iter().copied().collect();
@@ -236,20 +216,19 @@ mod tests {
 
     #[test]
     fn rng_caps_a_request_at_64_kib() {
-        let mem = memory();
-        let vq = MockSplitQueue::new(&mem, 16);
+        let h = start();
         let desc = Descriptor::new(BUF, 0x20_0000, VRING_DESC_F_WRITE as u16, 0);
-        vq.add_desc_chains(&[RawDescriptor::from(desc)], 0).unwrap();
-        let (_rng, evt) = start(&mem, &vq);
-        evt.write(1).unwrap();
-        wait_used(&vq, 1);
-        assert_eq!(used_len(&vq, 0), MAX_REQUEST_LEN as u32);
+        h.queues[0]
+            .add_desc_chains(&[RawDescriptor::from(desc)], 0)
+            .unwrap();
+        h.kick(0).unwrap();
+        wait_used(&h, 1);
+        assert_eq!(used_len(&h, 0), MAX_REQUEST_LEN as u32);
     }
 
     #[test]
     fn rng_read_only_or_out_of_ram_buffers_get_len_0_and_later_ones_are_served() {
-        let mem = memory();
-        let vq = MockSplitQueue::new(&mem, 16);
+        let h = start();
         let descs = [
             RawDescriptor::from(Descriptor::new(BUF, 64, 0, 0)),
             RawDescriptor::from(Descriptor::new(
@@ -260,26 +239,27 @@ mod tests {
             )),
             RawDescriptor::from(Descriptor::new(BUF, 32, VRING_DESC_F_WRITE as u16, 0)),
         ];
-        vq.add_desc_chains(&descs, 0).unwrap();
-        let (_rng, evt) = start(&mem, &vq);
-        evt.write(1).unwrap();
-        wait_used(&vq, 3);
+        h.queues[0].add_desc_chains(&descs, 0).unwrap();
+        h.kick(0).unwrap();
+        wait_used(&h, 3);
         assert_eq!(
-            [used_len(&vq, 0), used_len(&vq, 1), used_len(&vq, 2)],
+            [used_len(&h, 0), used_len(&h, 1), used_len(&h, 2)],
             [0, 0, 32]
         );
+        // The read-only chain and the one outside RAM are the device's rejections.
+        assert_eq!(h.errors.snapshot().chains_rejected, 2);
     }
 
     #[test]
     fn rng_reset_returns_after_the_worker_stopped() {
-        let mem = memory();
-        let vq = MockSplitQueue::new(&mem, 16);
-        let (mut rng, evt) = start(&mem, &vq);
-        rng.reset();
+        let mut h = start();
+        h.dev.reset();
         let desc = Descriptor::new(BUF, 64, VRING_DESC_F_WRITE as u16, 0);
-        vq.add_desc_chains(&[RawDescriptor::from(desc)], 0).unwrap();
-        evt.write(1).unwrap();
+        h.queues[0]
+            .add_desc_chains(&[RawDescriptor::from(desc)], 0)
+            .unwrap();
+        h.kick(0).unwrap();
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(vq.used().idx().load(), 0);
+        assert_eq!(h.queues[0].used_idx().unwrap(), 0);
     }
 }

@@ -1,20 +1,105 @@
-//! A device worker thread: waits on a device's eventfds with epoll and calls a handler for
-//! each one that becomes readable, until it is stopped.
+//! A device worker thread: waits on a device's fds with epoll and hands each one that
+//! becomes ready to the device's handler, until it is stopped.
 //!
 //! Devices start one in `VirtioDevice::activate` and stop it in `reset` (or drop), so the
 //! transport can hand the queues out again. The handler owns whatever the fds belong to
-//! (queue eventfds, a tap, a socket); the worker only knows the raw fds and their index.
+//! (queue eventfds, a tap, a socket, a timer); the worker only knows the raw fds, by
+//! their index (the token). A handler may change what it waits for on an fd through
+//! [`Interest`] (net drops EPOLLIN from its backend while the guest has no rx buffers)
+//! and may ask to be woken by a deadline (vsock's connection timeouts).
 
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::device::Interrupt;
+use super::metrics::ErrorCounters;
+
 /// The epoll token of the stop eventfd; handler fds use their index.
 const STOP_TOKEN: u64 = u64::MAX;
+/// Events taken from the kernel per wait.
+const EVENTS_PER_WAIT: usize = 8;
+
+/// What a worker thread runs. Every method runs on the worker thread; returning
+/// `ControlFlow::Break(())` ends it (e.g. after the device set DEVICE_NEEDS_RESET).
+pub trait EventHandler: Send + 'static {
+    /// Runs once before the first wait: the driver may have queued buffers before
+    /// DRIVER_OK reached the device.
+    fn start(&mut self, _interest: &mut Interest) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// The fd of `token` is ready with `events`. Readiness is level-triggered: the
+    /// handler must consume it (read the eventfd) or it is called again at once.
+    fn on_event(
+        &mut self,
+        token: usize,
+        events: EventSet,
+        interest: &mut Interest,
+    ) -> ControlFlow<()>;
+
+    /// When to wake up even if no fd is ready; `None` waits for an fd.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Runs after every wake-up, once its events are handled (also when only the deadline
+    /// passed).
+    fn after_wake(&mut self, _interest: &mut Interest) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// What the worker waits for on each of the handler's fds.
+pub struct Interest {
+    epoll: Epoll,
+    fds: Vec<RawFd>,
+    /// The events fd `i` is registered for; empty = not in the epoll set.
+    current: Vec<EventSet>,
+}
+
+impl Interest {
+    /// Waits for `events` on the fd of `token` from now on (none: not at all).
+    ///
+    /// On the worker's own valid fds epoll_ctl does not fail; if it did, the interest is
+    /// left as it was and the next call with a different set tries again.
+    pub fn set(&mut self, token: usize, events: EventSet) {
+        let (Some(&fd), Some(&current)) = (self.fds.get(token), self.current.get(token)) else {
+            return;
+        };
+        if events == current {
+            return;
+        }
+        let op = if current.is_empty() {
+            ControlOperation::Add
+        } else if events.is_empty() {
+            ControlOperation::Delete
+        } else {
+            ControlOperation::Modify
+        };
+        let event = EpollEvent::new(events, token as u64);
+        if self.epoll.ctl(op, fd, event).is_ok() {
+            self.current[token] = events;
+        }
+    }
+}
+
+/// Milliseconds until `deadline` (rounded up, so the wait does not end just before it), or
+/// -1 for none.
+fn timeout_ms(deadline: Option<Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32
+        }
+    }
+}
 
 /// A running worker thread. Dropping it stops and joins the thread.
 #[derive(Debug)]
@@ -24,16 +109,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts thread `name` waiting (level-triggered) on `fds`; whenever `fds[i]` is
-    /// readable it calls `handler(i)`. The handler must consume the event (e.g. read the
-    /// eventfd) or it is called again at once. Returning `ControlFlow::Break(())` ends the
-    /// thread, e.g. after the device set DEVICE_NEEDS_RESET.
+    /// Starts thread `name` running `handler` over `fds`, each first waited on for
+    /// EPOLLIN; `fds[i]` is token `i`.
     ///
     /// The fds must stay open while the thread runs: give their owners to the handler.
-    pub fn spawn<H>(name: &str, fds: &[RawFd], mut handler: H) -> io::Result<Worker>
-    where
-        H: FnMut(usize) -> ControlFlow<()> + Send + 'static,
-    {
+    pub fn start<H: EventHandler>(name: &str, fds: &[RawFd], mut handler: H) -> io::Result<Worker> {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         // Epoll is set up here rather than in the thread so that a bad fd is reported to
         // the caller of `activate` instead of silently ending the thread.
@@ -50,13 +130,27 @@ impl Worker {
             stop.as_raw_fd(),
             EpollEvent::new(EventSet::IN, STOP_TOKEN),
         )?;
+        let mut interest = Interest {
+            epoll,
+            fds: fds.to_vec(),
+            current: vec![EventSet::IN; fds.len()],
+        };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || run(epoll, &mut handler))?;
+            .spawn(move || run(&mut interest, &mut handler))?;
         Ok(Worker {
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// [`Worker::start`] for a handler that only needs to know which fd is readable:
+    /// `handler(i)` runs whenever `fds[i]` is.
+    pub fn spawn<F>(name: &str, fds: &[RawFd], handler: F) -> io::Result<Worker>
+    where
+        F: FnMut(usize) -> ControlFlow<()> + Send + 'static,
+    {
+        Self::start(name, fds, Readable(handler))
     }
 
     /// Stops the thread and waits for it to end. Idempotent.
@@ -76,10 +170,45 @@ impl Drop for Worker {
     }
 }
 
-fn run<H: FnMut(usize) -> ControlFlow<()>>(epoll: Epoll, handler: &mut H) {
-    let mut events = [EpollEvent::default(); 8];
+/// A handler's verdict after processing its queues: carry on, or, when the driver broke a
+/// queue (an index past the queue size, a chain the device cannot map), count the chain
+/// as rejected, show DEVICE_NEEDS_RESET (virtio 1.x §2.1.2) and end the worker, so the
+/// device stops touching the queues until the driver resets it.
+pub fn continue_or_reset<E>(
+    result: Result<(), E>,
+    interrupt: &Interrupt,
+    errors: &ErrorCounters,
+) -> ControlFlow<()> {
+    match result {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => {
+            errors.chain_rejected();
+            interrupt.set_needs_reset();
+            ControlFlow::Break(())
+        }
+    }
+}
+
+/// A closure as a handler that only cares which fd is readable.
+struct Readable<F>(F);
+
+impl<F> EventHandler for Readable<F>
+where
+    F: FnMut(usize) -> ControlFlow<()> + Send + 'static,
+{
+    fn on_event(&mut self, token: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
+        (self.0)(token)
+    }
+}
+
+fn run<H: EventHandler>(interest: &mut Interest, handler: &mut H) {
+    if handler.start(interest).is_break() {
+        return;
+    }
+    let mut events = [EpollEvent::default(); EVENTS_PER_WAIT];
     loop {
-        let n = match epoll.wait(-1, &mut events) {
+        let timeout = timeout_ms(handler.deadline());
+        let n = match interest.epoll.wait(timeout, &mut events) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // Epoll on our own valid fds does not fail otherwise; if it does, stop
@@ -91,9 +220,15 @@ fn run<H: FnMut(usize) -> ControlFlow<()>>(epoll: Epoll, handler: &mut H) {
             if token == STOP_TOKEN {
                 return;
             }
-            if handler(token as usize).is_break() {
+            if handler
+                .on_event(token as usize, event.event_set(), interest)
+                .is_break()
+            {
                 return;
             }
+        }
+        if handler.after_wake(interest).is_break() {
+            return;
         }
     }
 }
@@ -137,5 +272,82 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
         // The sender is dropped with the handler when the thread ends.
         assert!(rx.recv_timeout(Duration::from_secs(5)).is_err());
+    }
+
+    /// Counts wake-ups of a readable eventfd it never reads, and takes it out of the
+    /// epoll set after the first: a level-triggered fd that is not consumed would
+    /// otherwise wake the worker again at once.
+    struct Unsubscriber {
+        _evt: EventFd,
+        seen: mpsc::Sender<EventSet>,
+    }
+
+    impl EventHandler for Unsubscriber {
+        fn on_event(
+            &mut self,
+            token: usize,
+            events: EventSet,
+            i: &mut Interest,
+        ) -> ControlFlow<()> {
+            let _ = self.seen.send(events);
+            i.set(token, EventSet::empty());
+            ControlFlow::Continue(())
+        }
+    }
+
+    #[test]
+    fn interest_set_to_none_stops_events_from_an_unconsumed_fd() {
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        evt.write(1).unwrap();
+        let fds = [evt.as_raw_fd()];
+        let (tx, rx) = mpsc::channel();
+        let _worker = Worker::start(
+            "test-worker",
+            &fds,
+            Unsubscriber {
+                _evt: evt,
+                seen: tx,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            EventSet::IN
+        );
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    /// Asks to be woken 10 ms from now, once.
+    struct Sleeper {
+        wake_at: Option<Instant>,
+        woke: mpsc::Sender<()>,
+    }
+
+    impl EventHandler for Sleeper {
+        fn on_event(&mut self, _: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
+            ControlFlow::Continue(())
+        }
+
+        fn deadline(&self) -> Option<Instant> {
+            self.wake_at
+        }
+
+        fn after_wake(&mut self, _: &mut Interest) -> ControlFlow<()> {
+            if self.wake_at.take().is_some() {
+                let _ = self.woke.send(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    #[test]
+    fn deadline_wakes_the_handler_without_an_event() {
+        let (tx, rx) = mpsc::channel();
+        let sleeper = Sleeper {
+            wake_at: Some(Instant::now() + Duration::from_millis(10)),
+            woke: tx,
+        };
+        let _worker = Worker::start("test-worker", &[], sleeper).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 }

@@ -9,8 +9,8 @@
 //! Releasing works for the private anonymous mappings `GuestMemoryMmap::from_ranges`
 //! makes; a shared or file-backed guest memory would need `FALLOC_FL_PUNCH_HOLE` instead.
 
+mod handler;
 mod stats;
-mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -22,11 +22,12 @@ use std::time::Duration;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BALLOON;
 
+use super::config;
 use super::worker::Worker;
 use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+use handler::BalloonHandler;
 use stats::PAGES_PER_MIB;
 pub use stats::{BalloonStats, PAGE_SIZE};
-use worker::BalloonQueues;
 
 /// The guest reports statistics through the stats queue.
 pub const VIRTIO_BALLOON_F_STATS_VQ: u32 = 1;
@@ -36,6 +37,8 @@ pub const VIRTIO_BALLOON_F_DEFLATE_ON_OOM: u32 = 2;
 pub const BALLOON_QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 3] = [BALLOON_QUEUE_SIZE; 3];
 const CONFIG_LEN: usize = 8;
+/// Where `actual`, the one field the driver writes, starts in the config space.
+const ACTUAL_OFFSET: u64 = 4;
 
 /// State shared by the device, its worker and every [`BalloonHandle`].
 #[derive(Default)]
@@ -163,50 +166,29 @@ impl VirtioDevice for Balloon {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let config = self.config();
-        let Some(src) = usize::try_from(offset).ok().and_then(|o| config.get(o..)) else {
-            return;
-        };
-        let n = src.len().min(data.len());
-        data[..n].copy_from_slice(&src[..n]);
+        config::read(&self.config(), offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         // Only `actual` (bytes 4..8) is driver-writable; a partial write updates the bytes
         // it covers.
         let mut config = self.config();
-        let Some(end) = usize::try_from(offset)
-            .ok()
-            .and_then(|o| o.checked_add(data.len()))
-        else {
-            return;
-        };
-        if offset < 4 || end > CONFIG_LEN {
+        if offset < ACTUAL_OFFSET || !config::write(&mut config, offset, data) {
             return;
         }
-        config[offset as usize..end].copy_from_slice(data);
         let actual = u32::from_le_bytes([config[4], config[5], config[6], config[7]]);
         self.shared.actual_pages.store(actual, Ordering::SeqCst);
     }
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
         let stats_acked = ctx.acked_features & (1 << VIRTIO_BALLOON_F_STATS_VQ) != 0;
-        let want = if stats_acked { 3 } else { 2 };
-        if ctx.queues.len() < want || ctx.queue_evts.len() < want {
-            return Err(ActivateError::QueueCount {
-                got: ctx.queues.len(),
-                want,
-            });
-        }
-        self.stop_worker();
-        let interrupt = ctx.interrupt.clone();
         let interval = self.stats_interval.filter(|_| stats_acked);
-        let mut queues = BalloonQueues::new(ctx, want, interval, self.shared.clone())
-            .map_err(ActivateError::Worker)?;
-        queues.kick_all().map_err(ActivateError::Worker)?;
-        let fds = queues.fds();
-        let worker = Worker::spawn("vmm-balloon", &fds, move |i| queues.on_event(i))
+        let interrupt = ctx.interrupt.clone();
+        let mut handler = BalloonHandler::new(ctx, interval, self.shared.clone())?;
+        self.stop_worker();
+        handler.kick_all().map_err(ActivateError::Worker)?;
+        let fds = handler.fds();
+        let worker = Worker::spawn("vmm-balloon", &fds, move |i| handler.on_event(i))
             .map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
         *self

@@ -1,15 +1,13 @@
-//! virtio-balloon against virtio-queue's mock driver.
+//! virtio-balloon against the test driver (`crate::testing`).
 
-use std::time::{Duration, Instant};
+use std::ops::Deref;
 
 use virtio_bindings::virtio_ring::VRING_DESC_F_NEXT;
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
+use crate::testing::{self, DeviceHarness, DriverQueue, Waited, WAIT};
 
 const MEM_SIZE: usize = 0x80_0000;
 /// Rings of the three queues.
@@ -19,52 +17,30 @@ const BUF: u64 = 0x10_0000;
 /// Pages the tests balloon: well away from rings and buffers.
 const VICTIM: u64 = 0x40_0000;
 
-struct Harness {
-    mem: &'static GuestMemoryMmap,
-    queues: Vec<MockSplitQueue<'static, GuestMemoryMmap>>,
-    evts: Vec<EventFd>,
-    interrupt: Arc<Interrupt>,
-    balloon: Balloon,
+struct Harness(DeviceHarness<Balloon>);
+
+impl Deref for Harness {
+    type Target = DeviceHarness<Balloon>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Harness {
+    /// Activates `balloon` with one ring per queue it offers.
     fn start(balloon: Balloon) -> Harness {
-        // Leaked so the mock queues can borrow it for the whole test.
-        let mem: &'static GuestMemoryMmap = Box::leak(Box::new(
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
-        ));
-        Self::start_with(balloon, mem)
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let n = balloon.queue_max_sizes().len();
+        let queues = RINGS[..n]
+            .iter()
+            .map(|&ring| DriverQueue::new(&mem, ring, 16).unwrap())
+            .collect();
+        Harness(DeviceHarness::activate(balloon, &mem, queues).unwrap())
     }
 
-    fn start_with(mut balloon: Balloon, mem: &'static GuestMemoryMmap) -> Harness {
-        let n = balloon.queue_max_sizes().len();
-        let queues: Vec<_> = RINGS[..n]
-            .iter()
-            .map(|&ring| MockSplitQueue::create(mem, GuestAddress(ring), 16))
-            .collect();
-        let evts: Vec<EventFd> = (0..n)
-            .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
-            .collect();
-        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-        balloon
-            .activate(ActivateContext {
-                mem: mem.clone(),
-                queues: queues
-                    .iter()
-                    .map(|q| q.create_queue::<Queue>().unwrap())
-                    .collect(),
-                queue_evts: evts.iter().map(|e| e.try_clone().unwrap()).collect(),
-                interrupt: interrupt.clone(),
-                acked_features: balloon.avail_features(),
-            })
-            .unwrap();
-        Harness {
-            mem,
-            queues,
-            evts,
-            interrupt,
-            balloon,
-        }
+    fn balloon(&self) -> &Balloon {
+        &self.dev
     }
 
     /// Posts `bytes` at BUF + `offset` as a one-descriptor readable chain on queue `q`.
@@ -75,20 +51,24 @@ impl Harness {
         self.queues[q]
             .add_desc_chains(&[RawDescriptor::from(desc)], index)
             .unwrap();
-        self.evts[q].write(1).unwrap();
+        self.kick(q).unwrap();
     }
 
     fn wait_used(&self, q: usize, n: u16) {
-        wait_for(|| self.queues[q].used().idx().load() >= n);
+        let waited = self.0.wait_used(q, n, Some(WAIT)).unwrap();
+        assert_eq!(
+            waited,
+            Waited::Used,
+            "queue {q}: device did not use {n} chains"
+        );
     }
 }
 
 fn wait_for(cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in 5 s");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        testing::wait_until(WAIT, cond),
+        "condition not reached in 5 s"
+    );
 }
 
 fn pfns(list: &[u64]) -> Vec<u8> {
@@ -116,7 +96,7 @@ fn balloon_inflate_releases_touched_pages_to_the_host() {
             .write_slice(&[0xab; 4096], GuestAddress(VICTIM + page * 4096))
             .unwrap();
     }
-    assert!(resident(h.mem, VICTIM));
+    assert!(resident(&h.mem, VICTIM));
 
     let first = VICTIM / PAGE_SIZE;
     h.post(
@@ -129,14 +109,14 @@ fn balloon_inflate_releases_touched_pages_to_the_host() {
 
     for page in 0..4 {
         assert!(
-            !resident(h.mem, VICTIM + page * 4096),
+            !resident(&h.mem, VICTIM + page * 4096),
             "page {page} still resident"
         );
     }
     let mut back = [0xffu8; 16];
     h.mem.read_slice(&mut back, GuestAddress(VICTIM)).unwrap();
     assert_eq!(back, [0; 16], "a released page reads as zeros");
-    let stats = h.balloon.stats();
+    let stats = h.balloon().stats();
     assert_eq!((stats.inflated_pages, stats.invalid_pfns), (4, 0));
 }
 
@@ -153,9 +133,9 @@ fn balloon_pfns_outside_ram_are_counted_and_the_rest_released() {
     );
     h.wait_used(0, 1);
 
-    let stats = h.balloon.stats();
+    let stats = h.balloon().stats();
     assert_eq!((stats.inflated_pages, stats.invalid_pfns), (2, 2));
-    assert!(!resident(h.mem, VICTIM));
+    assert!(!resident(&h.mem, VICTIM));
     assert!(!h.interrupt.needs_reset());
 }
 
@@ -166,10 +146,10 @@ fn balloon_inflate_chain_outside_ram_is_used_with_len_0() {
     h.queues[0]
         .add_desc_chains(&[RawDescriptor::from(desc)], 0)
         .unwrap();
-    h.evts[0].write(1).unwrap();
+    h.kick(0).unwrap();
     h.wait_used(0, 1);
-    let elem = h.queues[0].used().ring().ref_at(0).unwrap().load();
-    assert_eq!((elem.id(), elem.len()), (0, 0));
+    assert_eq!(h.queues[0].used_elem(0).unwrap(), (0, 0));
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
 
     // The device still serves the next request.
     h.post(0, 1, 0, &pfns(&[VICTIM / PAGE_SIZE]));
@@ -186,7 +166,7 @@ fn balloon_descriptor_loop_on_deflate_does_not_hang() {
     h.queues[1]
         .add_desc_chains(&[RawDescriptor::from(looped)], 0)
         .unwrap();
-    h.evts[1].write(1).unwrap();
+    h.kick(1).unwrap();
     h.wait_used(1, 1);
 }
 
@@ -195,7 +175,7 @@ fn balloon_deflate_is_acknowledged() {
     let h = Harness::start(Balloon::new(64, true, 0));
     h.post(1, 0, 0, &pfns(&[0x400, 0x401]));
     h.wait_used(1, 1);
-    assert_eq!(h.balloon.stats().deflated_pages, 2);
+    assert_eq!(h.balloon().stats().deflated_pages, 2);
     assert_ne!(h.interrupt.status() & 1, 0);
 }
 
@@ -209,13 +189,13 @@ fn balloon_stats_are_kept_and_the_buffer_is_returned_every_interval() {
     buf.extend((123u64 << 20).to_le_bytes());
     h.post(2, 0, 0, &buf);
 
-    wait_for(|| h.balloon.stats().free_memory == Some(123 << 20));
+    wait_for(|| h.balloon().stats().free_memory == Some(123 << 20));
     // The device holds the buffer until the timer fires, then hands it back.
     h.wait_used(2, 1);
     buf[2..].copy_from_slice(&(7u64 << 20).to_le_bytes());
     h.post(2, 0, 0, &buf);
-    wait_for(|| h.balloon.stats().free_memory == Some(7 << 20));
-    assert_eq!(h.balloon.stats().stats_updates, 2);
+    wait_for(|| h.balloon().stats().free_memory == Some(7 << 20));
+    assert_eq!(h.balloon().stats().stats_updates, 2);
 }
 
 #[test]
@@ -237,10 +217,10 @@ fn balloon_config_has_target_and_accepts_actual() {
 #[test]
 fn balloon_set_target_updates_config_and_interrupts_the_driver() {
     let h = Harness::start(Balloon::new(64, false, 0));
-    let handle = h.balloon.handle();
+    let handle = h.balloon().handle();
     handle.set_target_mib(128);
     let mut config = [0u8; 4];
-    h.balloon.read_config(0, &mut config);
+    h.balloon().read_config(0, &mut config);
     assert_eq!(u32::from_le_bytes(config), 128 * 256);
     assert_ne!(h.interrupt.status() & 2, 0, "config-change interrupt");
     assert_eq!(handle.stats().target_mib, 128);

@@ -12,33 +12,32 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::disk::Disk;
 use super::request::{self, Limits, Reject, Request, RequestType, Segment};
-use crate::virtio::device::Interrupt;
+use crate::virtio::device::{ActivateContext, DeviceQueue, Interrupt};
+use crate::virtio::metrics::ErrorCounters;
 
+/// The request queue, owned by the worker thread.
 pub struct BlockHandler {
-    pub mem: GuestMemoryMmap,
-    pub queue: Queue,
-    pub queue_evt: EventFd,
-    pub interrupt: Arc<Interrupt>,
-    pub disk: Arc<Disk>,
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    queue_evt: EventFd,
+    interrupt: Arc<Interrupt>,
+    errors: Arc<ErrorCounters>,
+    disk: Arc<Disk>,
     /// Scratch space reused by every request, so the fast path does not allocate.
-    pub descs: Vec<Descriptor>,
-    pub segs: Vec<Segment>,
+    descs: Vec<Descriptor>,
+    segs: Vec<Segment>,
 }
 
 impl BlockHandler {
-    pub fn new(
-        mem: GuestMemoryMmap,
-        queue: Queue,
-        queue_evt: EventFd,
-        interrupt: Arc<Interrupt>,
-        disk: Arc<Disk>,
-    ) -> Self {
+    pub fn new(ctx: ActivateContext, request_queue: DeviceQueue, disk: Arc<Disk>) -> Self {
+        let DeviceQueue { queue, evt } = request_queue;
         let size = usize::from(queue.size());
         Self {
-            mem,
+            mem: ctx.mem,
             queue,
-            queue_evt,
-            interrupt,
+            queue_evt: evt,
+            interrupt: ctx.interrupt,
+            errors: ctx.errors,
             disk,
             descs: Vec::with_capacity(size),
             segs: Vec::with_capacity(size),
@@ -69,12 +68,24 @@ impl BlockHandler {
                     None => break ControlFlow::Continue(()),
                 },
                 // The available index runs more than a queue ahead of us.
-                Err(_) => break ControlFlow::Break(()),
+                Err(_) => {
+                    self.errors.chain_rejected();
+                    break ControlFlow::Break(());
+                }
             };
             let head = chain.head_index();
             let parsed = request::parse(&self.mem, chain, limits, &mut self.descs, &mut self.segs);
+            if parsed.is_err() {
+                self.errors.chain_rejected();
+            }
             let len = match parsed {
-                Ok(req) => execute(&self.mem, &self.disk, &req, &self.segs),
+                Ok(req) => {
+                    let (code, len) = execute(&self.mem, &self.disk, &req, &self.segs);
+                    if code != VIRTIO_BLK_S_OK {
+                        self.errors.request_failed();
+                    }
+                    len
+                }
                 Err(Reject::Status { status, code }) => {
                     write_status(&self.mem, status, code);
                     1
@@ -107,8 +118,9 @@ impl BlockHandler {
     }
 }
 
-/// Runs a checked request; returns the number of bytes written to the guest.
-fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, segs: &[Segment]) -> u32 {
+/// Runs a checked request; returns its status and the number of bytes written to the
+/// guest.
+fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, segs: &[Segment]) -> (u32, u32) {
     let (code, data_written) = match req.kind {
         RequestType::In => match disk.read_into(mem, segs, req.sector) {
             // data_len fits in u32: a chain carries less than 4 GiB.
@@ -131,7 +143,7 @@ fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, segs: &[Segment]) 
         RequestType::GetId => (VIRTIO_BLK_S_OK, disk.write_id(mem, segs) as u32),
     };
     write_status(mem, req.status, code as u8);
-    data_written + 1
+    (code, data_written + 1)
 }
 
 fn write_status(mem: &GuestMemoryMmap, addr: vm_memory::GuestAddress, code: u8) {

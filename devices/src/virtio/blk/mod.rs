@@ -22,6 +22,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 
 use self::disk::Disk;
 use self::handler::BlockHandler;
+use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
 use super::worker::Worker;
 
@@ -155,39 +156,16 @@ impl VirtioDevice for Block {
         self.avail_features
     }
 
+    /// Every field is read-only: the driver may write only `writeback`, and only with
+    /// VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // Bytes past the structure (or an offset past u64 range) read as zero.
-        for (i, b) in data.iter_mut().enumerate() {
-            let at = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok());
-            *b = at.and_then(|o| self.config.get(o)).copied().unwrap_or(0);
-        }
+        config::read(&self.config, offset, data);
     }
 
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
-        // Every field is read-only without VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
-    }
-
-    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        let ActivateContext {
-            mem,
-            mut queues,
-            mut queue_evts,
-            interrupt,
-            ..
-        } = ctx;
-        if queues.len() != 1 || queue_evts.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                got: queues.len(),
-                want: 1,
-            });
-        }
-        let (Some(queue), Some(evt)) = (queues.pop(), queue_evts.pop()) else {
-            return Err(ActivateError::QueueCount { got: 0, want: 1 });
-        };
-        let fd = evt.as_raw_fd();
-        let mut handler = BlockHandler::new(mem, queue, evt, interrupt, self.disk.clone());
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), ActivateError> {
+        let [request_queue] = ctx.take_queues()?;
+        let fd = request_queue.evt.as_raw_fd();
+        let mut handler = BlockHandler::new(ctx, request_queue, self.disk.clone());
         // A second activation without reset would leave two workers on one queue.
         self.reset();
         let worker = Worker::spawn("vmm-virtio-blk", &[fd], move |_| handler.on_queue_event())

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
+use crate::testing::MmioDriver;
 use crate::virtio::device::{ActivateError, VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 
 const FAKE_ID: u32 = 42;
@@ -19,8 +19,10 @@ type QueueSeen = (u16, u64, u64, u64);
 
 #[derive(Debug, Default)]
 struct Record {
-    /// Per activation: the queues and the acked features.
+    /// Per activation: the ready queues and the acked features.
     activations: Vec<(Vec<QueueSeen>, u64)>,
+    /// Per activation: the indices of the ready queues.
+    ready_indices: Vec<Vec<usize>>,
     resets: u32,
     config_writes: Vec<(u64, Vec<u8>)>,
 }
@@ -41,9 +43,7 @@ impl VirtioDevice for FakeDevice {
         VERSION_1 | FEATURE_X
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = *self.config.get(offset as usize + i).unwrap_or(&0);
-        }
+        crate::virtio::config::read(&self.config, offset, data);
     }
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         self.record
@@ -54,12 +54,14 @@ impl VirtioDevice for FakeDevice {
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
         let queues = ctx
-            .queues
-            .iter()
+            .ready_queues()
+            .map(|(_, q)| &q.queue)
             .map(|q| (q.size(), q.desc_table(), q.avail_ring(), q.used_ring()))
             .collect();
+        let indices = ctx.ready_queues().map(|(i, _)| i).collect();
         let mut record = self.record.lock().unwrap();
         record.activations.push((queues, ctx.acked_features));
+        record.ready_indices.push(indices);
         Ok(())
     }
     fn reset(&mut self) {
@@ -68,7 +70,7 @@ impl VirtioDevice for FakeDevice {
 }
 
 struct Fixture {
-    t: MmioTransport,
+    d: MmioDriver,
     record: Arc<Mutex<Record>>,
 }
 
@@ -79,46 +81,11 @@ fn fixture() -> Fixture {
         record: record.clone(),
         config: [1, 2, 3, 4, 5, 6, 7, 8],
     };
-    let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-    let t = MmioTransport::new(mem, Box::new(dev), irq).unwrap();
-    Fixture { t, record }
+    let d = MmioDriver::new(&mem, Box::new(dev)).unwrap();
+    Fixture { d, record }
 }
 
 impl Fixture {
-    fn rd(&mut self, offset: u64) -> u32 {
-        let mut data = [0u8; 4];
-        self.t.read(offset, &mut data);
-        u32::from_le_bytes(data)
-    }
-
-    fn wr(&mut self, offset: u64, value: u32) {
-        self.t.write(offset, &value.to_le_bytes());
-    }
-
-    /// ACKNOWLEDGE, DRIVER, driver features, FEATURES_OK; returns the status read back.
-    fn negotiate(&mut self, features: u64) -> u32 {
-        self.wr(STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-        self.wr(STATUS, STATUS_INIT);
-        self.wr(DRIVER_FEATURES_SEL, 0);
-        self.wr(DRIVER_FEATURES, features as u32);
-        self.wr(DRIVER_FEATURES_SEL, 1);
-        self.wr(DRIVER_FEATURES, (features >> 32) as u32);
-        self.wr(STATUS, STATUS_FEATURES);
-        self.rd(STATUS)
-    }
-
-    fn setup_queue(&mut self, index: u32, size: u32, desc: u64, avail: u64, used: u64) {
-        self.wr(QUEUE_SEL, index);
-        self.wr(QUEUE_NUM, size);
-        self.wr(QUEUE_DESC_LOW, desc as u32);
-        self.wr(QUEUE_DESC_HIGH, (desc >> 32) as u32);
-        self.wr(QUEUE_DRIVER_LOW, avail as u32);
-        self.wr(QUEUE_DRIVER_HIGH, (avail >> 32) as u32);
-        self.wr(QUEUE_DEVICE_LOW, used as u32);
-        self.wr(QUEUE_DEVICE_HIGH, (used >> 32) as u32);
-        self.wr(QUEUE_READY, 1);
-    }
-
     fn activations(&self) -> usize {
         self.record.lock().unwrap().activations.len()
     }
@@ -127,72 +94,72 @@ impl Fixture {
 #[test]
 fn identification_registers_show_magic_version_2_and_device_id() {
     let mut f = fixture();
-    assert_eq!(f.rd(MAGIC), 0x7472_6976);
-    assert_eq!(f.rd(VERSION), 2);
-    assert_eq!(f.rd(DEVICE_ID), FAKE_ID);
-    assert_eq!(f.rd(VENDOR), 0);
+    assert_eq!(f.d.read(MAGIC), 0x7472_6976);
+    assert_eq!(f.d.read(VERSION), 2);
+    assert_eq!(f.d.read(DEVICE_ID), FAKE_ID);
+    assert_eq!(f.d.read(VENDOR), 0);
 }
 
 #[test]
 fn device_features_are_paged_by_selector() {
     let mut f = fixture();
-    f.wr(DEVICE_FEATURES_SEL, 0);
-    assert_eq!(f.rd(DEVICE_FEATURES), FEATURE_X as u32);
-    f.wr(DEVICE_FEATURES_SEL, 1);
-    assert_eq!(f.rd(DEVICE_FEATURES), 1); // VERSION_1 is bit 32
-    f.wr(DEVICE_FEATURES_SEL, 2);
-    assert_eq!(f.rd(DEVICE_FEATURES), 0);
+    f.d.write(DEVICE_FEATURES_SEL, 0);
+    assert_eq!(f.d.read(DEVICE_FEATURES), FEATURE_X as u32);
+    f.d.write(DEVICE_FEATURES_SEL, 1);
+    assert_eq!(f.d.read(DEVICE_FEATURES), 1); // VERSION_1 is bit 32
+    f.d.write(DEVICE_FEATURES_SEL, 2);
+    assert_eq!(f.d.read(DEVICE_FEATURES), 0);
 }
 
 #[test]
 fn features_ok_is_refused_when_driver_does_not_accept_version_1() {
     let mut f = fixture();
-    assert_eq!(f.negotiate(FEATURE_X), STATUS_INIT);
+    assert_eq!(f.d.negotiate(FEATURE_X), STATUS_INIT);
 }
 
 #[test]
 fn features_ok_is_refused_when_driver_accepts_unoffered_feature() {
     let mut f = fixture();
-    assert_eq!(f.negotiate(VERSION_1 | 1 << 7), STATUS_INIT);
+    assert_eq!(f.d.negotiate(VERSION_1 | 1 << 7), STATUS_INIT);
 }
 
 #[test]
 fn features_ok_is_kept_when_driver_accepts_version_1() {
     let mut f = fixture();
-    assert_eq!(f.negotiate(VERSION_1 | FEATURE_X), STATUS_FEATURES);
+    assert_eq!(f.d.negotiate(VERSION_1 | FEATURE_X), STATUS_FEATURES);
 }
 
 #[test]
 fn status_write_that_skips_a_step_is_ignored() {
     let mut f = fixture();
-    f.wr(STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-    f.wr(
+    f.d.write(STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    f.d.write(
         STATUS,
         VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER_OK,
     );
-    assert_eq!(f.rd(STATUS), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    assert_eq!(f.d.read(STATUS), VIRTIO_CONFIG_S_ACKNOWLEDGE);
     assert_eq!(f.activations(), 0);
 }
 
 #[test]
 fn queue_registers_report_max_size_and_zero_for_missing_queue() {
     let mut f = fixture();
-    f.wr(QUEUE_SEL, 1);
-    assert_eq!(f.rd(QUEUE_NUM_MAX), 8);
-    f.wr(QUEUE_SEL, 2);
-    assert_eq!(f.rd(QUEUE_NUM_MAX), 0);
-    f.wr(QUEUE_READY, 1); // a write to a missing queue is ignored
-    assert_eq!(f.rd(QUEUE_READY), 0);
+    f.d.write(QUEUE_SEL, 1);
+    assert_eq!(f.d.read(QUEUE_NUM_MAX), 8);
+    f.d.write(QUEUE_SEL, 2);
+    assert_eq!(f.d.read(QUEUE_NUM_MAX), 0);
+    f.d.write(QUEUE_READY, 1); // a write to a missing queue is ignored
+    assert_eq!(f.d.read(QUEUE_READY), 0);
 }
 
 #[test]
 fn driver_ok_activates_device_with_configured_queues_and_features() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
-    f.setup_queue(1, 4, 0x4000, 0x5000, 0x6000);
-    f.wr(STATUS, STATUS_LIVE);
-    assert_eq!(f.rd(STATUS), STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.setup_queue(1, 4, 0x4000, 0x5000, 0x6000);
+    f.d.write(STATUS, STATUS_LIVE);
+    assert_eq!(f.d.read(STATUS), STATUS_LIVE);
     let record = f.record.lock().unwrap();
     assert_eq!(
         record.activations,
@@ -204,128 +171,144 @@ fn driver_ok_activates_device_with_configured_queues_and_features() {
 }
 
 #[test]
+fn a_queue_left_not_ready_does_not_shift_the_indices_of_the_others() {
+    let mut f = fixture();
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(1, 4, 0x4000, 0x5000, 0x6000);
+    f.d.write(STATUS, STATUS_LIVE);
+    let record = f.record.lock().unwrap();
+    assert_eq!(record.ready_indices, vec![vec![1]]);
+    assert_eq!(record.activations[0].0, vec![(4, 0x4000, 0x5000, 0x6000)]);
+}
+
+#[test]
 fn driver_ok_with_non_power_of_two_queue_size_sets_needs_reset() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 6, 0x1000, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 6, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
     assert_eq!(f.activations(), 0);
-    assert_ne!(f.rd(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
-    assert_ne!(f.rd(INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, 0);
+    assert_ne!(f.d.read(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    assert_ne!(f.d.read(INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, 0);
 }
 
 #[test]
 fn driver_ok_with_ring_outside_memory_sets_needs_reset() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x4000_0000);
-    f.wr(STATUS, STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x4000_0000);
+    f.d.write(STATUS, STATUS_LIVE);
     assert_eq!(f.activations(), 0);
-    assert_ne!(f.rd(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    assert_ne!(f.d.read(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 }
 
 #[test]
 fn driver_ok_with_misaligned_descriptor_table_sets_needs_reset() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1008, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1008, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
     assert_eq!(f.activations(), 0);
-    assert_ne!(f.rd(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    assert_ne!(f.d.read(STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 }
 
 #[test]
 fn queue_writes_after_driver_ok_are_ignored() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
-    f.wr(QUEUE_SEL, 0);
-    f.wr(QUEUE_READY, 0);
-    f.wr(QUEUE_NUM, 2);
-    assert_eq!(f.rd(QUEUE_READY), 1);
-    assert_eq!(f.t.queues[0].size, 8);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
+    f.d.write(QUEUE_SEL, 0);
+    f.d.write(QUEUE_READY, 0);
+    f.d.write(QUEUE_NUM, 2);
+    assert_eq!(f.d.read(QUEUE_READY), 1);
+    assert_eq!(f.d.transport.queues[0].size, 8);
 }
 
 #[test]
 fn driver_features_written_after_features_ok_are_ignored() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.wr(DRIVER_FEATURES_SEL, 0);
-    f.wr(DRIVER_FEATURES, FEATURE_X as u32);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.write(DRIVER_FEATURES_SEL, 0);
+    f.d.write(DRIVER_FEATURES, FEATURE_X as u32);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
     assert_eq!(f.record.lock().unwrap().activations[0].1, VERSION_1);
 }
 
 #[test]
 fn status_zero_resets_device_queues_and_interrupt() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
-    f.t.interrupt().set_needs_reset();
-    f.wr(STATUS, 0);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
+    f.d.transport.interrupt().set_needs_reset();
+    f.d.write(STATUS, 0);
     assert_eq!(f.record.lock().unwrap().resets, 1);
-    assert_eq!(f.rd(STATUS), 0);
-    assert_eq!(f.rd(INTERRUPT_STATUS), 0);
-    f.wr(QUEUE_SEL, 0);
-    assert_eq!(f.rd(QUEUE_READY), 0);
-    assert_eq!(f.t.queues[0], QueueConfig::new(16));
+    assert_eq!(f.d.read(STATUS), 0);
+    assert_eq!(f.d.read(INTERRUPT_STATUS), 0);
+    f.d.write(QUEUE_SEL, 0);
+    assert_eq!(f.d.read(QUEUE_READY), 0);
+    assert_eq!(f.d.transport.queues[0], QueueConfig::new(16));
     // The device can be brought up again after the reset.
-    f.negotiate(VERSION_1);
-    f.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
-    f.wr(STATUS, STATUS_LIVE);
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
     assert_eq!(f.activations(), 2);
 }
 
 #[test]
 fn interrupt_ack_clears_only_acknowledged_bits() {
     let mut f = fixture();
-    f.t.interrupt().signal_used_queue();
-    f.t.interrupt().signal_config_change();
+    f.d.transport.interrupt().signal_used_queue();
+    f.d.transport.interrupt().signal_config_change();
     assert_eq!(
-        f.rd(INTERRUPT_STATUS),
+        f.d.read(INTERRUPT_STATUS),
         VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG
     );
-    f.wr(INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
-    assert_eq!(f.rd(INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+    f.d.write(INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+    assert_eq!(f.d.read(INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
 }
 
 #[test]
 fn needs_reset_from_device_is_visible_in_status() {
     let mut f = fixture();
-    f.negotiate(VERSION_1);
-    f.t.interrupt().set_needs_reset();
-    assert_eq!(f.rd(STATUS), STATUS_FEATURES | VIRTIO_CONFIG_S_NEEDS_RESET);
+    f.d.negotiate(VERSION_1);
+    f.d.transport.interrupt().set_needs_reset();
+    assert_eq!(
+        f.d.read(STATUS),
+        STATUS_FEATURES | VIRTIO_CONFIG_S_NEEDS_RESET
+    );
 }
 
 #[test]
 fn register_accesses_of_wrong_width_are_ignored() {
     let mut f = fixture();
     let mut byte = [0u8; 1];
-    f.t.read(MAGIC, &mut byte);
+    f.d.transport.read(MAGIC, &mut byte);
     assert_eq!(byte, [0]);
     let mut wide = [0u8; 8];
-    f.t.read(MAGIC, &mut wide);
+    f.d.transport.read(MAGIC, &mut wide);
     assert_eq!(wide, [0; 8]);
-    f.t.write(STATUS, &[VIRTIO_CONFIG_S_ACKNOWLEDGE as u8]);
-    assert_eq!(f.rd(STATUS), 0);
+    f.d.transport
+        .write(STATUS, &[VIRTIO_CONFIG_S_ACKNOWLEDGE as u8]);
+    assert_eq!(f.d.read(STATUS), 0);
     // An unaligned 32-bit access matches no register.
-    f.t.write(STATUS + 1, &VIRTIO_CONFIG_S_ACKNOWLEDGE.to_le_bytes());
-    assert_eq!(f.rd(STATUS), 0);
+    f.d.transport
+        .write(STATUS + 1, &VIRTIO_CONFIG_S_ACKNOWLEDGE.to_le_bytes());
+    assert_eq!(f.d.read(STATUS), 0);
 }
 
 #[test]
 fn config_space_accesses_of_any_width_reach_device() {
     let mut f = fixture();
     let mut one = [0u8; 1];
-    f.t.read(CONFIG + 2, &mut one);
+    f.d.transport.read(CONFIG + 2, &mut one);
     assert_eq!(one, [3]);
     let mut eight = [0u8; 8];
-    f.t.read(CONFIG, &mut eight);
+    f.d.transport.read(CONFIG, &mut eight);
     assert_eq!(eight, [1, 2, 3, 4, 5, 6, 7, 8]);
-    f.t.write(CONFIG + 4, &[9, 9]);
+    f.d.transport.write(CONFIG + 4, &[9, 9]);
     assert_eq!(
         f.record.lock().unwrap().config_writes,
         vec![(4, vec![9, 9])]
@@ -335,18 +318,18 @@ fn config_space_accesses_of_any_width_reach_device() {
 #[test]
 fn queue_notify_write_kicks_that_queue_eventfd() {
     let mut f = fixture();
-    f.wr(QUEUE_NOTIFY, 1);
-    assert!(f.t.queue_evts()[0].read().is_err()); // EAGAIN: not kicked
-    assert_eq!(f.t.queue_evts()[1].read().unwrap(), 1);
-    f.wr(QUEUE_NOTIFY, 7); // no such queue: ignored
+    f.d.write(QUEUE_NOTIFY, 1);
+    assert!(f.d.transport.queue_evts()[0].read().is_err()); // EAGAIN: not kicked
+    assert_eq!(f.d.transport.queue_evts()[1].read().unwrap(), 1);
+    f.d.write(QUEUE_NOTIFY, 7); // no such queue: ignored
 }
 
 #[test]
 fn reset_drops_stale_queue_notifications() {
     let mut f = fixture();
-    f.wr(QUEUE_NOTIFY, 0);
-    f.wr(STATUS, 0);
-    assert!(f.t.queue_evts()[0].read().is_err());
+    f.d.write(QUEUE_NOTIFY, 0);
+    f.d.write(STATUS, 0);
+    assert!(f.d.transport.queue_evts()[0].read().is_err());
 }
 
 #[test]

@@ -6,8 +6,7 @@
 //! with the 12-byte `virtio_net_hdr_v1` in front, which is what the tap speaks with
 //! `IFF_VNET_HDR`, so frames cross without reformatting.
 
-pub mod bench;
-mod worker;
+mod handler;
 
 #[cfg(test)]
 mod tests;
@@ -15,16 +14,16 @@ mod tests;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::config;
 use super::tap::Tap;
+use super::worker::Worker;
 use super::{ActivateContext, ActivateError, VirtioDevice};
-use worker::NetWorker;
+use handler::NetHandler;
 
 /// Entries per queue; Linux's driver fills the whole rx ring with 1.5 KiB buffers.
 pub const NET_QUEUE_SIZE: u16 = 256;
@@ -53,17 +52,12 @@ pub struct NetCounters {
     pub malformed_chains: AtomicU64,
 }
 
-/// A running worker and the eventfd that stops it.
-struct WorkerHandle {
-    stop: EventFd,
-    thread: JoinHandle<()>,
-}
-
 pub struct Net {
     backend: NetBackend,
     mac: Option<[u8; 6]>,
     counters: Arc<NetCounters>,
-    worker: Option<WorkerHandle>,
+    /// Dropping it stops and joins the thread.
+    worker: Option<Worker>,
 }
 
 impl Net {
@@ -96,15 +90,6 @@ impl Net {
         config[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
         config
     }
-
-    fn stop_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            // A failed write would mean the counter is full: the worker is woken anyway.
-            let _ = worker.stop.write(1);
-            // A panicking worker has already stopped; nothing more to undo.
-            let _ = worker.thread.join();
-        }
-    }
 }
 
 impl VirtioDevice for Net {
@@ -124,58 +109,24 @@ impl VirtioDevice for Net {
         features
     }
 
+    /// The config space is read-only: the MAC for a VERSION_1 driver (§5.1.4), and the
+    /// status is the device's.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config(), offset, data);
-    }
-
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
-        // The MAC is read-only for a VERSION_1 driver (§5.1.4); status is device-owned.
+        config::read(&self.config(), offset, data);
     }
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() < QUEUE_SIZES.len() {
-            return Err(ActivateError::QueueCount {
-                got: ctx.queues.len(),
-                want: QUEUE_SIZES.len(),
-            });
-        }
-        self.stop_worker();
-        let stop = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Worker)?;
-        let worker = NetWorker::new(
-            ctx,
-            self.backend.clone(),
-            stop.try_clone().map_err(ActivateError::Worker)?,
-            self.counters.clone(),
-        )
-        .map_err(ActivateError::Worker)?;
-        let thread = std::thread::Builder::new()
-            .name("vmm-virtio-net".into())
-            .spawn(move || worker.run())
-            .map_err(ActivateError::Worker)?;
-        self.worker = Some(WorkerHandle { stop, thread });
+        let handler = NetHandler::new(ctx, self.backend.clone(), self.counters.clone())?;
+        let fds = handler.fds();
+        // A second activation without reset would leave two workers on one queue.
+        self.worker = None;
+        let worker =
+            Worker::start("vmm-virtio-net", &fds, handler).map_err(ActivateError::Worker)?;
+        self.worker = Some(worker);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.stop_worker();
-    }
-}
-
-/// Copies the part of `config` that `offset..offset + data.len()` covers; bytes past the
-/// end read as zero, as reads of unimplemented config space should.
-fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
-    data.fill(0);
-    let Ok(start) = usize::try_from(offset) else {
-        return;
-    };
-    if let Some(src) = config.get(start..) {
-        let n = src.len().min(data.len());
-        data[..n].copy_from_slice(&src[..n]);
+        self.worker = None;
     }
 }

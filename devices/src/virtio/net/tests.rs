@@ -1,38 +1,42 @@
-//! virtio-net against virtio-queue's mock driver, with a datagram socketpair as the tap.
+//! virtio-net against the test driver (`crate::testing`), with a datagram socketpair as
+//! the tap.
 
+use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
-use crate::virtio::{ActivateContext, Interrupt, VirtioDevice};
+use crate::testing::{wait_until, DeviceHarness, DriverQueue, Waited, WAIT};
+use crate::virtio::VirtioDevice;
 
 const MEM_SIZE: usize = 0x20_0000;
 const RX_RING: u64 = 0x1000;
 const TX_RING: u64 = 0x8000;
 const BUF: u64 = 0x10_0000;
 const MAC: [u8; 6] = [0x06, 0, 0xac, 0x10, 0, 2];
+const RX: usize = 0;
+const TX: usize = 1;
 
+/// An active device, the driver's side of it, and the host end of its "tap".
 struct Harness {
-    mem: &'static GuestMemoryMmap,
-    rxq: MockSplitQueue<'static, GuestMemoryMmap>,
-    txq: MockSplitQueue<'static, GuestMemoryMmap>,
-    rx_evt: EventFd,
-    tx_evt: EventFd,
-    interrupt: Arc<Interrupt>,
-    net: Net,
-    /// The host end of the "tap".
+    h: DeviceHarness<Net>,
     peer: UnixDatagram,
+}
+
+impl Deref for Harness {
+    type Target = DeviceHarness<Net>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.h
+    }
 }
 
 impl Harness {
@@ -42,50 +46,33 @@ impl Harness {
 
     /// Like `start`, with `setup` applied to the device's end of the socketpair.
     fn start_with(setup: impl FnOnce(&UnixDatagram)) -> Harness {
-        // Leaked so the mock queues can borrow it for the whole test.
-        let mem: &'static GuestMemoryMmap = Box::leak(Box::new(
-            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
-        ));
-        let rxq = MockSplitQueue::create(mem, GuestAddress(RX_RING), 16);
-        let txq = MockSplitQueue::create(mem, GuestAddress(TX_RING), 16);
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let rxq = DriverQueue::new(&mem, RX_RING, 16).unwrap();
+        let txq = DriverQueue::new(&mem, TX_RING, 16).unwrap();
         let (ours, peer) = UnixDatagram::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         setup(&ours);
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut net = Net::with_backend(Arc::new(ours), Some(MAC));
-        let rx_evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        let tx_evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-        net.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![
-                rxq.create_queue::<Queue>().unwrap(),
-                txq.create_queue().unwrap(),
-            ],
-            queue_evts: vec![rx_evt.try_clone().unwrap(), tx_evt.try_clone().unwrap()],
-            interrupt: interrupt.clone(),
-            acked_features: net.avail_features(),
-        })
-        .unwrap();
-        Harness {
-            mem,
-            rxq,
-            txq,
-            rx_evt,
-            tx_evt,
-            interrupt,
-            net,
-            peer,
-        }
+        let net = Net::with_backend(Arc::new(ours), Some(MAC));
+        let h = DeviceHarness::activate(net, &mem, vec![rxq, txq]).unwrap();
+        Harness { h, peer }
+    }
+
+    fn rxq(&self) -> &DriverQueue {
+        &self.queues[RX]
+    }
+
+    fn txq(&self) -> &DriverQueue {
+        &self.queues[TX]
     }
 
     /// Offers one rx buffer of `len` bytes at `addr` and notifies.
     fn add_rx_buffer(&self, index: u16, addr: u64, len: u32, flags: u32) {
         let desc = Descriptor::new(addr, len, flags as u16, 0);
-        self.rxq
+        self.rxq()
             .add_desc_chains(&[RawDescriptor::from(desc)], index)
             .unwrap();
-        self.rx_evt.write(1).unwrap();
+        self.kick(RX).unwrap();
     }
 
     /// Queues a tx chain of `descs` (NEXT flags set here) at table index `index`.
@@ -100,21 +87,17 @@ impl Harness {
                 RawDescriptor::from(Descriptor::new(addr, len, flags, next))
             })
             .collect();
-        self.txq.add_desc_chains(&raw, index).unwrap();
-        self.tx_evt.write(1).unwrap();
+        self.txq().add_desc_chains(&raw, index).unwrap();
+        self.kick(TX).unwrap();
     }
 
-    fn used(q: &MockSplitQueue<'static, GuestMemoryMmap>, i: u16) -> (u32, u32) {
-        let elem = q.used().ring().ref_at(i as usize).unwrap().load();
-        (elem.id(), elem.len())
+    fn used(q: &DriverQueue, i: u16) -> (u32, u32) {
+        q.used_elem(i).unwrap()
     }
-}
 
-fn wait_used(q: &MockSplitQueue<'static, GuestMemoryMmap>, n: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while q.used().idx().load() < n {
-        assert!(Instant::now() < deadline, "device did not use {n} chains");
-        std::thread::sleep(Duration::from_millis(1));
+    fn wait_used(&self, q: usize, n: u16) {
+        let waited = self.h.wait_used(q, n, Some(WAIT)).unwrap();
+        assert_eq!(waited, Waited::Used, "device did not use {n} chains");
     }
 }
 
@@ -138,8 +121,8 @@ fn net_tx_frame_reaches_backend_with_zeroed_header() {
     assert_eq!(n, 72);
     assert_eq!(&got[..12], &[0u8; 12]);
     assert_eq!(&got[12..72], &payload[..]);
-    wait_used(&h.txq, 1);
-    assert_eq!(Harness::used(&h.txq, 0), (0, 0));
+    h.wait_used(TX, 1);
+    assert_eq!(Harness::used(h.txq(), 0), (0, 0));
     assert_ne!(h.interrupt.status() & 1, 0, "used-buffer interrupt raised");
 }
 
@@ -164,14 +147,14 @@ fn net_tx_to_a_full_backend_waits_for_it_instead_of_dropping() {
         h.send_tx(i, &[(BUF, 1012)]);
     }
     std::thread::sleep(Duration::from_millis(50));
-    assert!(h.txq.used().idx().load() < 16, "backend never filled up");
+    assert!(h.txq().used_idx().unwrap() < 16, "backend never filled up");
 
     let mut got = [0u8; 2048];
     for _ in 0..16 {
         assert_eq!(h.peer.recv(&mut got).unwrap(), 1012);
     }
-    wait_used(&h.txq, 16);
-    let counters = h.net.counters();
+    h.wait_used(TX, 16);
+    let counters = h.dev.counters();
     assert_eq!(counters.tx_frames.load(Ordering::Relaxed), 16);
     assert_eq!(counters.tx_dropped.load(Ordering::Relaxed), 0);
 }
@@ -184,14 +167,14 @@ fn net_rx_frame_reaches_guest_buffer_with_header() {
     packet.extend(frame(1514, 2));
     h.peer.send(&packet).unwrap();
 
-    wait_used(&h.rxq, 1);
-    assert_eq!(Harness::used(&h.rxq, 0), (0, 1526));
+    h.wait_used(RX, 1);
+    assert_eq!(Harness::used(h.rxq(), 0), (0, 1526));
     let mut got = vec![0u8; 1526];
     h.mem.read_slice(&mut got, GuestAddress(BUF)).unwrap();
     // flags/gso cleared, num_buffers = 1, frame intact.
     assert_eq!(&got[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     assert_eq!(&got[12..], &packet[12..]);
-    assert_eq!(h.net.counters().rx_frames.load(Ordering::Relaxed), 1);
+    assert_eq!(h.dev.counters().rx_frames.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -202,13 +185,13 @@ fn net_rx_without_buffers_waits_then_delivers_when_buffers_are_added() {
     h.peer.send(&packet).unwrap();
     h.peer.send(&packet).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(h.rxq.used().idx().load(), 0);
+    assert_eq!(h.rxq().used_idx().unwrap(), 0);
 
     h.add_rx_buffer(0, BUF, 2048, VRING_DESC_F_WRITE);
     h.add_rx_buffer(1, BUF + 0x1000, 2048, VRING_DESC_F_WRITE);
-    wait_used(&h.rxq, 2);
-    assert_eq!(Harness::used(&h.rxq, 0), (0, 112));
-    assert_eq!(Harness::used(&h.rxq, 1), (1, 112));
+    h.wait_used(RX, 2);
+    assert_eq!(Harness::used(h.rxq(), 0), (0, 112));
+    assert_eq!(Harness::used(h.rxq(), 1), (1, 112));
 }
 
 #[test]
@@ -222,9 +205,9 @@ fn net_rx_frame_bigger_than_buffer_is_dropped_and_buffer_reused() {
     small.extend(frame(40, 5));
     h.peer.send(&small).unwrap();
 
-    wait_used(&h.rxq, 1);
-    assert_eq!(Harness::used(&h.rxq, 0), (0, 52));
-    assert_eq!(h.net.counters().rx_dropped.load(Ordering::Relaxed), 1);
+    h.wait_used(RX, 1);
+    assert_eq!(Harness::used(h.rxq(), 0), (0, 52));
+    assert_eq!(h.dev.counters().rx_dropped.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -234,12 +217,12 @@ fn net_rx_read_only_chain_is_returned_with_len_0_and_frame_kept() {
     let mut packet = vec![0u8; 12];
     packet.extend(frame(60, 6));
     h.peer.send(&packet).unwrap();
-    wait_used(&h.rxq, 1);
-    assert_eq!(Harness::used(&h.rxq, 0), (0, 0));
+    h.wait_used(RX, 1);
+    assert_eq!(Harness::used(h.rxq(), 0), (0, 0));
 
     h.add_rx_buffer(1, BUF + 0x1000, 2048, VRING_DESC_F_WRITE);
-    wait_used(&h.rxq, 2);
-    assert_eq!(Harness::used(&h.rxq, 1), (1, 72));
+    h.wait_used(RX, 2);
+    assert_eq!(Harness::used(h.rxq(), 1), (1, 72));
     assert!(!h.interrupt.needs_reset());
 }
 
@@ -247,14 +230,15 @@ fn net_rx_read_only_chain_is_returned_with_len_0_and_frame_kept() {
 fn net_tx_descriptor_outside_ram_is_used_with_len_0_and_device_keeps_working() {
     let h = Harness::start();
     h.send_tx(0, &[(BUF, 12), (MEM_SIZE as u64 + 0x1000, 0x1000)]);
-    wait_used(&h.txq, 1);
-    assert_eq!(Harness::used(&h.txq, 0), (0, 0));
-    assert_eq!(h.net.counters().malformed_chains.load(Ordering::Relaxed), 1);
+    h.wait_used(TX, 1);
+    assert_eq!(Harness::used(h.txq(), 0), (0, 0));
+    assert_eq!(h.dev.counters().malformed_chains.load(Ordering::Relaxed), 1);
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
 
     h.send_tx(2, &[(BUF, 12), (BUF + 0x100, 60)]);
     let mut got = [0u8; 256];
     assert_eq!(h.peer.recv(&mut got).unwrap(), 72);
-    wait_used(&h.txq, 2);
+    h.wait_used(TX, 2);
 }
 
 #[test]
@@ -262,48 +246,47 @@ fn net_tx_descriptor_loop_and_4gib_length_do_not_hang() {
     let h = Harness::start();
     // Descriptor 0 points at itself: the chain ends after queue-size descriptors.
     let looped = Descriptor::new(BUF, 64, VRING_DESC_F_NEXT as u16, 0);
-    h.txq
+    h.txq()
         .add_desc_chains(&[RawDescriptor::from(looped)], 0)
         .unwrap();
     // A 4 GiB - 1 descriptor inside a 2 MiB guest.
     h.send_tx(1, &[(BUF, u32::MAX)]);
-    wait_used(&h.txq, 2);
-    assert_eq!(Harness::used(&h.txq, 1), (1, 0));
+    h.wait_used(TX, 2);
+    assert_eq!(Harness::used(h.txq(), 1), (1, 0));
     assert!(!h.interrupt.needs_reset());
 }
 
 #[test]
 fn net_avail_index_past_queue_size_asks_for_reset() {
     let h = Harness::start();
-    h.txq.avail().idx().store(100);
-    h.tx_evt.write(1).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !h.interrupt.needs_reset() {
-        assert!(Instant::now() < deadline, "needs_reset not set");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    h.txq().publish(100).unwrap();
+    h.kick(TX).unwrap();
+    assert!(
+        wait_until(WAIT, || h.interrupt.needs_reset()),
+        "needs_reset not set"
+    );
 }
 
 #[test]
 fn net_reset_stops_the_worker() {
     let mut h = Harness::start();
-    h.net.reset();
+    h.h.dev.reset();
     h.send_tx(0, &[(BUF, 12), (BUF + 0x100, 60)]);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(h.txq.used().idx().load(), 0);
+    assert_eq!(h.txq().used_idx().unwrap(), 0);
 }
 
 #[test]
 fn net_mac_is_in_config_space_and_offered() {
     let h = Harness::start();
     let mut config = [0u8; 8];
-    h.net.read_config(0, &mut config);
+    h.dev.read_config(0, &mut config);
     assert_eq!(&config[..6], &MAC);
     assert_eq!(u16::from_le_bytes([config[6], config[7]]), 1, "link up");
-    assert_ne!(h.net.avail_features() & (1 << VIRTIO_NET_F_MAC), 0);
+    assert_ne!(h.dev.avail_features() & (1 << VIRTIO_NET_F_MAC), 0);
 
     let mut past_end = [0xaau8; 4];
-    h.net.read_config(6, &mut past_end);
+    h.dev.read_config(6, &mut past_end);
     assert_eq!(past_end, [1, 0, 0, 0]);
 }
 

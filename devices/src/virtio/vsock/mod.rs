@@ -12,14 +12,15 @@
 //! a slow host reader (a guest that overruns it gets a RST).
 //!
 //! Files: `packet` (header, chains), `credit` (counters), `connection` (one stream's state
-//! machine), `unix` (host sockets, handshake), `muxer` (routing, epoll), `worker` (thread).
+//! machine), `unix` (host sockets, handshake), `muxer` (routing, epoll), `handler` (the
+//! queues, on the device's worker thread).
 
 mod connection;
 mod credit;
+mod handler;
 mod muxer;
 mod packet;
 mod unix;
-mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -28,14 +29,12 @@ use std::io;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
+use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
+use super::worker::Worker;
+use handler::VsockHandler;
 use muxer::Muxer;
-use worker::Worker;
 
 pub use connection::CONN_BUF_SIZE;
 pub use muxer::{FIRST_HOST_PORT, MAX_CONNECTIONS};
@@ -65,13 +64,6 @@ pub enum VsockError {
     },
 }
 
-/// The running worker, stopped by writing `stop`.
-#[derive(Debug)]
-struct WorkerHandle {
-    stop: EventFd,
-    thread: JoinHandle<()>,
-}
-
 #[derive(Debug)]
 pub struct Vsock {
     guest_cid: u64,
@@ -79,7 +71,8 @@ pub struct Vsock {
     /// Bound at creation so host processes can connect (and wait in the backlog) before
     /// the guest's driver is up; shared with the worker while it runs.
     listener: Arc<UnixListener>,
-    worker: Option<WorkerHandle>,
+    /// Dropping it stops and joins the thread, which closes all of its streams.
+    worker: Option<Worker>,
 }
 
 impl Vsock {
@@ -118,20 +111,12 @@ impl Vsock {
     pub fn uds_path(&self) -> &Path {
         &self.uds_path
     }
-
-    /// Stops the worker and waits for it; all of its streams are closed.
-    fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            // The thread may already have ended (broken driver); the write is then moot.
-            let _ = w.stop.write(1);
-            let _ = w.thread.join();
-        }
-    }
 }
 
 impl Drop for Vsock {
     fn drop(&mut self) {
-        self.stop_worker();
+        // Stop the worker (closing its streams) before the socket file goes.
+        self.worker = None;
         let _ = std::fs::remove_file(&self.uds_path);
     }
 }
@@ -145,63 +130,28 @@ impl VirtioDevice for Vsock {
         &QUEUE_SIZES
     }
 
-    fn avail_features(&self) -> u64 {
-        1 << VIRTIO_F_VERSION_1
-    }
-
     /// Config space: `le64 guest_cid`.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let config = self.guest_cid.to_le_bytes();
-        for (i, byte) in data.iter_mut().enumerate() {
-            let pos = offset.checked_add(i as u64);
-            *byte = pos
-                .and_then(|p| config.get(usize::try_from(p).ok()?))
-                .copied()
-                .unwrap_or(0);
-        }
+        config::read(&self.guest_cid.to_le_bytes(), offset, data);
     }
 
-    /// The config space is read-only for the driver.
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
-
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() != NUM_QUEUES || ctx.queue_evts.len() != NUM_QUEUES {
-            return Err(ActivateError::QueueCount {
-                got: ctx.queues.len().min(ctx.queue_evts.len()),
-                want: NUM_QUEUES,
-            });
-        }
-        self.stop_worker();
+        // Stopped first: the new muxer takes over the listener.
+        self.worker = None;
         let muxer = Muxer::new(
             self.guest_cid,
             self.uds_path.clone(),
             Arc::clone(&self.listener),
         )
         .map_err(ActivateError::Worker)?;
-        let stop = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Worker)?;
-        let mut queues = ctx.queues.into_iter();
-        let mut evts = ctx.queue_evts.into_iter();
-        let worker = Worker {
-            mem: ctx.mem,
-            rxq: queues.next().expect("checked length"),
-            txq: queues.next().expect("checked length"),
-            _evq: queues.next().expect("checked length"),
-            rx_evt: evts.next().expect("checked length"),
-            tx_evt: evts.next().expect("checked length"),
-            ev_evt: evts.next().expect("checked length"),
-            stop: stop.try_clone().map_err(ActivateError::Worker)?,
-            interrupt: ctx.interrupt,
-            muxer,
-        };
-        let thread = std::thread::Builder::new()
-            .name("vsock".into())
-            .spawn(move || worker.run())
-            .map_err(ActivateError::Worker)?;
-        self.worker = Some(WorkerHandle { stop, thread });
+        let handler = VsockHandler::new(ctx, muxer)?;
+        let fds = handler.fds();
+        let worker = Worker::start("vsock", &fds, handler).map_err(ActivateError::Worker)?;
+        self.worker = Some(worker);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.worker = None;
     }
 }

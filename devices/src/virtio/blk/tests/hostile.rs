@@ -6,22 +6,35 @@ use super::*;
 #[test]
 fn short_header_returns_ioerr() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 0);
-    mock.add_desc_chains(&chain(0, &[(HDR, 8, R), (STATUS, 1, W)]), 0)
+    vq.add_desc_chains(&chain(0, &[(HDR, 8, R), (STATUS, 1, W)]), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
+}
+
+#[test]
+fn short_header_raises_the_rejected_chain_count() {
+    let (mut e, mem) = started();
+    let vq = ring(&mem);
+    assert_eq!(e.errors(), DeviceErrors::default());
+    e.write_header(VIRTIO_BLK_T_IN, 0);
+    vq.add_desc_chains(&chain(0, &[(HDR, 8, R), (STATUS, 1, W)]), 0)
+        .unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_eq!(e.errors().chains_rejected, 1);
+    assert_eq!(e.errors().requests_failed, 0);
 }
 
 #[test]
 fn read_into_device_readable_buffer_returns_ioerr_and_leaves_it_untouched() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     mem.write_slice(&[0x5a; 512], GuestAddress(DATA)).unwrap();
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 512, R), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 512, R), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
     let mut got = [0u8; 512];
     mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
@@ -31,28 +44,28 @@ fn read_into_device_readable_buffer_returns_ioerr_and_leaves_it_untouched() {
 #[test]
 fn data_buffer_outside_guest_memory_returns_ioerr() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 0);
     let descs = chain(0, &[(HDR, 16, R), (OUTSIDE_RAM, 512, W), (STATUS, 1, W)]);
-    mock.add_desc_chains(&descs, 0).unwrap();
-    e.kick_and_wait(&mock, 1);
+    vq.add_desc_chains(&descs, 0).unwrap();
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
 }
 
 #[test]
 fn data_length_of_almost_4_gib_returns_ioerr() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 0xffff_fe00, W), 0)
+    let vq = ring(&mem);
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 0xffff_fe00, W), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
 }
 
 #[test]
 fn chain_longer_than_4_gib_in_total_sets_needs_reset() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 0);
     let descs = chain(
         0,
@@ -63,58 +76,57 @@ fn chain_longer_than_4_gib_in_total_sets_needs_reset() {
             (STATUS, 1, W),
         ],
     );
-    mock.add_desc_chains(&descs, 0).unwrap();
-    e.kick_and_wait(&mock, 1);
-    assert_ne!(e.rd(REG_STATUS) & NEEDS_RESET, 0);
+    vq.add_desc_chains(&descs, 0).unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_ne!(e.d.read(REG_STATUS) & NEEDS_RESET, 0);
 }
 
 #[test]
 fn status_descriptor_outside_memory_or_read_only_returns_chain_with_len_0() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 0);
     let outside = chain(0, &[(HDR, 16, R), (DATA, 512, W), (OUTSIDE_RAM, 1, W)]);
-    mock.add_desc_chains(&outside, 0).unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1), (0, 0));
+    vq.add_desc_chains(&outside, 0).unwrap();
+    assert_eq!(e.kick_and_wait(&vq, 1), (0, 0));
     let read_only = chain(0, &[(HDR, 16, R), (STATUS, 1, R)]);
-    mock.add_desc_chains(&read_only, 0).unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 2), (0, 0));
+    vq.add_desc_chains(&read_only, 0).unwrap();
+    assert_eq!(e.kick_and_wait(&vq, 2), (0, 0));
     assert_eq!(e.status_byte(), 0xff);
-    assert!(!e.t.interrupt().needs_reset());
+    assert!(!e.d.interrupt().needs_reset());
 }
 
 #[test]
 fn descriptor_loop_sets_needs_reset_without_hanging() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 0);
     let next = VRING_DESC_F_NEXT as u16;
     let descs = [
         RawDescriptor::from(SplitDescriptor::new(HDR, 16, next, 1)),
         RawDescriptor::from(SplitDescriptor::new(DATA, 512, W | next, 0)),
     ];
-    mock.add_desc_chains(&descs, 0).unwrap();
-    e.kick_and_wait(&mock, 1);
-    assert_ne!(e.rd(REG_STATUS) & NEEDS_RESET, 0);
+    vq.add_desc_chains(&descs, 0).unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_ne!(e.d.read(REG_STATUS) & NEEDS_RESET, 0);
 }
 
 #[test]
 fn avail_index_past_queue_size_sets_needs_reset() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mem.write_obj(QSIZE + 1, mock.avail_addr().unchecked_add(2))
-        .unwrap();
-    e.kick_and_wait(&mock, 1);
-    assert_ne!(e.rd(REG_STATUS) & NEEDS_RESET, 0);
-    assert_eq!(mock.used().idx().load(), 0);
+    let vq = ring(&mem);
+    vq.publish(QSIZE + 1).unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_ne!(e.d.read(REG_STATUS) & NEEDS_RESET, 0);
+    assert_eq!(vq.used_idx().unwrap(), 0);
 }
 
 #[test]
 fn head_index_past_queue_size_sets_needs_reset() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.avail().ring().ref_at(0).unwrap().store(QSIZE + 3);
-    mock.avail().idx().store(1);
-    e.kick_and_wait(&mock, 1);
-    assert_ne!(e.rd(REG_STATUS) & NEEDS_RESET, 0);
+    let vq = ring(&mem);
+    vq.set_avail_entry(0, QSIZE + 3).unwrap();
+    vq.publish(1).unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_ne!(e.d.read(REG_STATUS) & NEEDS_RESET, 0);
 }

@@ -1,36 +1,21 @@
-//! virtio-blk through the real transport and worker, driven by virtio-queue's mock driver
-//! queue in guest memory. `hostile` holds the malformed chains a broken driver can send.
+//! virtio-blk through the real transport and worker, driven by the test driver
+//! (`crate::testing`) with its rings in guest memory. `hostile` holds the malformed chains a broken driver can send.
 
 mod hostile;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
 use super::*;
-use crate::bus::BusDevice;
-use crate::virtio::mmio::MmioTransport;
+use crate::testing::{DriverQueue, MmioDriver, WAIT};
+use crate::virtio::mmio::regs::STATUS as REG_STATUS;
+use crate::virtio::DeviceErrors;
 
-// Transport registers the tests drive (virtio 1.x §4.2.2).
-const REG_DEVICE_FEATURES: u64 = 0x10;
-const REG_DEVICE_FEATURES_SEL: u64 = 0x14;
-const REG_DRIVER_FEATURES: u64 = 0x20;
-const REG_DRIVER_FEATURES_SEL: u64 = 0x24;
-const REG_QUEUE_NUM: u64 = 0x38;
-const REG_QUEUE_READY: u64 = 0x44;
-const REG_QUEUE_NOTIFY: u64 = 0x50;
-const REG_STATUS: u64 = 0x70;
-const REG_QUEUE_DESC_LOW: u64 = 0x80;
-const REG_QUEUE_DRIVER_LOW: u64 = 0x90;
-const REG_QUEUE_DEVICE_LOW: u64 = 0xa0;
 const NEEDS_RESET: u32 = 0x40;
 
 const MEM_SIZE: usize = 0x40_0000;
@@ -48,8 +33,7 @@ fn pattern(offset: u64) -> u8 {
 }
 
 struct Env {
-    mem: GuestMemoryMmap,
-    t: MmioTransport,
+    d: MmioDriver,
     image: TempFile,
 }
 
@@ -59,72 +43,43 @@ fn env_with(read_only: bool, id: Option<String>) -> Env {
     image.as_file().write_all(&bytes).unwrap();
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let block = Block::new(image.as_path(), read_only, id).unwrap();
-    let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-    let t = MmioTransport::new(mem.clone(), Box::new(block), irq).unwrap();
-    Env { mem, t, image }
+    let d = MmioDriver::new(&mem, Box::new(block)).unwrap();
+    Env { d, image }
 }
 
 fn env() -> Env {
     env_with(false, None)
 }
 
+/// The request queue's rings, at the bottom of guest memory.
+fn ring(mem: &GuestMemoryMmap) -> DriverQueue {
+    DriverQueue::new(mem, 0, QSIZE).unwrap()
+}
+
 impl Env {
-    fn wr(&mut self, offset: u64, value: u32) {
-        self.t.write(offset, &value.to_le_bytes());
-    }
-
-    fn rd(&mut self, offset: u64) -> u32 {
-        let mut data = [0u8; 4];
-        self.t.read(offset, &mut data);
-        u32::from_le_bytes(data)
-    }
-
-    /// The Linux driver's bring-up: accept every offered feature, set up queue 0 on the
-    /// mock's rings, DRIVER_OK.
-    fn start(&mut self, mock: &MockSplitQueue<GuestMemoryMmap>) {
-        self.wr(REG_STATUS, 1);
-        self.wr(REG_STATUS, 3);
-        for sel in 0..2 {
-            self.wr(REG_DEVICE_FEATURES_SEL, sel);
-            let f = self.rd(REG_DEVICE_FEATURES);
-            self.wr(REG_DRIVER_FEATURES_SEL, sel);
-            self.wr(REG_DRIVER_FEATURES, f);
-        }
-        self.wr(REG_STATUS, 0xb);
-        self.wr(REG_QUEUE_NUM, u32::from(QSIZE));
-        self.wr(REG_QUEUE_DESC_LOW, mock.desc_table_addr().0 as u32);
-        self.wr(REG_QUEUE_DRIVER_LOW, mock.avail_addr().0 as u32);
-        self.wr(REG_QUEUE_DEVICE_LOW, mock.used_addr().0 as u32);
-        self.wr(REG_QUEUE_READY, 1);
-        self.wr(REG_STATUS, 0xf);
-        assert_eq!(self.rd(REG_STATUS), 0xf);
-    }
-
     /// Notifies queue 0 and waits until the device used `count` chains in all, or set
     /// NEEDS_RESET. Returns the last used element's (id, len).
-    fn kick_and_wait(&mut self, mock: &MockSplitQueue<GuestMemoryMmap>, count: u16) -> (u32, u32) {
-        self.wr(REG_QUEUE_NOTIFY, 0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while mock.used().idx().load() != count && !self.t.interrupt().needs_reset() {
-            assert!(Instant::now() < deadline, "device did not answer");
-            sleep(Duration::from_millis(1));
-        }
-        let last = (count.wrapping_sub(1) % QSIZE) as usize;
-        let elem = mock.used().ring().ref_at(last).unwrap().load();
-        (elem.id(), elem.len())
+    fn kick_and_wait(&mut self, vq: &DriverQueue, count: u16) -> (u32, u32) {
+        self.d.notify(0);
+        self.d.wait_used(vq, count, Some(WAIT)).unwrap();
+        vq.used_elem(count.wrapping_sub(1)).unwrap()
     }
 
     fn status_byte(&self) -> u8 {
-        self.mem.read_obj(GuestAddress(STATUS)).unwrap()
+        self.d.mem.read_obj(GuestAddress(STATUS)).unwrap()
     }
 
     fn write_header(&self, kind: u32, sector: u64) {
-        self.mem.write_obj(kind.to_le(), GuestAddress(HDR)).unwrap();
-        self.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
-        self.mem
-            .write_obj(sector.to_le(), GuestAddress(HDR + 8))
+        let mem = &self.d.mem;
+        mem.write_obj(kind.to_le(), GuestAddress(HDR)).unwrap();
+        mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
+        mem.write_obj(sector.to_le(), GuestAddress(HDR + 8))
             .unwrap();
-        self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+        mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+    }
+
+    fn errors(&self) -> DeviceErrors {
+        self.d.transport.errors().snapshot()
     }
 }
 
@@ -154,16 +109,15 @@ fn request(e: &Env, kind: u32, sector: u64, len: u32, data_flags: u16) -> Vec<Ra
 
 fn started() -> (Env, GuestMemoryMmap) {
     let mut e = env();
-    let mem = e.mem.clone();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    e.start(&mock);
+    let mem = e.d.mem.clone();
+    e.d.bring_up(&[&ring(&mem)]).unwrap();
     (e, mem)
 }
 
 #[test]
 fn new_sizes_disk_in_sectors_and_config_space_shows_it() {
     let e = env();
-    drop(e.t);
+    drop(e.d);
     let block = Block::new(e.image.as_path(), false, None).unwrap();
     assert_eq!(block.capacity(), DISK_SECTORS);
     let mut cfg = [0u8; 24];
@@ -210,10 +164,10 @@ fn features_include_version_1_flush_and_ro_only_when_read_only() {
 #[test]
 fn read_returns_the_disk_pattern() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 3, 1024, W), 0)
+    let vq = ring(&mem);
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 3, 1024, W), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1), (0, 1025));
+    assert_eq!(e.kick_and_wait(&vq, 1), (0, 1025));
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
     let mut got = vec![0u8; 1024];
     mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
@@ -224,7 +178,7 @@ fn read_returns_the_disk_pattern() {
 #[test]
 fn read_spanning_several_data_descriptors_fills_them_in_order() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(VIRTIO_BLK_T_IN, 1);
     let descs = chain(
         0,
@@ -235,8 +189,8 @@ fn read_spanning_several_data_descriptors_fills_them_in_order() {
             (STATUS, 1, W),
         ],
     );
-    mock.add_desc_chains(&descs, 0).unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1).1, 1025);
+    vq.add_desc_chains(&descs, 0).unwrap();
+    assert_eq!(e.kick_and_wait(&vq, 1).1, 1025);
     let mut second = vec![0u8; 512];
     mem.read_slice(&mut second, GuestAddress(DATA + 0x1000))
         .unwrap();
@@ -246,16 +200,16 @@ fn read_spanning_several_data_descriptors_fills_them_in_order() {
 #[test]
 fn write_then_flush_lands_in_the_file() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 5, 512, R), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 5, 512, R), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1).1, 1);
+    assert_eq!(e.kick_and_wait(&vq, 1).1, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
     e.write_header(VIRTIO_BLK_T_FLUSH, 0);
-    mock.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
+    vq.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 2).1, 1);
+    assert_eq!(e.kick_and_wait(&vq, 2).1, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
 
     let mut file = std::fs::File::open(e.image.as_path()).unwrap();
@@ -268,13 +222,13 @@ fn write_then_flush_lands_in_the_file() {
 #[test]
 fn read_only_disk_refuses_write_with_ioerr_and_leaves_file_unchanged() {
     let mut e = env_with(true, None);
-    let mem = e.mem.clone();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    e.start(&mock);
+    let mem = e.d.mem.clone();
+    let vq = ring(&mem);
+    e.d.bring_up(&[&vq]).unwrap();
     mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 0, 512, R), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 0, 512, R), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
     let mut got = [0u8; 512];
     let mut file = std::fs::File::open(e.image.as_path()).unwrap();
@@ -283,15 +237,33 @@ fn read_only_disk_refuses_write_with_ioerr_and_leaves_file_unchanged() {
 }
 
 #[test]
+fn write_to_read_only_disk_counts_as_a_failed_request() {
+    let mut e = env_with(true, None);
+    let mem = e.d.mem.clone();
+    let vq = ring(&mem);
+    e.d.bring_up(&[&vq]).unwrap();
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_OUT, 0, 512, R), 0)
+        .unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_eq!(
+        e.errors(),
+        DeviceErrors {
+            requests_failed: 1,
+            chains_rejected: 0
+        }
+    );
+}
+
+#[test]
 fn get_id_returns_the_configured_id_nul_padded() {
     let mut e = env_with(false, Some("rootfs".into()));
-    let mem = e.mem.clone();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    e.start(&mock);
+    let mem = e.d.mem.clone();
+    let vq = ring(&mem);
+    e.d.bring_up(&[&vq]).unwrap();
     mem.write_slice(&[0xff; 20], GuestAddress(DATA)).unwrap();
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1).1, 21);
+    assert_eq!(e.kick_and_wait(&vq, 1).1, 21);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
     let mut id = [0u8; 20];
     mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
@@ -302,10 +274,10 @@ fn get_id_returns_the_configured_id_nul_padded() {
 #[test]
 fn get_id_without_configured_id_comes_from_device_and_inode() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
+    let vq = ring(&mem);
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_GET_ID, 0, 20, W), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     let meta = std::fs::metadata(e.image.as_path()).unwrap();
     let want = format!("{:x}-{:x}", meta.dev(), meta.ino());
     let mut id = vec![0u8; want.len().min(20)];
@@ -316,59 +288,59 @@ fn get_id_without_configured_id_comes_from_device_and_inode() {
 #[test]
 fn read_past_end_returns_ioerr_and_device_keeps_working() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     let last = DISK_SECTORS - 1;
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 1024, W), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 1024, W), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1).1, 1);
+    assert_eq!(e.kick_and_wait(&vq, 1).1, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 512, W), 0)
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, last, 512, W), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 2).1, 513);
+    assert_eq!(e.kick_and_wait(&vq, 2).1, 513);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_OK as u8);
 }
 
 #[test]
 fn sector_overflow_returns_ioerr() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, u64::MAX, 512, W), 0)
+    let vq = ring(&mem);
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, u64::MAX, 512, W), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
 }
 
 #[test]
 fn data_length_not_a_multiple_of_512_returns_ioerr() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 100, W), 0)
+    let vq = ring(&mem);
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 100, W), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_IOERR as u8);
 }
 
 #[test]
 fn unknown_request_type_returns_unsupp() {
     let (mut e, mem) = started();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
+    let vq = ring(&mem);
     e.write_header(0x77, 0);
-    mock.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
+    vq.add_desc_chains(&chain(0, &[(HDR, 16, R), (STATUS, 1, W)]), 0)
         .unwrap();
-    e.kick_and_wait(&mock, 1);
+    e.kick_and_wait(&vq, 1);
     assert_eq!(e.status_byte(), VIRTIO_BLK_S_UNSUPP as u8);
 }
 
 #[test]
 fn reset_stops_worker_and_device_works_after_reactivation() {
     let (mut e, mem) = started();
-    e.wr(REG_STATUS, 0);
-    assert_eq!(e.rd(REG_STATUS), 0);
+    e.d.write(REG_STATUS, 0);
+    assert_eq!(e.d.read(REG_STATUS), 0);
     // Fresh rings, as a driver sets up after reset.
     mem.write_slice(&[0u8; 0x1000], GuestAddress(0)).unwrap();
-    let mock = MockSplitQueue::new(&mem, QSIZE);
-    e.start(&mock);
-    mock.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 512, W), 0)
+    let vq = ring(&mem);
+    e.d.bring_up(&[&vq]).unwrap();
+    vq.add_desc_chains(&request(&e, VIRTIO_BLK_T_IN, 0, 512, W), 0)
         .unwrap();
-    assert_eq!(e.kick_and_wait(&mock, 1).1, 513);
+    assert_eq!(e.kick_and_wait(&vq, 1).1, 513);
 }

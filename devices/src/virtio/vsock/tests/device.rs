@@ -3,9 +3,9 @@
 use std::io::Write;
 
 use super::*;
+use crate::testing::DriverError;
 use crate::virtio::vsock::VsockError;
 use crate::virtio::ActivateError;
-use virtio_queue::mock::MockSplitQueue;
 
 #[test]
 fn new_rejects_existing_path_naming_it() {
@@ -75,20 +75,16 @@ fn device_id_features_and_queues() {
 #[test]
 fn activate_with_two_queues_fails() {
     let dir = TempDir::new();
-    let mut dev = Vsock::new(3, &dir.path().join("v.sock")).unwrap();
+    let dev = Vsock::new(3, &dir.path().join("v.sock")).unwrap();
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
-    let q = MockSplitQueue::create(&mem, GuestAddress(0), 16);
-    let ctx = ActivateContext {
-        mem: mem.clone(),
-        queues: vec![q.create_queue().unwrap(), q.create_queue().unwrap()],
-        queue_evts: (0..2)
-            .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
-            .collect(),
-        interrupt: Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap())),
-        acked_features: 1 << 32,
-    };
-    let err = dev.activate(ctx).unwrap_err();
-    assert!(matches!(err, ActivateError::QueueCount { got: 2, want: 3 }));
+    let queues = (0..2)
+        .map(|_| DriverQueue::new(&mem, 0, 16).unwrap())
+        .collect();
+    let err = DeviceHarness::activate(dev, &mem, queues).err().unwrap();
+    assert!(matches!(
+        err,
+        DriverError::Activate(ActivateError::QueueCount { got: 2, want: 3 })
+    ));
 }
 
 #[test]

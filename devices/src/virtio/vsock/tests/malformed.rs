@@ -175,3 +175,17 @@ fn device_keeps_working_after_malformed_packets() {
     s.write_all(b"ok").unwrap();
     assert_eq!(h.recv().1, b"ok");
 }
+
+#[test]
+fn malformed_packets_and_short_rx_buffers_are_counted_as_rejected_chains() {
+    let mut h = Harness::with_rx_buffers(0);
+    let base = h.stage_header(&guest_hdr(OP_REQUEST, 1, 2));
+    h.send_descs(&[desc(base, 20, 0)]);
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+    h.post_rx_desc(desc(0x1_0000, 10, VRING_DESC_F_WRITE));
+    h.post_rx();
+    h.send(guest_hdr(OP_REQUEST, 40000, 999), &[]);
+    assert_eq!(h.try_recv_raw(WAIT).unwrap().len(), 0);
+    assert_eq!(h.errors.snapshot().chains_rejected, 2);
+    assert_eq!(h.errors.snapshot().requests_failed, 0);
+}

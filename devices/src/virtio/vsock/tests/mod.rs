@@ -1,30 +1,28 @@
-//! Device-level tests: a mock driver (`driver::DriverQueue`) on one side, real
-//! Unix sockets in a temporary directory on the other, the real worker thread between.
+//! Device-level tests: the test driver (`crate::testing`) on one side, real Unix sockets
+//! in a temporary directory on the other, the real worker thread between.
 
 mod device;
-mod driver;
 mod flow_control;
 mod guest_initiated;
 mod host_initiated;
 mod malformed;
 
 use std::io::{Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::packet::{Header, HDR_SIZE, HOST_CID, OP_REQUEST, OP_RESPONSE, TYPE_STREAM};
 use super::unix::port_path;
 use super::Vsock;
-use crate::virtio::{ActivateContext, Interrupt, VirtioDevice};
-use driver::DriverQueue;
+use crate::testing::{DeviceHarness, DriverQueue};
+use crate::virtio::VirtioDevice;
 
 pub const GUEST_CID: u64 = 3;
 /// What the mock guest advertises as its receive buffer unless a test says otherwise.
@@ -68,13 +66,14 @@ impl Drop for TempDir {
     }
 }
 
+/// Queue indices (virtio 1.x §5.10.2).
+const RX: usize = 0;
+const TX: usize = 1;
+
+/// The active device (`mem`, `dev`, `interrupt` … through `Deref`), and where the mock
+/// guest is in its rx and tx rings.
 pub struct Harness {
-    pub mem: GuestMemoryMmap,
-    rxq: DriverQueue,
-    txq: DriverQueue,
-    evts: Vec<EventFd>,
-    pub interrupt: Arc<Interrupt>,
-    pub dev: Vsock,
+    h: DeviceHarness<Vsock>,
     _dir: TempDir,
     rx_next: u16,
     rx_seen: u16,
@@ -111,31 +110,14 @@ impl Harness {
     /// A harness whose device runs `before_activate` between creation and activation.
     pub fn build(rx_buffers: u16, before_activate: impl FnOnce(&Vsock)) -> Self {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
-        let rxq = DriverQueue::new(&mem, 0x0, QSIZE);
-        let txq = DriverQueue::new(&mem, 0x1000, QSIZE);
-        let evq = DriverQueue::new(&mem, 0x2000, QSIZE);
+        let queues = [0x0, 0x1000, 0x2000]
+            .map(|base| DriverQueue::new(&mem, base, QSIZE).unwrap())
+            .into();
         let dir = TempDir::new();
-        let mut dev = Vsock::new(GUEST_CID, &dir.path().join("v.sock")).unwrap();
-        let evts: Vec<EventFd> = (0..3)
-            .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
-            .collect();
-        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+        let dev = Vsock::new(GUEST_CID, &dir.path().join("v.sock")).unwrap();
         before_activate(&dev);
-        let ctx = ActivateContext {
-            mem: mem.clone(),
-            queues: vec![rxq.create_queue(), txq.create_queue(), evq.create_queue()],
-            queue_evts: evts.iter().map(|e| e.try_clone().unwrap()).collect(),
-            interrupt: Arc::clone(&interrupt),
-            acked_features: dev.avail_features(),
-        };
-        dev.activate(ctx).unwrap();
         let mut h = Harness {
-            mem,
-            rxq,
-            txq,
-            evts,
-            interrupt,
-            dev,
+            h: DeviceHarness::activate(dev, &mem, queues).unwrap(),
             _dir: dir,
             rx_next: 0,
             rx_seen: 0,
@@ -169,8 +151,8 @@ impl Harness {
     pub fn post_rx_desc(&mut self, d: RawDescriptor) {
         let id = self.rx_next;
         self.rx_next = (id + 1) % QSIZE;
-        self.rxq.publish(&[d], id);
-        self.evts[0].write(1).unwrap();
+        self.queues[RX].add_desc_chains(&[d], id).unwrap();
+        self.kick(RX).unwrap();
     }
 
     /// The buffer of the next tx chain: slot k uses descriptors 2k and 2k+1.
@@ -219,7 +201,7 @@ impl Harness {
         self.publish_tx(descs);
         let want = self.tx_seen;
         wait_until("the device to consume a tx chain", || {
-            self.txq.used_idx() == want
+            self.queues[TX].used_idx().unwrap() == want
         });
     }
 
@@ -241,8 +223,8 @@ impl Harness {
                 next,
             ));
         }
-        self.txq.publish(&chained, first);
-        self.evts[1].write(1).unwrap();
+        self.queues[TX].add_desc_chains(&chained, first).unwrap();
+        self.kick(TX).unwrap();
         self.tx_seen = self.tx_seen.wrapping_add(1);
     }
 
@@ -268,13 +250,13 @@ impl Harness {
     /// The bytes of the next used rx buffer (as long as the used length says).
     pub fn try_recv_raw(&mut self, timeout: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + timeout;
-        while self.rxq.used_idx() == self.rx_seen {
+        while self.queues[RX].used_idx().unwrap() == self.rx_seen {
             if Instant::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let (id, len) = self.rxq.used_elem(self.rx_seen);
+        let (id, len) = self.queues[RX].used_elem(self.rx_seen).unwrap();
         self.rx_seen = self.rx_seen.wrapping_add(1);
         let mut bytes = vec![0u8; len as usize];
         if !bytes.is_empty() {
@@ -327,6 +309,20 @@ impl Harness {
         let (s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
         (listener, s)
+    }
+}
+
+impl Deref for Harness {
+    type Target = DeviceHarness<Vsock>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.h
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.h
     }
 }
 

@@ -1,42 +1,48 @@
-//! The vsock worker thread: waits on the queue eventfds, the muxer's epoll and a stop
-//! eventfd, moves guest tx packets into the muxer and muxer packets into guest rx buffers.
+//! The vsock queue processing, run on the device's `Worker` thread over the queue
+//! eventfds and the muxer's epoll: guest tx packets go into the muxer and muxer packets
+//! into guest rx buffers.
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::ops::ControlFlow;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::muxer::Muxer;
 use super::packet::{self, HDR_SIZE, MAX_PAYLOAD};
-use crate::virtio::Interrupt;
+use crate::virtio::device::DeviceQueue;
+use crate::virtio::metrics::ErrorCounters;
+use crate::virtio::worker::{continue_or_reset, EventHandler, Interest};
+use crate::virtio::{ActivateContext, ActivateError, Interrupt};
 
-const RX_TOKEN: u64 = 0;
-const TX_TOKEN: u64 = 1;
-const EVENT_TOKEN: u64 = 2;
-const STOP_TOKEN: u64 = 3;
-const MUXER_TOKEN: u64 = 4;
+/// Worker tokens: the index of each fd in [`VsockHandler::fds`].
+const RX_TOKEN: usize = 0;
+const TX_TOKEN: usize = 1;
+const EVENT_TOKEN: usize = 2;
+const MUXER_TOKEN: usize = 3;
 
-pub struct Worker {
-    pub mem: GuestMemoryMmap,
-    pub rxq: Queue,
-    pub txq: Queue,
+pub struct VsockHandler {
+    mem: GuestMemoryMmap,
+    rxq: Queue,
+    txq: Queue,
     /// The event queue is only for TRANSPORT_RESET after a snapshot restore, which this
     /// VMM does not do; it is held so the driver's buffers stay untouched.
-    pub _evq: Queue,
-    pub rx_evt: EventFd,
-    pub tx_evt: EventFd,
-    pub ev_evt: EventFd,
-    pub stop: EventFd,
-    pub interrupt: Arc<Interrupt>,
-    pub muxer: Muxer,
+    _evq: Queue,
+    rx_evt: EventFd,
+    tx_evt: EventFd,
+    ev_evt: EventFd,
+    interrupt: Arc<Interrupt>,
+    errors: Arc<ErrorCounters>,
+    muxer: Muxer,
+    bufs: Buffers,
 }
 
 /// Payload staging, allocated once per activation.
+#[derive(Default)]
 struct Buffers {
     /// Host stream data on its way to an rx chain.
     rx: Vec<u8>,
@@ -47,79 +53,45 @@ struct Buffers {
 /// The driver handed us a chain we cannot map (e.g. a buffer outside guest RAM).
 struct BrokenChain;
 
-impl Worker {
-    pub fn run(mut self) {
-        let epoll = match self.register() {
-            Ok(e) => e,
-            Err(_) => {
-                self.interrupt.set_needs_reset();
-                return;
-            }
-        };
-        let mut bufs = Buffers {
-            rx: vec![0u8; MAX_PAYLOAD],
-            tx: Vec::with_capacity(MAX_PAYLOAD),
-        };
-        let mut events = [EpollEvent::default(); 8];
-        // Buffers may already be queued (and host streams waiting) before the first notify.
-        if self.process_queues(&mut bufs).is_err() {
-            self.interrupt.set_needs_reset();
-            return;
-        }
-        loop {
-            let n = match epoll.wait(self.timeout_ms(), &mut events) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            for ev in &events[..n] {
-                // Reads only consume the notification; the queues are processed below.
-                match ev.data() {
-                    RX_TOKEN => drop(self.rx_evt.read()),
-                    TX_TOKEN => drop(self.tx_evt.read()),
-                    EVENT_TOKEN => drop(self.ev_evt.read()),
-                    STOP_TOKEN => return,
-                    MUXER_TOKEN => self.muxer.process_events(),
-                    _ => {}
-                }
-            }
-            self.muxer.expire(Instant::now());
-            if self.process_queues(&mut bufs).is_err() {
-                // Virtio 1.x §2.1.2: stop using the queues until the driver resets us.
-                self.interrupt.set_needs_reset();
-                return;
-            }
-        }
+impl VsockHandler {
+    /// Takes the three queues (rx, tx, event: the order the spec fixes).
+    pub fn new(mut ctx: ActivateContext, muxer: Muxer) -> Result<Self, ActivateError> {
+        let [rx, tx, ev]: [DeviceQueue; 3] = ctx.take_queues()?;
+        Ok(VsockHandler {
+            mem: ctx.mem,
+            rxq: rx.queue,
+            txq: tx.queue,
+            _evq: ev.queue,
+            rx_evt: rx.evt,
+            tx_evt: tx.evt,
+            ev_evt: ev.evt,
+            interrupt: ctx.interrupt,
+            errors: ctx.errors,
+            muxer,
+            bufs: Buffers {
+                rx: vec![0u8; MAX_PAYLOAD],
+                tx: Vec::with_capacity(MAX_PAYLOAD),
+            },
+        })
     }
 
-    fn register(&self) -> io::Result<Epoll> {
-        let epoll = Epoll::new()?;
-        let fds = [
-            (self.rx_evt.as_raw_fd(), RX_TOKEN),
-            (self.tx_evt.as_raw_fd(), TX_TOKEN),
-            (self.ev_evt.as_raw_fd(), EVENT_TOKEN),
-            (self.stop.as_raw_fd(), STOP_TOKEN),
-            (self.muxer.epoll_fd(), MUXER_TOKEN),
-        ];
-        for (fd, token) in fds {
-            epoll.ctl(
-                ControlOperation::Add,
-                fd,
-                EpollEvent::new(EventSet::IN, token),
-            )?;
-        }
-        Ok(epoll)
+    /// The fds the worker waits on, indexed by the tokens above.
+    pub fn fds(&self) -> [RawFd; 4] {
+        [
+            self.rx_evt.as_raw_fd(),
+            self.tx_evt.as_raw_fd(),
+            self.ev_evt.as_raw_fd(),
+            self.muxer.epoll_fd(),
+        ]
     }
 
-    /// Milliseconds until the nearest stream deadline (rounded up), or -1 for none.
-    fn timeout_ms(&self) -> i32 {
-        match self.muxer.next_deadline() {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32
-            }
-        }
+    /// Processes both queues; a chain the device cannot map stops it until the driver
+    /// resets it (virtio 1.x §2.1.2).
+    fn process_or_stop(&mut self) -> ControlFlow<()> {
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let result = self.process_queues(&mut bufs);
+        self.bufs = bufs;
+        continue_or_reset(result, &self.interrupt, &self.errors)
     }
 
     /// Runs tx and rx until neither makes progress: tx answers may fill rx, and rx
@@ -145,7 +117,10 @@ impl Worker {
             let avail = reader.available_bytes();
             match packet::read_packet(&mut reader, avail, payload) {
                 Ok(hdr) => self.muxer.handle_guest_packet(&hdr, payload),
-                Err(e) => self.muxer.handle_bad_packet(&e),
+                Err(e) => {
+                    self.errors.chain_rejected();
+                    self.muxer.handle_bad_packet(&e);
+                }
             }
             // Tx buffers are only read: nothing written back.
             self.txq
@@ -170,6 +145,7 @@ impl Worker {
             let cap = writer.available_bytes();
             let written = if cap < HDR_SIZE {
                 // Too small for any packet; handed back empty so the driver can recycle it.
+                self.errors.chain_rejected();
                 0
             } else {
                 let room = (cap - HDR_SIZE).min(scratch.len());
@@ -200,5 +176,33 @@ impl Worker {
             self.interrupt.signal_used_queue();
         }
         Ok(())
+    }
+}
+
+impl EventHandler for VsockHandler {
+    fn start(&mut self, _: &mut Interest) -> ControlFlow<()> {
+        // Buffers may already be queued (and host streams waiting) before the first notify.
+        self.process_or_stop()
+    }
+
+    fn on_event(&mut self, token: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
+        // Reads only consume the notification; the queues are processed after the wake-up.
+        match token {
+            RX_TOKEN => drop(self.rx_evt.read()),
+            TX_TOKEN => drop(self.tx_evt.read()),
+            EVENT_TOKEN => drop(self.ev_evt.read()),
+            MUXER_TOKEN => self.muxer.process_events(),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.muxer.next_deadline()
+    }
+
+    fn after_wake(&mut self, _: &mut Interest) -> ControlFlow<()> {
+        self.muxer.expire(Instant::now());
+        self.process_or_stop()
     }
 }

@@ -1,4 +1,4 @@
-//! The balloon's queue processing, run on a [`Worker`] thread over the queue eventfds and
+//! The balloon's queue processing, run on a `Worker` thread over the queue eventfds and
 //! the stats timer.
 //!
 //! Stats protocol (§5.5.6.3): the driver posts one buffer with its statistics; the device
@@ -18,7 +18,9 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use super::stats::{PAGE_SIZE, STAT_LEN};
 use super::Shared;
-use crate::virtio::{ActivateContext, Interrupt};
+use crate::virtio::metrics::ErrorCounters;
+use crate::virtio::worker::continue_or_reset;
+use crate::virtio::{ActivateContext, ActivateError, Interrupt};
 
 const INFLATE: usize = 0;
 const DEFLATE: usize = 1;
@@ -30,38 +32,48 @@ const MAX_PFNS_PER_CHAIN: usize = 16 * 1024;
 const MAX_STATS_LEN: usize = 64 * STAT_LEN;
 
 /// The balloon's queues, owned by the worker thread.
-pub(super) struct BalloonQueues {
+pub(super) struct BalloonHandler {
     mem: GuestMemoryMmap,
+    /// Inflate, deflate and (when the driver accepted it) stats, in that order.
     queues: Vec<Queue>,
     evts: Vec<EventFd>,
     timer: Option<TimerFd>,
     interrupt: Arc<Interrupt>,
+    errors: Arc<ErrorCounters>,
     shared: Arc<Shared>,
     /// The stats buffer the device is holding until the next poll.
     stats_head: Option<u16>,
 }
 
-impl BalloonQueues {
+impl BalloonHandler {
+    /// Takes inflate and deflate, and stats when `stats_interval` is set (the driver
+    /// accepted STATS_VQ and the user asked for polling).
     pub(super) fn new(
-        ctx: ActivateContext,
-        num_queues: usize,
+        mut ctx: ActivateContext,
         stats_interval: Option<Duration>,
         shared: Arc<Shared>,
-    ) -> io::Result<Self> {
+    ) -> Result<Self, ActivateError> {
+        let [inflate, deflate] = ctx.take_queues()?;
+        let mut queues = vec![inflate, deflate];
         let timer = match stats_interval {
             Some(interval) => {
-                let mut timer = TimerFd::new()?;
-                timer.reset(interval, Some(interval))?;
+                queues.push(ctx.take_queue(STATS)?);
+                // errno::Error converts into io::Error, which the activation error carries.
+                let timer_err = |e: vmm_sys_util::errno::Error| ActivateError::Worker(e.into());
+                let mut timer = TimerFd::new().map_err(timer_err)?;
+                timer.reset(interval, Some(interval)).map_err(timer_err)?;
                 Some(timer)
             }
             None => None,
         };
-        Ok(BalloonQueues {
+        let (queues, evts) = queues.into_iter().map(|q| (q.queue, q.evt)).unzip();
+        Ok(BalloonHandler {
             mem: ctx.mem,
-            queues: ctx.queues.into_iter().take(num_queues).collect(),
-            evts: ctx.queue_evts.into_iter().take(num_queues).collect(),
+            queues,
+            evts,
             timer,
             interrupt: ctx.interrupt,
+            errors: ctx.errors,
             shared,
             stats_head: None,
         })
@@ -86,11 +98,7 @@ impl BalloonQueues {
         } else {
             self.request_stats()
         };
-        if result.is_err() {
-            self.interrupt.set_needs_reset();
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
+        continue_or_reset(result, &self.interrupt, &self.errors)
     }
 
     /// Makes the worker look at every queue once, for buffers posted before DRIVER_OK
@@ -104,9 +112,13 @@ impl BalloonQueues {
         while let Some(chain) = self.queues[q].iter(&self.mem)?.next() {
             let head = chain.head_index();
             // A chain outside RAM carries nothing we can act on: returned with len 0.
-            let buf = Reader::new(&self.mem, chain)
-                .map(|reader| read_capped(reader, cap_for(q)))
-                .unwrap_or_default();
+            let buf = match Reader::new(&self.mem, chain) {
+                Ok(reader) => read_capped(reader, cap_for(q)),
+                Err(_) => {
+                    self.errors.chain_rejected();
+                    Vec::new()
+                }
+            };
             match q {
                 INFLATE => self.inflate(&buf),
                 DEFLATE => {
@@ -173,6 +185,9 @@ impl BalloonQueues {
                     }
                 }
             }
+        }
+        if invalid > 0 {
+            self.errors.request_failed();
         }
         let mut stats = self.shared.stats();
         stats.inflated_pages += released;

@@ -1,5 +1,5 @@
-//! The virtio-net data path: one thread, one epoll over the two queue eventfds, the
-//! backend fd and a stop eventfd.
+//! The virtio-net data path, run on the device's `Worker` thread over the two queue
+//! eventfds and the backend fd.
 //!
 //! rx: the backend fd is polled level-triggered for EPOLLIN only while the guest has rx
 //! buffers. A frame read when the ring turns out to be empty is held in `rx_frame` and
@@ -7,24 +7,29 @@
 //! thread; the driver's next rx notify restores it and delivers the held frame first.
 //! tx: each chain is copied out of guest memory and written to the backend as one frame.
 //! A backend that cannot take more (EAGAIN: a socket whose peer is slow) leaves the chain
-//! in the ring and the worker waits for EPOLLOUT: back-pressure, not loss.
-//!
-//! The loop is its own rather than the shared `virtio::worker::Worker` because the backend
-//! fd has to leave and rejoin the epoll set.
+//! in the ring and the worker waits for EPOLLOUT: back-pressure, not loss. The backend
+//! fd's interest is set through the worker's [`Interest`] after every event, from what rx
+//! and tx wait for at that moment.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
+use std::os::fd::RawFd;
+
 use virtio_queue::{Queue, QueueOwnedT, QueueT, Reader, Writer};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{NetBackend, NetCounters};
+use crate::virtio::device::DeviceQueue;
+use crate::virtio::metrics::ErrorCounters;
 use crate::virtio::tap::VNET_HDR_LEN;
-use crate::virtio::{ActivateContext, Interrupt};
+use crate::virtio::worker::{continue_or_reset, EventHandler, Interest};
+use crate::virtio::{ActivateContext, ActivateError, Interrupt};
 
 /// Largest frame (header included) either way: a 64 KiB GSO frame plus Ethernet and vnet
 /// headers, as Firecracker's `MAX_BUFFER_SIZE`. Without offloads frames are ~1.5 KiB.
@@ -32,10 +37,10 @@ pub(super) const MAX_FRAME_LEN: usize = 65562;
 /// Chains handled per wake-up, so a flood on one queue cannot starve the other.
 const BATCH: usize = 256;
 
-const RX_QUEUE_TOKEN: u64 = 0;
-const TX_QUEUE_TOKEN: u64 = 1;
-const BACKEND_TOKEN: u64 = 2;
-const STOP_TOKEN: u64 = 3;
+/// Worker tokens: the index of each fd in [`NetHandler::fds`].
+const RX_QUEUE_TOKEN: usize = 0;
+const TX_QUEUE_TOKEN: usize = 1;
+const BACKEND_TOKEN: usize = 2;
 
 /// What happened to a tx chain.
 enum TxOutcome {
@@ -57,20 +62,16 @@ enum RxOutcome {
     BadChain,
 }
 
-pub(super) struct NetWorker {
+pub(super) struct NetHandler {
     mem: GuestMemoryMmap,
     rx: Queue,
     tx: Queue,
     rx_evt: EventFd,
     tx_evt: EventFd,
-    /// Held so the registered fd stays open for as long as the loop polls it.
-    _stop: EventFd,
     interrupt: Arc<Interrupt>,
+    errors: Arc<ErrorCounters>,
     backend: NetBackend,
     counters: Arc<NetCounters>,
-    epoll: Epoll,
-    /// The events the backend fd is registered for; empty = not in the epoll set.
-    backend_interest: EventSet,
     /// The guest may have rx buffers: poll the backend for EPOLLIN.
     rx_wanted: bool,
     /// A tx frame hit EAGAIN: poll the backend for EPOLLOUT before sending more.
@@ -83,47 +84,23 @@ pub(super) struct NetWorker {
     tx_buf: Vec<u8>,
 }
 
-impl NetWorker {
+impl NetHandler {
     pub(super) fn new(
-        ctx: ActivateContext,
+        mut ctx: ActivateContext,
         backend: NetBackend,
-        stop: EventFd,
         counters: Arc<NetCounters>,
-    ) -> io::Result<Self> {
-        let mut queues = ctx.queues.into_iter();
-        let mut evts = ctx.queue_evts.into_iter();
-        let (Some(rx), Some(tx), Some(rx_evt), Some(tx_evt)) =
-            (queues.next(), queues.next(), evts.next(), evts.next())
-        else {
-            return Err(io::Error::other(
-                "virtio-net needs two queues and two eventfds",
-            ));
-        };
-        let epoll = Epoll::new()?;
-        for (fd, token) in [
-            (rx_evt.as_raw_fd(), RX_QUEUE_TOKEN),
-            (tx_evt.as_raw_fd(), TX_QUEUE_TOKEN),
-            (stop.as_raw_fd(), STOP_TOKEN),
-            (backend.as_raw_fd(), BACKEND_TOKEN),
-        ] {
-            epoll.ctl(
-                ControlOperation::Add,
-                fd,
-                EpollEvent::new(EventSet::IN, token),
-            )?;
-        }
-        Ok(NetWorker {
+    ) -> Result<Self, ActivateError> {
+        let [rx, tx]: [DeviceQueue; 2] = ctx.take_queues()?;
+        Ok(NetHandler {
             mem: ctx.mem,
-            rx,
-            tx,
-            rx_evt,
-            tx_evt,
-            _stop: stop,
+            rx: rx.queue,
+            tx: tx.queue,
+            rx_evt: rx.evt,
+            tx_evt: tx.evt,
             interrupt: ctx.interrupt,
+            errors: ctx.errors,
             backend,
             counters,
-            epoll,
-            backend_interest: EventSet::IN,
             rx_wanted: true,
             tx_blocked: false,
             backend_alive: true,
@@ -133,44 +110,34 @@ impl NetWorker {
         })
     }
 
-    /// Runs until the stop eventfd fires or the driver breaks a queue (then the device
-    /// asks for a reset and stops touching guest memory).
-    pub(super) fn run(mut self) {
-        // The driver may have queued buffers before DRIVER_OK reached us.
-        if self.process_tx().and_then(|()| self.process_rx()).is_err() {
-            self.interrupt.set_needs_reset();
-            return;
+    /// The fds the worker waits on, indexed by the tokens above.
+    pub(super) fn fds(&self) -> [RawFd; 3] {
+        [
+            self.rx_evt.as_raw_fd(),
+            self.tx_evt.as_raw_fd(),
+            self.backend.as_raw_fd(),
+        ]
+    }
+
+    /// A malformed chain, returned with length 0: counted for the data path's statistics
+    /// and as a device error.
+    fn chain_rejected(&self) {
+        self.counters
+            .malformed_chains
+            .fetch_add(1, Ordering::Relaxed);
+        self.errors.chain_rejected();
+    }
+
+    /// What the backend fd must be polled for now (see module docs).
+    fn backend_interest(&self) -> EventSet {
+        let mut want = EventSet::empty();
+        if self.rx_wanted && self.backend_alive {
+            want |= EventSet::IN;
         }
-        let mut events = [EpollEvent::default(); 4];
-        loop {
-            let n = match self.epoll.wait(-1, &mut events) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // An epoll that cannot wait cannot recover; the device goes quiet.
-                Err(_) => return,
-            };
-            for event in &events[..n] {
-                let result = match event.data() {
-                    STOP_TOKEN => return,
-                    RX_QUEUE_TOKEN => {
-                        let _ = self.rx_evt.read();
-                        self.rx_wanted = true;
-                        self.update_backend_interest();
-                        self.process_rx()
-                    }
-                    TX_QUEUE_TOKEN => {
-                        let _ = self.tx_evt.read();
-                        self.process_tx()
-                    }
-                    BACKEND_TOKEN => self.on_backend_event(event.event_set()),
-                    _ => Ok(()),
-                };
-                if result.is_err() {
-                    self.interrupt.set_needs_reset();
-                    return;
-                }
-            }
+        if self.tx_blocked {
+            want |= EventSet::OUT;
         }
+        want
     }
 
     fn on_backend_event(&mut self, events: EventSet) -> Result<(), virtio_queue::Error> {
@@ -178,7 +145,6 @@ impl NetWorker {
         let broken = EventSet::HANG_UP | EventSet::ERROR;
         if self.tx_blocked && events.intersects(EventSet::OUT | broken) {
             self.tx_blocked = false;
-            self.update_backend_interest();
             self.process_tx()?;
         }
         if events.intersects(EventSet::IN | broken) {
@@ -211,7 +177,6 @@ impl NetWorker {
                 RxOutcome::BadChain => used = true,
                 RxOutcome::NoBuffers => {
                     self.rx_wanted = false;
-                    self.update_backend_interest();
                     break;
                 }
             }
@@ -258,7 +223,6 @@ impl NetWorker {
         // The backend hung up or failed: polling it again would only spin (EPOLLHUP and
         // EPOLLERR are level-triggered too), so stop receiving; tx keeps trying.
         self.backend_alive = false;
-        self.update_backend_interest();
         None
     }
 
@@ -272,9 +236,7 @@ impl NetWorker {
             .ok()
             .filter(|w| w.available_bytes() >= VNET_HDR_LEN);
         let Some(mut writer) = writer else {
-            self.counters
-                .malformed_chains
-                .fetch_add(1, Ordering::Relaxed);
+            self.chain_rejected();
             self.rx.add_used(&self.mem, head, 0)?;
             return Ok(RxOutcome::BadChain);
         };
@@ -288,9 +250,7 @@ impl NetWorker {
         self.rx_buf[..VNET_HDR_LEN].fill(0);
         self.rx_buf[10..VNET_HDR_LEN].copy_from_slice(&1u16.to_le_bytes());
         if writer.write_all(&self.rx_buf[..len]).is_err() {
-            self.counters
-                .malformed_chains
-                .fetch_add(1, Ordering::Relaxed);
+            self.chain_rejected();
             self.rx.add_used(&self.mem, head, 0)?;
             return Ok(RxOutcome::BadChain);
         }
@@ -317,18 +277,21 @@ impl NetWorker {
             };
             let head = chain.head_index();
             let outcome = match Reader::new(&self.mem, chain) {
-                Ok(reader) => send(reader, &mut self.tx_buf, &*self.backend, &self.counters),
+                Ok(reader) => send(
+                    reader,
+                    &mut self.tx_buf,
+                    &*self.backend,
+                    &self.counters,
+                    &self.errors,
+                ),
                 Err(_) => {
-                    self.counters
-                        .malformed_chains
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.chain_rejected();
                     TxOutcome::Dropped
                 }
             };
             if let TxOutcome::WouldBlock = outcome {
                 self.tx.go_to_previous_position();
                 self.tx_blocked = true;
-                self.update_backend_interest();
                 break;
             }
             // tx buffers are read-only for the device: the used length is 0 (§2.7.8).
@@ -340,32 +303,37 @@ impl NetWorker {
         }
         Ok(())
     }
+}
 
-    /// Registers the backend fd for what rx and tx currently wait for (see module docs).
-    fn update_backend_interest(&mut self) {
-        let mut want = EventSet::empty();
-        if self.rx_wanted && self.backend_alive {
-            want |= EventSet::IN;
-        }
-        if self.tx_blocked {
-            want |= EventSet::OUT;
-        }
-        if want == self.backend_interest {
-            return;
-        }
-        let op = if self.backend_interest.is_empty() {
-            ControlOperation::Add
-        } else if want.is_empty() {
-            ControlOperation::Delete
-        } else {
-            ControlOperation::Modify
+impl EventHandler for NetHandler {
+    fn start(&mut self, interest: &mut Interest) -> ControlFlow<()> {
+        // The driver may have queued buffers before DRIVER_OK reached us.
+        let result = self.process_tx().and_then(|()| self.process_rx());
+        interest.set(BACKEND_TOKEN, self.backend_interest());
+        continue_or_reset(result, &self.interrupt, &self.errors)
+    }
+
+    fn on_event(
+        &mut self,
+        token: usize,
+        events: EventSet,
+        interest: &mut Interest,
+    ) -> ControlFlow<()> {
+        let result = match token {
+            RX_QUEUE_TOKEN => {
+                let _ = self.rx_evt.read();
+                self.rx_wanted = true;
+                self.process_rx()
+            }
+            TX_QUEUE_TOKEN => {
+                let _ = self.tx_evt.read();
+                self.process_tx()
+            }
+            BACKEND_TOKEN => self.on_backend_event(events),
+            _ => Ok(()),
         };
-        let event = EpollEvent::new(want, BACKEND_TOKEN);
-        // On our own valid fds these cannot fail; if one did, the interest is unchanged
-        // and the next change retries.
-        if self.epoll.ctl(op, self.backend.as_raw_fd(), event).is_ok() {
-            self.backend_interest = want;
-        }
+        interest.set(BACKEND_TOKEN, self.backend_interest());
+        continue_or_reset(result, &self.interrupt, &self.errors)
     }
 }
 
@@ -376,6 +344,7 @@ fn send(
     buf: &mut Vec<u8>,
     backend: &dyn AsRawFd,
     counters: &NetCounters,
+    errors: &ErrorCounters,
 ) -> TxOutcome {
     let total = reader.available_bytes();
     let mut hdr = [0u8; VNET_HDR_LEN];
@@ -385,6 +354,7 @@ fn send(
         && reader.read_to_end(buf).is_ok();
     if !copied {
         counters.malformed_chains.fetch_add(1, Ordering::Relaxed);
+        errors.chain_rejected();
         return TxOutcome::Dropped;
     }
     hdr.fill(0);
@@ -399,6 +369,7 @@ fn send(
         // TCP retries.
         Err(_) => {
             counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            errors.request_failed();
             TxOutcome::Dropped
         }
     }

@@ -1,23 +1,19 @@
-//! An in-process benchmark of the virtio-net data path: a real [`Net`] worker, guest memory
-//! in this process, this thread playing the guest driver (rings written by hand, waiting
-//! on the irq eventfd as a guest waits for its interrupt) and a `SOCK_SEQPACKET`
-//! socketpair standing in for the tap. It measures what the VMM side costs per frame:
-//! ring handling, copies and the backend syscalls.
+//! The rig of `vmm bench net`: a real [`Net`] worker, guest memory in this process, this
+//! thread playing the guest driver through the devices' test driver (`devices::testing`:
+//! rings in guest memory, sleeping on the irq eventfd as a guest waits for its interrupt)
+//! and a `SOCK_SEQPACKET` socketpair standing in for the tap. It measures what the VMM
+//! side costs per frame: ring handling, copies and the backend syscalls.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
-use virtio_queue::{Queue, QueueT};
+use devices::testing::{DeviceHarness, DriverError, DriverQueue, Waited};
+use devices::virtio::tap::VNET_HDR_LEN;
+use devices::virtio::Net;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
-use super::Net;
-use crate::virtio::tap::VNET_HDR_LEN;
-use crate::virtio::{ActivateContext, Interrupt, VirtioDevice};
 
 /// Ethernet frame without FCS at a 1500-byte MTU.
 pub const BENCH_FRAME_LEN: usize = 1514;
@@ -30,6 +26,11 @@ const TX_RING: u64 = 0x1_0000;
 const BUFS: u64 = 0x10_0000;
 const BUF_STRIDE: u64 = 0x1000;
 const MEM_SIZE: usize = 0x40_0000;
+/// virtio-net queue indices (§5.1.2).
+const RX: usize = 0;
+const TX: usize = 1;
+/// The buffer is device-writable (virtio 1.x §2.7.5).
+const VRING_DESC_F_WRITE: u16 = 2;
 
 /// One direction's result.
 #[derive(Debug, Clone, Copy)]
@@ -63,8 +64,7 @@ impl PathResult {
 
 /// guest → backend: `frames` frames of [`BENCH_FRAME_LEN`] bytes through the tx queue.
 pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
-    let mut rig = Rig::new()?;
-    let peer = rig.peer.take().expect("peer");
+    let (mut rig, peer) = Rig::new()?;
     let want = u64::from(frames);
     // The host side drains concurrently, as the host stack behind a tap would.
     let drain = std::thread::spawn(move || -> io::Result<u64> {
@@ -78,7 +78,8 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
     });
     let hdr_and_frame = (VNET_HDR_LEN + BENCH_FRAME_LEN) as u32;
     for i in 0..QUEUE_SIZE {
-        rig.mem
+        rig.h
+            .mem
             .write_slice(&frame(i as u8), GuestAddress(buf_addr(i)))
             .map_err(io::Error::other)?;
     }
@@ -89,17 +90,19 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
         // Fill what the device has returned, kick, wait for the interrupt.
         let batch = (want - sent).min(TX_BATCH) as u16;
         for _ in 0..batch {
-            let slot = rig.tx.next_avail % QUEUE_SIZE;
-            rig.tx
-                .push(&rig.mem, slot, buf_addr(slot), hdr_and_frame, 0)?;
+            let slot = rig.tx_next % QUEUE_SIZE;
+            rig.h.queues[TX]
+                .push(slot, buf_addr(slot), hdr_and_frame, 0)
+                .map_err(io_err)?;
+            rig.tx_next = rig.tx_next.wrapping_add(1);
         }
-        rig.tx_evt.write(1)?;
-        rig.tx.wait_used(&rig.mem, &rig.irq, batch)?;
+        rig.h.kick(TX).map_err(io_err)?;
+        rig.wait_used(TX, rig.tx_next)?;
         sent += u64::from(batch);
     }
     let elapsed = start.elapsed();
     let cpu = cpu_between(cpu_start, worker_cpu());
-    let dropped = rig.net.counters().tx_dropped.load(Ordering::Relaxed);
+    let dropped = rig.h.dev.counters().tx_dropped.load(Ordering::Relaxed);
     // Closing our end ends the drain thread even if frames it waits for were dropped.
     drop(rig);
     let drained = drain
@@ -119,8 +122,7 @@ pub fn bench_tx(frames: u32) -> io::Result<PathResult> {
 /// backend → guest: `frames` frames of [`BENCH_FRAME_LEN`] bytes into rx buffers that this
 /// thread keeps refilling.
 pub fn bench_rx(frames: u32) -> io::Result<PathResult> {
-    let mut rig = Rig::new()?;
-    let peer = rig.peer.take().expect("peer");
+    let (mut rig, peer) = Rig::new()?;
     let want = u64::from(frames);
     let feed = std::thread::spawn(move || -> io::Result<()> {
         let mut packet = vec![0u8; VNET_HDR_LEN];
@@ -133,29 +135,16 @@ pub fn bench_rx(frames: u32) -> io::Result<PathResult> {
     let cpu_start = worker_cpu_at_start();
     let start = Instant::now();
     for slot in 0..QUEUE_SIZE {
-        rig.rx.push(
-            &rig.mem,
-            slot,
-            buf_addr(slot),
-            2048,
-            VRING_DESC_F_WRITE as u16,
-        )?;
+        rig.post_rx(slot)?;
     }
-    rig.rx_evt.write(1)?;
+    rig.h.kick(RX).map_err(io_err)?;
     let mut received = 0u64;
     while received < want {
-        let used = rig.rx.wait_any_used(&rig.mem, &rig.irq)?;
-        for slot in used {
-            rig.rx.push(
-                &rig.mem,
-                slot,
-                buf_addr(slot),
-                2048,
-                VRING_DESC_F_WRITE as u16,
-            )?;
+        for slot in rig.wait_any_rx()? {
+            rig.post_rx(slot)?;
             received += 1;
         }
-        rig.rx_evt.write(1)?;
+        rig.h.kick(RX).map_err(io_err)?;
     }
     let elapsed = start.elapsed();
     let cpu = cpu_between(cpu_start, worker_cpu());
@@ -164,147 +153,74 @@ pub fn bench_rx(frames: u32) -> io::Result<PathResult> {
     Ok(PathResult {
         frames: received,
         elapsed,
-        dropped: rig.net.counters().rx_dropped.load(Ordering::Relaxed),
+        dropped: rig.h.dev.counters().rx_dropped.load(Ordering::Relaxed),
         worker_cpu: cpu,
     })
 }
 
-/// A running device and the driver's view of its two queues.
+/// A running device and where the driver is in its two queues: one descriptor per
+/// chain, descriptor index = slot.
 struct Rig {
-    mem: GuestMemoryMmap,
-    rx: DriverRing,
-    tx: DriverRing,
-    rx_evt: EventFd,
-    tx_evt: EventFd,
-    /// The irq eventfd, blocking: the "guest" sleeps on it.
-    irq: EventFd,
-    peer: Option<OwnedFd>,
-    net: Net,
+    h: DeviceHarness<Net>,
+    /// The free-running index of the next tx chain.
+    tx_next: u16,
+    /// How far the driver has read the rx used ring.
+    rx_seen: u16,
 }
 
 impl Rig {
-    fn new() -> io::Result<Rig> {
+    /// The rig and the backend's peer end (blocking), which the caller feeds or drains.
+    fn new() -> io::Result<(Rig, OwnedFd)> {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)])
             .map_err(io::Error::other)?;
         let (ours, peer) = seqpacket_pair()?;
-        let mut net = Net::with_backend(Arc::new(ours), None);
-        let rx_evt = EventFd::new(EFD_NONBLOCK)?;
-        let tx_evt = EventFd::new(EFD_NONBLOCK)?;
-        let irq = EventFd::new(0)?;
-        let (rx, rx_queue) = DriverRing::new(RX_RING)?;
-        let (tx, tx_queue) = DriverRing::new(TX_RING)?;
-        net.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![rx_queue, tx_queue],
-            queue_evts: vec![rx_evt.try_clone()?, tx_evt.try_clone()?],
-            interrupt: Arc::new(Interrupt::new(irq.try_clone()?)),
-            acked_features: net.avail_features(),
-        })
-        .map_err(io::Error::other)?;
-        Ok(Rig {
-            mem,
-            rx,
-            tx,
-            rx_evt,
-            tx_evt,
-            irq,
-            peer: Some(peer),
-            net,
-        })
-    }
-}
-
-/// The driver side of a split queue: one descriptor per chain, descriptor index = slot.
-struct DriverRing {
-    desc: u64,
-    avail: u64,
-    used: u64,
-    next_avail: u16,
-    last_used: u16,
-}
-
-impl DriverRing {
-    fn new(base: u64) -> io::Result<(DriverRing, Queue)> {
-        let size = u64::from(QUEUE_SIZE);
-        let ring = DriverRing {
-            desc: base,
-            avail: base + 16 * size,
-            // Used ring: 4-byte aligned after the avail ring (flags, idx, ring, used_event).
-            used: (base + 16 * size + 6 + 2 * size + 3) & !3,
-            next_avail: 0,
-            last_used: 0,
+        let queues = [RX_RING, TX_RING]
+            .into_iter()
+            .map(|base| DriverQueue::new(&mem, base, QUEUE_SIZE))
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
+        let net = Net::with_backend(Arc::new(ours), None);
+        let h = DeviceHarness::activate(net, &mem, queues).map_err(io_err)?;
+        let rig = Rig {
+            h,
+            tx_next: 0,
+            rx_seen: 0,
         };
-        let mut queue = Queue::new(QUEUE_SIZE).map_err(io::Error::other)?;
-        queue.set_size(QUEUE_SIZE);
-        let halves = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
-        let (lo, hi) = halves(ring.desc);
-        queue.set_desc_table_address(lo, hi);
-        let (lo, hi) = halves(ring.avail);
-        queue.set_avail_ring_address(lo, hi);
-        let (lo, hi) = halves(ring.used);
-        queue.set_used_ring_address(lo, hi);
-        queue.set_ready(true);
-        Ok((ring, queue))
+        Ok((rig, peer))
     }
 
-    fn push(
-        &mut self,
-        mem: &GuestMemoryMmap,
-        slot: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-    ) -> io::Result<()> {
-        let mut desc = [0u8; 16];
-        desc[..8].copy_from_slice(&addr.to_le_bytes());
-        desc[8..12].copy_from_slice(&len.to_le_bytes());
-        desc[12..14].copy_from_slice(&flags.to_le_bytes());
-        let err = io::Error::other;
-        mem.write_slice(&desc, GuestAddress(self.desc + 16 * u64::from(slot)))
-            .map_err(err)?;
-        let entry = self.avail + 4 + 2 * u64::from(self.next_avail % QUEUE_SIZE);
-        mem.write_obj(slot.to_le(), GuestAddress(entry))
-            .map_err(err)?;
-        self.next_avail = self.next_avail.wrapping_add(1);
-        // The device must see the entry before the index that publishes it.
-        fence(Ordering::Release);
-        mem.write_obj(self.next_avail.to_le(), GuestAddress(self.avail + 2))
-            .map_err(err)
+    fn post_rx(&self, slot: u16) -> io::Result<()> {
+        self.h.queues[RX]
+            .push(slot, buf_addr(slot), 2048, VRING_DESC_F_WRITE)
+            .map_err(io_err)
     }
 
-    fn used_idx(&self, mem: &GuestMemoryMmap) -> io::Result<u16> {
-        let idx: u16 = mem
-            .read_obj(GuestAddress(self.used + 2))
-            .map_err(io::Error::other)?;
-        fence(Ordering::Acquire);
-        Ok(u16::from_le(idx))
-    }
-
-    fn wait_used(&mut self, mem: &GuestMemoryMmap, irq: &EventFd, n: u16) -> io::Result<()> {
-        let target = self.last_used.wrapping_add(n);
-        while self.used_idx(mem)? != target {
-            irq.read()?;
+    /// Sleeps on the interrupt until queue `q` has used chains up to `target`.
+    fn wait_used(&self, q: usize, target: u16) -> io::Result<()> {
+        match self.h.wait_used(q, target, None).map_err(io_err)? {
+            Waited::Used => Ok(()),
+            Waited::NeedsReset => Err(io::Error::other("the device set DEVICE_NEEDS_RESET")),
         }
-        self.last_used = target;
-        Ok(())
     }
 
-    /// Blocks until the device used at least one chain; returns their slots.
-    fn wait_any_used(&mut self, mem: &GuestMemoryMmap, irq: &EventFd) -> io::Result<Vec<u16>> {
-        let mut idx = self.used_idx(mem)?;
-        while idx == self.last_used {
-            irq.read()?;
-            idx = self.used_idx(mem)?;
-        }
+    /// Blocks until the device used at least one rx chain; returns their slots.
+    fn wait_any_rx(&mut self) -> io::Result<Vec<u16>> {
+        self.wait_used(RX, self.rx_seen.wrapping_add(1))?;
+        let rx = &self.h.queues[RX];
+        let idx = rx.used_idx().map_err(io_err)?;
         let mut slots = Vec::new();
-        while self.last_used != idx {
-            let elem = self.used + 4 + 8 * u64::from(self.last_used % QUEUE_SIZE);
-            let id: u32 = mem.read_obj(GuestAddress(elem)).map_err(io::Error::other)?;
-            slots.push(u32::from_le(id) as u16);
-            self.last_used = self.last_used.wrapping_add(1);
+        while self.rx_seen != idx {
+            let (id, _) = rx.used_elem(self.rx_seen).map_err(io_err)?;
+            // Ids are descriptor indices, below the queue size.
+            slots.push(id as u16);
+            self.rx_seen = self.rx_seen.wrapping_add(1);
         }
         Ok(slots)
     }
+}
+
+fn io_err(e: DriverError) -> io::Error {
+    io::Error::other(edge::error_chain(&e))
 }
 
 /// CPU time of this process's one `vmm-virtio-net` thread, from its schedstat (ns on CPU).
