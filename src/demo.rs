@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use edge::{error_chain, exit_code};
+
 use crate::cli::DemoArgs;
 use crate::guest_image::{GuestFile, TEST_GUEST_ELF};
 use crate::vm::{self, VmConfig, VmOutcome};
@@ -20,7 +22,7 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         Ok(g) => g,
         Err(e) => {
             eprintln!("vmm: error: cannot stage the built-in guest: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit_code::FAILED);
         }
     };
     if args.bench_run {
@@ -36,12 +38,13 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
         initrd: None,
         devices: Default::default(),
         boot_timer: None,
-        report_resident: false,
+    };
+    let options = vm::RunOptions {
         console: vm::Console::TerminalWithCopy(capture.clone()),
-        stop: None,
+        ..Default::default()
     };
     let vm_started = Instant::now();
-    let outcome = vm::run(&config);
+    let outcome = vm::run_with(&config, options);
     let elapsed = vm_started.elapsed();
     let output =
         String::from_utf8_lossy(&capture.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
@@ -55,7 +58,7 @@ pub fn run(args: &DemoArgs, started: Instant) -> ExitCode {
     if passed {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(exit_code::FAILED)
     }
 }
 
@@ -75,7 +78,7 @@ fn export_guest(path: &std::path::Path) -> ExitCode {
                 "vmm: error: cannot write the test guest to {}: {e}",
                 path.display()
             );
-            ExitCode::from(2)
+            ExitCode::from(exit_code::BAD_INPUT)
         }
     }
 }
@@ -90,19 +93,20 @@ fn bench_run(args: &DemoArgs, guest: &GuestFile, started: Instant) -> ExitCode {
         initrd: None,
         devices: Default::default(),
         boot_timer: Some(started),
-        report_resident: true,
-        console: Default::default(),
-        stop: None,
     };
-    match vm::run(&config) {
+    let options = vm::RunOptions {
+        report_resident: true,
+        ..Default::default()
+    };
+    match vm::run_with(&config, options) {
         Ok(VmOutcome::Reset) => ExitCode::SUCCESS,
         Ok(other) => {
             eprintln!("vmm: bench run ended unexpectedly: {other:?}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code::FAILED)
         }
         Err(e) => {
-            eprintln!("vmm: error: {e}");
-            ExitCode::from(1)
+            eprintln!("vmm: error: {}", error_chain(&e));
+            ExitCode::from(exit_code::FAILED)
         }
     }
 }
@@ -194,7 +198,7 @@ fn print_report(
     for (ok, text) in host_checks {
         println!("    {} {text}", if *ok { "ok  " } else { "FAIL" });
     }
-    let ended_well = *outcome == VmOutcome::DebugExit(0);
+    let ended_well = matches!(outcome, VmOutcome::DebugExit(0));
     println!(
         "  VM ended: {outcome:?} after {:.1} ms",
         elapsed.as_secs_f64() * 1e3

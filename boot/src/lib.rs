@@ -8,12 +8,15 @@
 //! Every guest-physical address is in [`layout`] (memory) or [`platform`] (ports, MMIO
 //! windows and interrupt lines of the devices).
 //!
-//! A 64-bit boot uses, in order: [`layout::ram_ranges`] to build guest memory,
-//! [`zero_page::write_zero_page`], [`mptable::write_mptable`], then per vCPU
-//! [`cpuid::normalize`], [`msr::boot_msrs`], [`regs::setup_sregs`], [`regs::boot_regs`],
+//! A 64-bit boot uses, in order: [`layout::ram_ranges`] to build guest memory; once per
+//! VM, after the kernel is loaded, [`mptable::write_mptable`], [`acpi::write_acpi_tables`],
+//! [`zero_page::write_zero_page`] and [`cpu_tables::write_cpu_tables`] (the VMM's
+//! `vm::boot_sequence` is that order); then per vCPU, writing no guest memory,
+//! [`cpuid::normalize`], [`msr::boot_msrs`], [`regs::boot_regs`], [`regs::setup_sregs`],
 //! [`regs::boot_fpu`] and [`lapic::set_lint`].
 
 pub mod acpi;
+pub mod cpu_tables;
 pub mod cpuid;
 pub mod e820;
 pub mod error;

@@ -1,15 +1,13 @@
 //! vCPU register state for a 64-bit Linux boot entry: general registers, segments and
-//! control registers (long mode with paging on), and the FPU.
+//! control registers (long mode with paging on), and the FPU. Nothing here writes guest
+//! memory: the tables the registers point at are written once per VM by
+//! [`crate::cpu_tables::write_cpu_tables`].
 
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
-use vm_memory::GuestMemoryBackend;
 
-use crate::gdt::{
-    kvm_segment_from_gdt, write_gdt, write_idt, BOOT_GDT, CODE_INDEX, DATA_INDEX, TSS_INDEX,
-};
-use crate::layout::{BOOT_GDT_START, BOOT_IDT_START, BOOT_STACK_POINTER, ZERO_PAGE_START};
-use crate::paging::write_identity_page_tables;
-use crate::BootError;
+use crate::cpu_tables::CpuTables;
+use crate::gdt::{kvm_segment_from_gdt, BOOT_GDT, CODE_INDEX, DATA_INDEX, TSS_INDEX};
+use crate::layout::BOOT_STACK_POINTER;
 
 /// CR0: protection enable.
 pub const X86_CR0_PE: u64 = 1 << 0;
@@ -32,28 +30,27 @@ pub const BOOT_FCW: u16 = 0x37f;
 pub const BOOT_MXCSR: u32 = 0x1f80;
 
 /// General registers for the 64-bit entry at `entry`: RIP there, the boot stack, and RSI
-/// pointing at the zero page as the Linux boot protocol requires.
-pub fn boot_regs(entry: u64) -> kvm_regs {
+/// pointing at the zero page (`boot_params`, at `zero_page`) as the Linux boot protocol
+/// requires.
+pub fn boot_regs(entry: u64, zero_page: u64) -> kvm_regs {
     kvm_regs {
         rip: entry,
         rsp: BOOT_STACK_POINTER,
         rbp: BOOT_STACK_POINTER,
-        rsi: ZERO_PAGE_START,
+        rsi: zero_page,
         rflags: BOOT_RFLAGS,
         ..Default::default()
     }
 }
 
-/// Writes the boot GDT, IDT and page tables to `mem`, and puts `sregs` in 64-bit long
-/// mode over them: flat segments from the GDT, CR0.PE|PG, CR3, CR4.PAE, EFER.LME|LMA.
-/// Other fields of `sregs` (e.g. `apic_base` from KVM) are kept.
-pub fn setup_sregs<M: GuestMemoryBackend>(mem: &M, sregs: &mut kvm_sregs) -> Result<(), BootError> {
-    write_gdt(mem, &BOOT_GDT)?;
-    sregs.gdt.base = BOOT_GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&BOOT_GDT) - 1) as u16;
-    write_idt(mem)?;
-    sregs.idt.base = BOOT_IDT_START;
-    sregs.idt.limit = (std::mem::size_of::<u64>() - 1) as u16;
+/// Puts `sregs` in 64-bit long mode over the boot tables at `tables`: GDTR and IDTR, flat
+/// segments from [`BOOT_GDT`], CR0.PE|PG, CR3, CR4.PAE, EFER.LME|LMA. Other fields of
+/// `sregs` (e.g. `apic_base` from KVM) are kept.
+pub fn setup_sregs(tables: &CpuTables, sregs: &mut kvm_sregs) {
+    sregs.gdt.base = tables.gdt_base;
+    sregs.gdt.limit = tables.gdt_limit;
+    sregs.idt.base = tables.idt_base;
+    sregs.idt.limit = tables.idt_limit;
 
     let data = kvm_segment_from_gdt(BOOT_GDT[usize::from(DATA_INDEX)], DATA_INDEX);
     sregs.cs = kvm_segment_from_gdt(BOOT_GDT[usize::from(CODE_INDEX)], CODE_INDEX);
@@ -64,11 +61,10 @@ pub fn setup_sregs<M: GuestMemoryBackend>(mem: &M, sregs: &mut kvm_sregs) -> Res
     sregs.ss = data;
     sregs.tr = kvm_segment_from_gdt(BOOT_GDT[usize::from(TSS_INDEX)], TSS_INDEX);
 
-    sregs.cr3 = write_identity_page_tables(mem)?;
+    sregs.cr3 = tables.cr3;
     sregs.cr4 |= X86_CR4_PAE;
     sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
     sregs.efer |= EFER_LME | EFER_LMA;
-    Ok(())
 }
 
 /// FPU state at entry: the reset control word and MXCSR, everything else zero.
@@ -83,16 +79,20 @@ pub fn boot_fpu() -> kvm_fpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::PML4_START;
+    use crate::cpu_tables::write_cpu_tables;
+    use crate::layout::{BOOT_GDT_START, BOOT_IDT_START, PML4_START, ZERO_PAGE_START};
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap()
+    /// The tables as written into a small guest memory, which the tests read back.
+    fn written_tables() -> (GuestMemoryMmap, CpuTables) {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let tables = write_cpu_tables(&mem).unwrap();
+        (mem, tables)
     }
 
     #[test]
     fn boot_regs_enter_at_rip_with_zero_page_in_rsi() {
-        let regs = boot_regs(0x100_0000);
+        let regs = boot_regs(0x100_0000, ZERO_PAGE_START);
         assert_eq!(regs.rip, 0x100_0000);
         assert_eq!(
             (regs.rsp, regs.rbp),
@@ -105,12 +105,12 @@ mod tests {
 
     #[test]
     fn sregs_enter_long_mode_with_paging() {
-        let mem = mem();
+        let (_, tables) = written_tables();
         let mut sregs = kvm_sregs {
             cr0: 0x6000_0010,
             ..Default::default()
         };
-        setup_sregs(&mem, &mut sregs).unwrap();
+        setup_sregs(&tables, &mut sregs);
         assert_eq!(sregs.cr0, 0xe000_0011);
         assert_eq!(sregs.cr3, PML4_START);
         assert_ne!(sregs.cr4 & X86_CR4_PAE, 0);
@@ -119,9 +119,9 @@ mod tests {
 
     #[test]
     fn sregs_segments_come_from_the_written_gdt() {
-        let mem = mem();
+        let (mem, tables) = written_tables();
         let mut sregs = kvm_sregs::default();
-        setup_sregs(&mem, &mut sregs).unwrap();
+        setup_sregs(&tables, &mut sregs);
         assert_eq!((sregs.gdt.base, sregs.gdt.limit), (BOOT_GDT_START, 31));
         assert_eq!((sregs.idt.base, sregs.idt.limit), (BOOT_IDT_START, 7));
         let code: u64 = mem.read_obj(GuestAddress(BOOT_GDT_START + 8)).unwrap();
@@ -135,12 +135,12 @@ mod tests {
 
     #[test]
     fn sregs_keep_fields_they_do_not_own() {
-        let mem = mem();
+        let (_, tables) = written_tables();
         let mut sregs = kvm_sregs {
             apic_base: 0xfee0_0900,
             ..Default::default()
         };
-        setup_sregs(&mem, &mut sregs).unwrap();
+        setup_sregs(&tables, &mut sregs);
         assert_eq!(sregs.apic_base, 0xfee0_0900);
     }
 

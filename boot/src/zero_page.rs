@@ -79,16 +79,18 @@ pub fn boot_params_for(cfg: &ZeroPageConfig) -> boot_params {
     params
 }
 
-/// Writes the zero page for `cfg` at [`ZERO_PAGE_START`].
+/// Writes the zero page for `cfg` at [`ZERO_PAGE_START`]. Returns that address, for RSI at
+/// the 64-bit entry.
 pub fn write_zero_page<M: GuestMemoryBackend>(
     mem: &M,
     cfg: &ZeroPageConfig,
-) -> Result<(), BootError> {
+) -> Result<u64, BootError> {
     mem.write_obj(
         BootParams(boot_params_for(cfg)),
         GuestAddress(ZERO_PAGE_START),
     )
-    .map_err(BootError::mem("zero page", ZERO_PAGE_START))
+    .map_err(BootError::mem("zero page", ZERO_PAGE_START))?;
+    Ok(ZERO_PAGE_START)
 }
 
 /// Where to load an initrd of `initrd_size` bytes: the top of low RAM, page aligned,

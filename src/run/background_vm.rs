@@ -10,7 +10,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::error::{console_suffix, RunError};
 use crate::vm::console_log::ConsoleLog;
-use crate::vm::{self, Console, VmConfig, VmError, VmOutcome};
+use crate::vm::{self, Console, RunOptions, VmConfig, VmError, VmOutcome};
 
 /// How long stopping the VM may take before the run ends without waiting for it.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -26,19 +26,22 @@ pub struct BackgroundVm {
 }
 
 impl BackgroundVm {
-    /// Starts the VM of `config` (its console and stop signal are set here).
-    pub fn start(mut config: VmConfig) -> Result<Self, RunError> {
+    /// Starts the VM of `config`, with its console into memory and a stop signal kept here.
+    pub fn start(config: VmConfig) -> Result<Self, RunError> {
         let console = Arc::new(Mutex::new(ConsoleLog::new()));
         let stop = Arc::new(StopSignal::new().map_err(RunError::io("create the VM's stop event"))?);
         let ended =
             Arc::new(EventFd::new(EFD_NONBLOCK).map_err(RunError::io("create an eventfd"))?);
-        config.console = Console::Log(console.clone());
-        config.stop = Some(stop.clone());
+        let options = RunOptions {
+            console: Console::Log(console.clone()),
+            stop: Some(stop.clone()),
+            ..Default::default()
+        };
         let ended_by_thread = ended.clone();
         let thread = std::thread::Builder::new()
             .name("vm".into())
             .spawn(move || {
-                let result = vm::run(&config);
+                let result = vm::run_with(&config, options);
                 let _ = ended_by_thread.write(1);
                 result
             })
@@ -111,7 +114,7 @@ fn describe(outcome: &VmOutcome) -> String {
                              agent, its PID 1, exited)"
             .to_owned(),
         VmOutcome::DebugExit(code) => format!("the guest wrote {code} to the debug-exit port"),
-        VmOutcome::Failed(why) => why.clone(),
+        VmOutcome::Failed(failure) => edge::error_chain(failure),
         VmOutcome::Terminated(sig) => format!("the VMM was stopped by signal {sig}"),
         VmOutcome::Stopped => "it was stopped".to_owned(),
     }

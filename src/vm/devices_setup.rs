@@ -130,9 +130,13 @@ impl Buses {
             Space::Mmio => &mut self.mmio,
         };
         bus.insert(at.base, at.len, device)
-            .map_err(|e| VmError::Io {
-                op: "placing a device on the bus",
-                source: std::io::Error::other(e.to_string()),
+            .map_err(|source| VmError::BusPlacement {
+                device: at.name.to_owned(),
+                bus: match at.space {
+                    Space::Port => "I/O port",
+                    Space::Mmio => "MMIO",
+                },
+                source,
             })?;
         match at.space {
             Space::Port => self.names.add_io(at.base, at.len, at.name, registers),

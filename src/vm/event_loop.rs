@@ -90,10 +90,11 @@ pub fn run_until_stop(
     console_input: Option<Arc<Mutex<Serial>>>,
     stop: Arc<StopSignal>,
 ) -> Result<(), VmError> {
-    let mut manager: EventManager<Subscriber> = EventManager::new().map_err(|e| VmError::Io {
-        op: "creating the event loop",
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let mut manager: EventManager<Subscriber> =
+        EventManager::new().map_err(|source| VmError::EventLoop {
+            op: "creating the VMM's event loop",
+            source,
+        })?;
     // Held until the loop returns: a signal can wake the loop only while it waits.
     let _wake = signals::wake_on_termination(stop.eventfd())?;
     manager.add_subscriber(Arc::new(Mutex::new(StopWatch { stop: stop.clone() })));
@@ -106,10 +107,10 @@ pub fn run_until_stop(
         match manager.run_with_timeout(250) {
             Ok(_) => {}
             Err(event_manager::Error::Epoll(e)) if e.errno() == libc::EINTR => {}
-            Err(e) => {
-                return Err(VmError::Io {
-                    op: "waiting for events",
-                    source: std::io::Error::other(e.to_string()),
+            Err(source) => {
+                return Err(VmError::EventLoop {
+                    op: "waiting for events in the VMM's event loop",
+                    source,
                 })
             }
         }

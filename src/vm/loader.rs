@@ -79,10 +79,10 @@ impl KernelImage {
             KernelFormat::Elf => Elf::load(mem, None, &mut self.file, highmem),
             KernelFormat::BzImage => BzImage::load(mem, None, &mut self.file, highmem),
         }
-        .map_err(|e| VmError::BadKernel {
+        .map_err(|source| VmError::BadKernel {
             path: self.path.clone(),
             format: self.format.name(),
-            reason: e.to_string(),
+            source,
         })?;
         let entry = match self.format {
             KernelFormat::Elf => loaded.kernel_load.0,
@@ -142,13 +142,13 @@ pub fn cmdline_limit_of(image: &mut KernelImage) -> usize {
 /// Writes the command line, already checked against `limit` with `check_cmdline`, at
 /// CMDLINE_START. Returns the number of bytes the kernel will see, without the NUL.
 pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, limit: usize) -> Result<usize, VmError> {
-    let parsed = Cmdline::try_from(cmdline, limit + 1)
-        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
+    let parsed =
+        Cmdline::try_from(cmdline, limit + 1).map_err(|e| VmError::CmdlineInvalid(e.into()))?;
     loader::load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed)
-        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?;
+        .map_err(|e| VmError::CmdlineInvalid(e.into()))?;
     let len = parsed
         .as_cstring()
-        .map_err(|e| VmError::CmdlineInvalid(e.to_string()))?
+        .map_err(|e| VmError::CmdlineInvalid(e.into()))?
         .as_bytes()
         .len();
     Ok(len)
@@ -189,9 +189,9 @@ impl InitrdImage {
     fn load(mut self, mem: &GuestMemoryMmap) -> Result<(u64, u64), VmError> {
         use vm_memory::Bytes;
         mem.read_exact_volatile_from(GuestAddress(self.addr), &mut self.file, self.size as usize)
-            .map_err(|e| VmError::Io {
+            .map_err(|source| VmError::GuestMemoryIo {
                 op: "reading the initrd into guest memory",
-                source: std::io::Error::other(e.to_string()),
+                source,
             })?;
         Ok((self.addr, self.size))
     }

@@ -9,7 +9,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
 
-use super::error::VmError;
+use super::error::{BoxedError, VmError};
 
 pub const MIB: u64 = 1 << 20;
 
@@ -48,14 +48,14 @@ pub fn host_ram_mib() -> Option<u64> {
 const HUGE_PAGE: usize = 2 << 20;
 
 pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
-    let error = |reason: String| VmError::GuestMemory {
+    let error = |source: BoxedError| VmError::GuestMemory {
         mib: mem_bytes / MIB,
-        reason,
+        source,
     };
     let regions = ram_ranges(mem_bytes)
         .into_iter()
         .map(|(guest_base, len)| {
-            let host = map_huge_page_aligned(len).map_err(|e| error(e.to_string()))?;
+            let host = map_huge_page_aligned(len).map_err(|e| error(e.into()))?;
             // SAFETY: `host` is the start of a private anonymous read-write mapping of
             // exactly `len` bytes made above, which is never unmapped: guest RAM lives as
             // long as the process (one VM per process; vCPU and device threads hold
@@ -65,12 +65,12 @@ pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
                     .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
                     .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE)
                     .build()
-                    .map_err(|e| error(e.to_string()))?;
+                    .map_err(|e| error(e.into()))?;
             GuestRegionMmap::<()>::new(mapping, guest_base)
                 .ok_or_else(|| error("region end overflows".into()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.to_string()))
+    GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))
 }
 
 /// Maps `len` bytes of private anonymous memory starting on a [`HUGE_PAGE`] boundary: maps
@@ -117,7 +117,7 @@ pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError
             mem.get_host_address(region.start_addr())
                 .map_err(|e| VmError::GuestMemory {
                     mib: region.len() / MIB,
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
         let region = kvm_userspace_memory_region {
             slot: slot as u32,

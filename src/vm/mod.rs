@@ -1,19 +1,25 @@
-//! Building and running one VM, top-down: check the input, create the VM and its memory,
-//! load the kernel, write the boot structures, wire the devices, start the vCPUs, wait for
-//! the VM to stop, and tear down. Details live in the submodules, `boot/` and `devices/`.
+//! Building and running one VM, top-down: check the input, map guest memory and start
+//! copying the kernel into it, create the VM, wire the devices, write the boot structures
+//! (`boot_sequence`, the only writer of guest memory before the guest runs), start the
+//! vCPUs, wait for the VM to stop, and tear down. Details live in the submodules, `boot/`
+//! and `devices/`.
 
+mod boot_sequence;
 pub mod config_file;
 pub mod console_log;
+pub mod device_metrics;
 mod device_slots;
 pub mod device_specs;
 mod devices_setup;
 pub mod error;
 mod event_loop;
 pub mod exit_stats;
+pub mod failure;
 mod input;
 mod kvm_setup;
 pub mod loader;
 pub mod memory;
+mod outcome;
 mod signals;
 pub mod spec_checks;
 mod vcpu;
@@ -28,7 +34,9 @@ use devices::{StopReason, StopSignal};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use vmm_sys_util::signal::Killable;
 
+pub use device_metrics::DeviceMetrics;
 pub use error::VmError;
+pub use outcome::VmOutcome;
 
 use crate::terminal::RawModeGuard;
 
@@ -38,6 +46,8 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
 /// How long stopping may take before the VMM gives up on a vCPU thread and exits anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
+/// The VM to build: its kernel, memory, vCPUs and devices. How a run of it is watched and
+/// ended is the caller's, in [`RunOptions`].
 #[derive(Debug, Clone)]
 pub struct VmConfig {
     pub kernel: PathBuf,
@@ -48,21 +58,25 @@ pub struct VmConfig {
     pub devices: device_specs::DeviceSpecs,
     /// `Some(process start)` when `--boot-timer` was given.
     pub boot_timer: Option<Instant>,
-    /// Print guest RAM residency at exit (for `vmm bench`).
-    pub report_resident: bool,
+}
+
+/// What the caller brings to a run, apart from what to build ([`VmConfig`]): where the
+/// console goes, how to stop the VM, and what to report.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
     /// Where the guest's console goes, and whether the VM owns the terminal.
     pub console: Console,
     /// A stop signal the caller keeps, to end the VM from another thread
     /// ([`StopReason::Requested`]); `None` makes a private one.
     pub stop: Option<Arc<StopSignal>>,
-}
-
-/// How to watch a run, apart from what to build ([`VmConfig`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
+    /// Print guest RAM residency at exit (for `vmm bench start`).
+    pub report_resident: bool,
     /// Count the vCPUs' KVM exits and print a summary on stderr at the end
-    /// (`--trace-exits`, [`exit_stats`]).
+    /// (`--trace-exits`, [`exit_stats`]); the devices' error counts follow it.
     pub trace_exits: bool,
+    /// A handle the caller keeps to read the devices' error counts
+    /// ([`DeviceMetrics::snapshot`]) during and after the run.
+    pub device_metrics: Option<DeviceMetrics>,
 }
 
 /// Where the guest's console goes.
@@ -77,7 +91,7 @@ pub enum Console {
     TerminalWithCopy(Arc<Mutex<Vec<u8>>>),
     /// Output into this log only, no input; the terminal and the process's signal
     /// dispositions are left alone. For a VM run behind another command (`vmm run`),
-    /// which ends it through [`VmConfig::stop`].
+    /// which ends it through [`RunOptions::stop`].
     Log(Arc<Mutex<console_log::ConsoleLog>>),
 }
 
@@ -87,26 +101,8 @@ impl Console {
     }
 }
 
-/// How the VM ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VmOutcome {
-    /// The guest reset the machine (i8042) or powered it off.
-    Reset,
-    /// The guest wrote this status to the debug-exit port.
-    DebugExit(u8),
-    /// The VM failed: triple fault, KVM internal error, failed entry …
-    Failed(String),
-    /// The VMM was told to stop by this signal.
-    Terminated(i32),
-    /// The VMM's owner stopped it ([`StopReason::Requested`]).
-    Stopped,
-}
-
-pub fn run(config: &VmConfig) -> Result<VmOutcome, VmError> {
-    run_with(config, RunOptions::default())
-}
-
-/// [`run`], watched as `options` say.
+/// Builds the VM of `config` and runs it until it stops, with the console, stop signal and
+/// reports of `options`.
 pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmError> {
     let mem_bytes = memory::check_mem_size(config.mem_mib, memory::host_ram_mib())?;
     if config.cpus == 0 {
@@ -126,8 +122,9 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         None => None,
     };
 
-    // Guest RAM is mapped first, and the payload is copied into it while the VM and its
-    // devices are created: those need the mapping but not its contents.
+    // Guest RAM is mapped first, and the payload (step 1 of `boot_sequence`) is copied into
+    // it while the VM and its devices are created: those need the mapping but not its
+    // contents.
     let mem = memory::create_guest_memory(mem_bytes)?;
     let payload = loader::Payload {
         kernel,
@@ -144,20 +141,11 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
     memory::register_with_kvm(&vm, &mem)?;
     kvm_setup::create_interrupt_controllers(&vm)?;
 
-    boot::mptable::write_mptable(&mem, num_cpus)?;
-    // ACPI for kernels that use it (distro kernels find virtio devices only here); the MP
-    // table stays for kernels without ACPI.
-    let virtio_windows: Vec<(u64, u64, u32)> = virtio_devices
-        .iter()
-        .map(|d| (d.slot.base, d.slot.len, d.slot.irq))
-        .collect();
-    boot::acpi::write_acpi_tables(&mem, num_cpus, &virtio_windows)?;
-
-    let stop = match &config.stop {
+    let stop = match &options.stop {
         Some(stop) => stop.clone(),
         None => Arc::new(StopSignal::new().map_err(VmError::io("creating the stop event"))?),
     };
-    let mut devices = devices_setup::setup_devices(&vm, config.boot_timer, &config.console, stop)?;
+    let mut devices = devices_setup::setup_devices(&vm, config.boot_timer, &options.console, stop)?;
     // Dropped at the end of `run`, after the vCPUs: that stops the device workers.
     let virtio = virtio_setup::attach(
         &vm,
@@ -166,6 +154,9 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         &mut devices.names,
         &virtio_devices,
     )?;
+    if let Some(handle) = &options.device_metrics {
+        virtio.metrics.share_with(handle);
+    }
 
     let mut supported_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -174,28 +165,25 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         boot::cpuid::advertise_tsc_deadline(&mut supported_cpuid);
     }
 
-    let loaded = payload.wait()?;
-    boot::zero_page::write_zero_page(
-        &mem,
-        &boot::zero_page::ZeroPageConfig {
-            setup_header: loaded.kernel.setup_header,
-            cmdline_addr: boot::layout::CMDLINE_START,
-            cmdline_size: loaded.cmdline_len,
-            initrd: loaded.initrd,
-            mem_bytes,
-        },
-    )?;
+    let boot_plan = boot_sequence::BootPlan {
+        mem_bytes,
+        num_cpus,
+        virtio_windows: virtio_devices
+            .iter()
+            .map(|d| (d.slot.base, d.slot.len, d.slot.irq))
+            .collect(),
+    };
+    let entry = boot_sequence::write_boot_structures(&mem, payload, &boot_plan)?;
     let boot_state = vcpu::BootState {
-        mem: &mem,
         supported_cpuid: &supported_cpuid,
-        entry: loaded.kernel.entry,
+        entry,
         num_cpus,
     };
     let vcpus = (0..num_cpus)
         .map(|i| vcpu::create_vcpu(&vm, i, &boot_state))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let owns_terminal = config.console.owns_terminal();
+    let owns_terminal = options.console.owns_terminal();
     signals::install_handlers(owns_terminal)?;
     let _raw_mode = owns_terminal.then(RawModeGuard::enter);
     let shared = vcpu::VcpuShared {
@@ -213,17 +201,22 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
             .stop
             .request(StopReason::Failed(format!("terminated by signal {sig}")));
     }
-    if waited.is_err() {
-        devices
-            .stop
-            .request(StopReason::Failed("the event loop failed".into()));
+    if let Err(e) = &waited {
+        // Only to stop the vCPUs: `waited?` below reports the error itself.
+        devices.stop.request(StopReason::Failed(format!(
+            "the VMM's event loop failed: {}",
+            edge::error_chain(e)
+        )));
     }
-    let (exit_stats, not_stopped) = stop_vcpus(threads);
+    let stopped = stop_vcpus(threads);
     if options.trace_exits {
-        let summary = exit_stats::ExitSummary::merge(&exit_stats, &not_stopped);
+        let summary = exit_stats::ExitSummary::merge(&stopped.stats, &stopped.not_stopped);
         for line in summary.lines(&devices.names) {
             eprintln!("{line}");
         }
+    }
+    for line in virtio.metrics.summary_lines(options.trace_exits) {
+        eprintln!("{line}");
     }
     waited?;
 
@@ -231,7 +224,7 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         eprintln!("vmm: {}", virtio_setup::balloon_summary(balloon));
     }
     drop(virtio);
-    if config.report_resident {
+    if options.report_resident {
         eprintln!(
             "vmm: guest RAM resident: {} KiB",
             memory::resident_bytes(&mem) / 1024
@@ -239,18 +232,23 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
     }
     Ok(match signals::termination_signal() {
         Some(sig) => VmOutcome::Terminated(sig),
-        None => match devices.stop.reason() {
-            Some(StopReason::Reset) => VmOutcome::Reset,
-            Some(StopReason::DebugExit(code)) => VmOutcome::DebugExit(code),
-            Some(StopReason::Failed(msg)) => VmOutcome::Failed(msg),
-            Some(StopReason::Requested) => VmOutcome::Stopped,
-            None => VmOutcome::Failed("the VM stopped without a reason".into()),
-        },
+        None => outcome::outcome_of(devices.stop.reason(), stopped.failures),
     })
 }
 
-/// A vCPU thread hands back its exit counts (with `--trace-exits`) when it ends.
-type VcpuThread = JoinHandle<Option<exit_stats::VcpuExitStats>>;
+/// A vCPU thread hands back its exit counts (with `--trace-exits`) and its failure when
+/// it ends.
+type VcpuThread = JoinHandle<vcpu::VcpuEnd>;
+
+/// What the vCPU threads handed back as they stopped.
+struct StoppedVcpus {
+    /// The exit counts of the threads that stopped (with `--trace-exits`).
+    stats: Vec<exit_stats::VcpuExitStats>,
+    /// The indices of the threads that did not stop in time.
+    not_stopped: Vec<u8>,
+    /// Why vCPUs stopped the VM, for [`outcome::outcome_of`].
+    failures: Vec<failure::VcpuFailure>,
+}
 
 fn spawn_vcpus(
     vcpus: Vec<kvm_ioctls::VcpuFd>,
@@ -262,35 +260,38 @@ fn spawn_vcpus(
         .enumerate()
         .map(|(i, fd)| {
             let shared = shared.clone();
+            let index = i as u8;
             std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
-                .spawn(move || vcpu::run_vcpu(fd, i as u8, shared, trace_exits))
-                .map_err(VmError::io("starting a vCPU thread"))
+                .spawn(move || vcpu::run_vcpu(fd, index, shared, trace_exits))
+                .map_err(|source| VmError::VcpuThread { index, source })
         })
         .collect()
 }
 
 /// Kicks each vCPU thread until it has left its loop (the stop flag is already set).
 /// A thread that does not stop by the deadline is left behind: the process exits anyway.
-/// Returns the exit counts of the threads that stopped, and the indices of those that
-/// did not.
-fn stop_vcpus(threads: Vec<VcpuThread>) -> (Vec<exit_stats::VcpuExitStats>, Vec<u8>) {
+fn stop_vcpus(threads: Vec<VcpuThread>) -> StoppedVcpus {
     let deadline = Instant::now() + STOP_DEADLINE;
-    let mut stats = Vec::new();
-    let mut not_stopped = Vec::new();
+    let mut stopped = StoppedVcpus {
+        stats: Vec::new(),
+        not_stopped: Vec::new(),
+        failures: Vec::new(),
+    };
     for (index, thread) in threads.into_iter().enumerate() {
         while !thread.is_finished() && Instant::now() < deadline {
             let _ = thread.kill(signals::kick_signal());
             std::thread::sleep(Duration::from_micros(200));
         }
         if thread.is_finished() {
-            if let Ok(Some(counts)) = thread.join() {
-                stats.push(counts);
+            if let Ok(end) = thread.join() {
+                stopped.stats.extend(end.stats);
+                stopped.failures.extend(end.failure);
             }
         } else {
-            eprintln!("vmm: a vCPU thread did not stop in time; exiting without it");
-            not_stopped.push(index as u8);
+            eprintln!("vmm: vCPU {index} did not stop in time; exiting without it");
+            stopped.not_stopped.push(index as u8);
         }
     }
-    (stats, not_stopped)
+    stopped
 }

@@ -1,5 +1,8 @@
 //! vCPUs: boot-state setup (through `boot/`) and the exit loop, one thread each.
 //!
+//! Setting up a vCPU only loads its registers: the structures they point at were written
+//! once for the VM by `boot_sequence`, so no guest memory is written here.
+//!
 //! Every vCPU gets the 64-bit boot state, but only the BSP is runnable: with the in-kernel
 //! LAPIC, KVM keeps APs waiting for INIT/SIPI, which Linux (and the test guest) send, and
 //! INIT resets whatever state an AP had.
@@ -16,57 +19,59 @@ use devices::{Bus, StopReason, StopSignal};
 use kvm_bindings::{CpuId, KVM_SYSTEM_EVENT_CRASH};
 use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
-use vm_memory::GuestMemoryMmap;
 
+use super::boot_sequence::BootEntry;
 use super::error::VmError;
 use super::exit_stats::VcpuExitStats;
+use super::failure::{VcpuFailure, VcpuFault};
 
 /// What every vCPU needs to be put in its boot state.
 pub struct BootState<'a> {
-    pub mem: &'a GuestMemoryMmap,
     pub supported_cpuid: &'a CpuId,
-    pub entry: u64,
+    /// Where the boot sequence put the entry point, zero page and tables.
+    pub entry: BootEntry,
     pub num_cpus: u8,
 }
 
 pub fn create_vcpu(vm: &VmFd, index: u8, boot: &BootState) -> Result<VcpuFd, VmError> {
+    let failed = |op| VmError::vcpu(index, op);
     let vcpu = vm
         .create_vcpu(u64::from(index))
-        .map_err(VmError::kvm("creating a vCPU"))?;
+        .map_err(failed("creating"))?;
 
     let mut cpuid = boot.supported_cpuid.clone();
     boot::cpuid::normalize(&mut cpuid, index, boot.num_cpus);
     vcpu.set_cpuid2(&cpuid)
-        .map_err(VmError::kvm("setting the vCPU's CPUID"))?;
+        .map_err(failed("setting the CPUID of"))?;
 
     let msrs = boot::msr::boot_msrs()?;
     let written = vcpu
         .set_msrs(&msrs)
-        .map_err(VmError::kvm("setting boot MSRs"))?;
+        .map_err(failed("setting the boot MSRs of"))?;
     if written != msrs.as_slice().len() {
         // KVM stops at the first MSR it refuses; name it.
         return Err(VmError::MsrRefused {
-            index: msrs.as_slice()[written].index,
+            vcpu: index,
+            msr: msrs.as_slice()[written].index,
         });
     }
 
-    vcpu.set_regs(&boot::regs::boot_regs(boot.entry))
-        .map_err(VmError::kvm("setting boot registers"))?;
+    let entry = &boot.entry;
+    vcpu.set_regs(&boot::regs::boot_regs(entry.rip, entry.zero_page))
+        .map_err(failed("setting the boot registers of"))?;
     let mut sregs = vcpu
         .get_sregs()
-        .map_err(VmError::kvm("reading special registers"))?;
-    boot::regs::setup_sregs(boot.mem, &mut sregs)?;
+        .map_err(failed("reading the special registers of"))?;
+    boot::regs::setup_sregs(&entry.tables, &mut sregs);
     vcpu.set_sregs(&sregs)
-        .map_err(VmError::kvm("setting special registers"))?;
+        .map_err(failed("setting the special registers of"))?;
     vcpu.set_fpu(&boot::regs::boot_fpu())
-        .map_err(VmError::kvm("setting the FPU state"))?;
+        .map_err(failed("setting the FPU state of"))?;
 
-    let mut lapic = vcpu
-        .get_lapic()
-        .map_err(VmError::kvm("reading the LAPIC"))?;
+    let mut lapic = vcpu.get_lapic().map_err(failed("reading the LAPIC of"))?;
     boot::lapic::set_lint(&mut lapic);
     vcpu.set_lapic(&lapic)
-        .map_err(VmError::kvm("setting LAPIC LINT0/LINT1"))?;
+        .map_err(failed("setting LAPIC LINT0/LINT1 of"))?;
 
     Ok(vcpu)
 }
@@ -81,20 +86,25 @@ pub struct VcpuShared {
     pub pvm_host: bool,
 }
 
+/// What a vCPU thread hands back when it ends.
+pub struct VcpuEnd {
+    /// Its exit counts, with `--trace-exits`.
+    pub stats: Option<VcpuExitStats>,
+    /// Why it stopped the VM, if it did: the typed error behind the text it requested on
+    /// the stop signal (see `outcome::outcome_of`).
+    pub failure: Option<VcpuFailure>,
+}
+
 /// Runs the vCPU until the VM is asked to stop. With `trace_exits`, counts every return
 /// of KVM_RUN and hands the counts back; without it, counts nothing.
-pub fn run_vcpu(
-    mut vcpu: VcpuFd,
-    index: u8,
-    shared: VcpuShared,
-    trace_exits: bool,
-) -> Option<VcpuExitStats> {
+pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared, trace_exits: bool) -> VcpuEnd {
     #[cfg(debug_assertions)]
     panic_if_asked();
     let mut stats = trace_exits.then(|| VcpuExitStats::new(index));
     if let Some(stats) = &mut stats {
         stats.start();
     }
+    let mut failure = None;
     while !shared.stop.is_requested() {
         let outcome = match vcpu.run() {
             Ok(exit) => {
@@ -109,29 +119,32 @@ pub fn run_vcpu(
                 }
                 Flow::Continue
             }
-            Err(e) => Flow::Stop(StopReason::Failed(format!(
-                "vCPU {index}: KVM_RUN failed: {e}"
-            ))),
+            Err(e) => Flow::Fail(VcpuFault::Run(e)),
         };
-        if let Flow::Stop(reason) = outcome {
-            let reason = match reason {
-                StopReason::Failed(msg) => {
-                    StopReason::Failed(describe_failure(&vcpu, index, msg, shared.pvm_host))
-                }
-                other => other,
-            };
-            shared.stop.request(reason);
+        match outcome {
+            Flow::Continue => {}
+            Flow::Stop(reason) => shared.stop.request(reason),
+            Flow::Fail(fault) => {
+                // Where the guest was, for the message; KVM may no longer say.
+                let rip = vcpu.get_regs().ok().map(|r| r.rip);
+                let failed = VcpuFailure::new(index, fault, rip, shared.pvm_host);
+                shared.stop.request(StopReason::Failed(failed.to_string()));
+                failure = Some(failed);
+            }
         }
     }
     if let Some(stats) = &mut stats {
         stats.finish();
     }
-    stats
+    VcpuEnd { stats, failure }
 }
 
 enum Flow {
     Continue,
+    /// A clean end the guest asked for (reset, power-off).
     Stop(StopReason),
+    /// The vCPU cannot go on.
+    Fail(VcpuFault),
 }
 
 fn handle_exit(exit: VcpuExit, shared: &VcpuShared) -> Flow {
@@ -161,45 +174,16 @@ fn handle_exit(exit: VcpuExit, shared: &VcpuShared) -> Flow {
         }
         // Without an in-kernel LAPIC `hlt` would exit here; with it, KVM handles it.
         VcpuExit::Hlt | VcpuExit::IrqWindowOpen | VcpuExit::Intr => Flow::Continue,
-        VcpuExit::Shutdown => Flow::Stop(StopReason::Failed(
-            "the guest triple-faulted (KVM_EXIT_SHUTDOWN)".into(),
-        )),
-        VcpuExit::InternalError => Flow::Stop(StopReason::Failed(
-            "KVM could not run the guest's instruction (KVM_EXIT_INTERNAL_ERROR)".into(),
-        )),
-        VcpuExit::FailEntry(reason, cpu) => Flow::Stop(StopReason::Failed(format!(
-            "KVM failed to enter the guest (KVM_EXIT_FAIL_ENTRY, hardware reason {reason:#x}, host cpu {cpu})"
-        ))),
+        VcpuExit::Shutdown => Flow::Fail(VcpuFault::TripleFault),
+        VcpuExit::InternalError => Flow::Fail(VcpuFault::InternalError),
+        VcpuExit::FailEntry(reason, cpu) => Flow::Fail(VcpuFault::FailEntry { reason, cpu }),
         VcpuExit::SystemEvent(kind, _) => match kind {
             KVM_SYSTEM_EVENT_SHUTDOWN | KVM_SYSTEM_EVENT_RESET => Flow::Stop(StopReason::Reset),
-            KVM_SYSTEM_EVENT_CRASH => {
-                Flow::Stop(StopReason::Failed("the guest reported a crash".into()))
-            }
-            other => Flow::Stop(StopReason::Failed(format!(
-                "unexpected KVM system event {other}"
-            ))),
+            KVM_SYSTEM_EVENT_CRASH => Flow::Fail(VcpuFault::GuestCrash),
+            other => Flow::Fail(VcpuFault::UnexpectedSystemEvent(other)),
         },
-        other => Flow::Stop(StopReason::Failed(format!(
-            "unexpected vCPU exit: {other:?}"
-        ))),
+        other => Flow::Fail(VcpuFault::UnexpectedExit(format!("{other:?}"))),
     }
-}
-
-/// Adds where the guest was, and on a PVM host the likely cause, to a failure message.
-fn describe_failure(vcpu: &VcpuFd, index: u8, msg: String, pvm_host: bool) -> String {
-    let rip = vcpu
-        .get_regs()
-        .map(|r| format!(" at rip={:#x}", r.rip))
-        .unwrap_or_default();
-    let mut text = format!("vCPU {index}: {msg}{rip}");
-    if pvm_host && msg.contains("INTERNAL_ERROR") {
-        text.push_str(
-            "; this host's KVM is PVM, whose instruction emulator cannot run some \
-             instructions (xsave/xrstor, popcnt, int3, SSE …): unmodified Linux guests \
-             die this way here — see `vmm doctor`",
-        );
-    }
-    text
 }
 
 /// Test seam, debug builds only (integration tests run the debug build; release has no
