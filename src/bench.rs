@@ -5,16 +5,18 @@ use std::io::Read;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use edge::exit_code;
+
 pub fn start(runs: u32, mem_mib: u64) -> ExitCode {
     if runs == 0 {
         eprintln!("vmm: error: --runs must be at least 1");
-        return ExitCode::from(2);
+        return ExitCode::from(exit_code::BAD_INPUT);
     }
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("vmm: error: cannot find the vmm binary: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit_code::FAILED);
         }
     };
     let mut samples = Vec::with_capacity(runs as usize);
@@ -25,7 +27,7 @@ pub fn start(runs: u32, mem_mib: u64) -> ExitCode {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("vmm: bench run {i} failed: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(exit_code::FAILED);
             }
         }
     }
@@ -81,7 +83,7 @@ pub(crate) fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
-        128 + libc::WTERMSIG(status)
+        i32::from(exit_code::signalled(libc::WTERMSIG(status)))
     };
     Ok((code, usage.ru_maxrss as u64))
 }

@@ -8,9 +8,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use clap::Args;
+use edge::exit_code;
 
 use crate::bench::{stats_ms, wait_with_rusage};
-use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::run::args::Isolation;
 
 #[derive(Debug, Args)]
@@ -44,7 +44,7 @@ impl RunFailed {
     /// A failure of this benchmark itself, not of the measured command.
     fn of_host(message: String) -> Self {
         Self {
-            status: i32::from(EXIT_FAILED),
+            status: i32::from(exit_code::FAILED),
             message,
         }
     }
@@ -60,7 +60,7 @@ struct Sample {
 pub fn run(args: &BenchRunArgs) -> ExitCode {
     if args.runs == 0 {
         eprintln!("vmm: error: --runs must be at least 1");
-        return ExitCode::from(EXIT_BAD_INPUT);
+        return ExitCode::from(exit_code::BAD_INPUT);
     }
     let rootfs = match &args.rootfs {
         Some(dir) => dir.clone(),
@@ -68,7 +68,7 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
             Ok(dir) => dir,
             Err(e) => {
                 eprintln!("vmm: error: {e}");
-                return ExitCode::from(EXIT_FAILED);
+                return ExitCode::from(exit_code::FAILED);
             }
         },
     };
@@ -76,7 +76,7 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("vmm: error: cannot find the vmm binary: {e}");
-            return ExitCode::from(EXIT_FAILED);
+            return ExitCode::from(exit_code::FAILED);
         }
     };
     let mut levels = args.isolation.clone();
@@ -95,12 +95,8 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
                     );
                     // `vmm run` refusing the input (a PVM host at a VM level, say) is bad
                     // input here too.
-                    let status = if failed.status == i32::from(EXIT_BAD_INPUT) {
-                        EXIT_BAD_INPUT
-                    } else {
-                        EXIT_FAILED
-                    };
-                    return ExitCode::from(status);
+                    let bad_input = failed.status == i32::from(exit_code::BAD_INPUT);
+                    return ExitCode::from(exit_code::of_error(bad_input));
                 }
             }
         }

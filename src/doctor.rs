@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use edge::exit_code;
 use serde_json::{json, Map, Value};
 
 use crate::host::{self, CgroupMode};
@@ -20,11 +21,11 @@ pub fn run(json: bool) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         eprintln!("vmm doctor: cannot write the report: {e}");
-        return ExitCode::from(1);
+        return ExitCode::from(exit_code::FAILED);
     }
     if report.nothing_probed() {
         eprintln!("vmm doctor: nothing about this host could be probed");
-        return ExitCode::from(1);
+        return ExitCode::from(exit_code::FAILED);
     }
     ExitCode::SUCCESS
 }

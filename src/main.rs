@@ -1,6 +1,6 @@
 //! `vmm`: a micro-VM monitor on KVM. The binary's edge: parse the command line, run, and
 //! map the outcome to an exit status: the guest's own (debug exit), 0 on reset, 1 when the
-//! VM fails, 2 for bad input, 128 + N when stopped by signal N.
+//! VM fails, 2 for bad input, 128 + N when stopped by signal N ([`edge::exit_code`]).
 
 mod bench;
 mod bench_blk;
@@ -11,7 +11,6 @@ mod compare;
 mod container;
 mod demo;
 mod doctor;
-mod exit_status;
 mod guest_image;
 mod host;
 mod lab;
@@ -24,8 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-
-use exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
+use edge::{error_chain, exit_code};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -71,6 +69,7 @@ fn main() -> ExitCode {
 fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
     let options = vm::RunOptions {
         trace_exits: args.trace_exits,
+        ..Default::default()
     };
     match vm_config_from(args, started) {
         Ok(config) => exit_code_of(vm::run_with(&config, options)),
@@ -97,9 +96,6 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
             initrd: file.initrd,
             devices: file.devices,
             boot_timer,
-            report_resident: false,
-            console: Default::default(),
-            stop: None,
         });
     }
     let devices = vm::device_specs::DeviceSpecs {
@@ -123,9 +119,6 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
         initrd: args.initrd.clone(),
         devices,
         boot_timer,
-        report_resident: false,
-        console: Default::default(),
-        stop: None,
     })
 }
 
@@ -133,21 +126,17 @@ fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
     match result {
         Ok(vm::VmOutcome::Reset | vm::VmOutcome::Stopped) => ExitCode::SUCCESS,
         Ok(vm::VmOutcome::DebugExit(code)) => ExitCode::from(code),
-        Ok(vm::VmOutcome::Failed(msg)) => {
-            eprintln!("vmm: the VM failed: {msg}");
-            ExitCode::from(EXIT_FAILED)
+        Ok(vm::VmOutcome::Failed(failure)) => {
+            eprintln!("vmm: the VM failed: {}", error_chain(&failure));
+            ExitCode::from(exit_code::FAILED)
         }
-        Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
+        Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(exit_code::signalled(sig)),
         Err(e) => report_vm_error(&e),
     }
 }
 
 /// Prints a VM error with its causes on one line; 2 when the input was at fault, else 1.
 pub(crate) fn report_vm_error(e: &vm::VmError) -> ExitCode {
-    eprintln!("vmm: error: {}", runtime::error::error_chain(e));
-    if e.is_bad_input() {
-        ExitCode::from(EXIT_BAD_INPUT)
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
+    eprintln!("vmm: error: {}", error_chain(e));
+    ExitCode::from(exit_code::of_error(e.is_bad_input()))
 }

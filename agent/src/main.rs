@@ -27,16 +27,12 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use agent_protocol::protocol::AGENT_PORT;
-use runtime::error::error_chain;
+use edge::{error_chain, exit_code};
 
 use args::Command;
 use event_loop::{Agent, Setting};
 use listener::Listener;
 use signals::Signals;
-
-/// Exit statuses in test mode (PID 1 never exits).
-const EXIT_FAILED: i32 = 1;
-const EXIT_BAD_ARGS: i32 = 2;
 
 fn main() {
     if std::process::id() == 1 {
@@ -46,15 +42,16 @@ fn main() {
     let status = match args::parse(&args) {
         Ok(Command::Help) => {
             sys::say(args::USAGE);
-            0
+            exit_code::SUCCESS
         }
         Ok(Command::Test { socket, rootfs_dir }) => test_main(&socket, &rootfs_dir),
         Err(e) => {
             sys::complain(&format!("vmm-agent: {e}\n"));
-            EXIT_BAD_ARGS
+            exit_code::BAD_INPUT
         }
     };
-    std::process::exit(status);
+    // Only in test mode: PID 1 never gets here (`guest_main` powers off).
+    std::process::exit(status.into());
 }
 
 /// PID 1 of a guest: set the guest up, serve, power off.
@@ -92,32 +89,32 @@ fn fail_as_pid1(what: &str, e: &dyn std::error::Error) -> ! {
 }
 
 /// Test mode: serve on a Unix socket as the parent (and subreaper) of the workloads.
-fn test_main(socket: &Path, rootfs_dir: &Path) -> i32 {
+fn test_main(socket: &Path, rootfs_dir: &Path) -> u8 {
     if !rootfs_dir.is_dir() {
         sys::complain(&format!(
             "vmm-agent: --rootfs-dir {rootfs_dir:?} is not a directory\n"
         ));
-        return EXIT_BAD_ARGS;
+        return exit_code::BAD_INPUT;
     }
     // Orphans of the workloads come to the agent, as they would to PID 1 in a guest.
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         let e = std::io::Error::last_os_error();
         sys::complain(&format!("vmm-agent: cannot become a subreaper: {e}\n"));
-        return EXIT_FAILED;
+        return exit_code::FAILED;
     }
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(e) => {
             sys::complain(&format!("vmm-agent: cannot take signals: {e}\n"));
-            return EXIT_FAILED;
+            return exit_code::FAILED;
         }
     };
     let listener = match Listener::unix(socket) {
         Ok(listener) => listener,
         Err(e) => {
             sys::complain(&format!("vmm-agent: {}\n", error_chain(&e)));
-            return EXIT_FAILED;
+            return exit_code::FAILED;
         }
     };
     sys::say(&format!(
@@ -129,10 +126,10 @@ fn test_main(socket: &Path, rootfs_dir: &Path) -> i32 {
     };
     let mut agent = Agent::new(setting, listener, signals);
     let status = match agent.run() {
-        Ok(()) => 0,
+        Ok(()) => exit_code::SUCCESS,
         Err(e) => {
             sys::complain(&format!("vmm-agent: {}\n", error_chain(&e)));
-            EXIT_FAILED
+            exit_code::FAILED
         }
     };
     agent.shut_down();

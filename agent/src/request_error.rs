@@ -3,7 +3,8 @@
 use std::io;
 
 use agent_protocol::protocol::{ErrorKind, Reply};
-use runtime::error::{error_chain, ContainerError};
+use edge::error_chain;
+use runtime::error::ContainerError;
 
 use crate::files::FilesError;
 use crate::guest_init::InitError;
@@ -41,6 +42,8 @@ pub enum RequestError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot exec in {0:?}: it is not running, or is an exec itself")]
+    NotExecTarget(String),
     #[error("invalid signal number {0}")]
     BadSignal(i32),
     #[error("set up the standard streams of container {container:?}")]
@@ -67,7 +70,7 @@ impl RequestError {
             Self::Unknown(_) | Self::Started(_) | Self::Attached { .. } | Self::AttachNotFirst => {
                 ErrorKind::Protocol
             }
-            Self::Exists(_) | Self::BadSignal(_) => ErrorKind::BadInput,
+            Self::Exists(_) | Self::BadSignal(_) | Self::NotExecTarget(_) => ErrorKind::BadInput,
             Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Link(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Files(e) if e.is_bad_input() => ErrorKind::BadInput,

@@ -170,7 +170,7 @@ mod tests {
         let err = root
             .mount(Path::new("/nonexistent/vda"), "ext4")
             .unwrap_err();
-        let text = runtime::error::error_chain(&err);
+        let text = edge::error_chain(&err);
         assert!(text.contains("/nonexistent/vda"), "{text}");
         assert!(text.contains("lower"), "{text}");
         assert!(text.contains("os error"), "{text}");

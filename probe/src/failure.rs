@@ -50,27 +50,15 @@ impl<T> OrFail<T> for io::Result<T> {
     }
 }
 
-/// The failure and its causes on one line: "fsync /x: No space left on device (os error 28)".
-pub fn one_line(error: &dyn Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        line.push_str(": ");
-        line.push_str(&e.to_string());
-        cause = e.source();
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn one_line_names_the_step_then_the_os_error() {
+    fn a_failure_prints_as_the_step_then_the_os_error() {
         let e = Failure::new("fsync /x", io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(
-            one_line(&e),
+            edge::error_chain(&e),
             "fsync /x: No space left on device (os error 28)"
         );
     }

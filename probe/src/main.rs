@@ -4,24 +4,23 @@
 //! it is answered before Rust's runtime set-up or any allocation (hence `no_main`: this is
 //! the C `main`, called straight from the C runtime).
 //!
-//! Exit status: 0 done, 1 a measurement failed (one line on stderr says what), 2 bad usage.
+//! Exit status ([`edge::exit_code`]): 0 done, 1 a measurement failed (one line on stderr
+//! says what), 2 bad usage.
 
 #![no_main]
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::io::{self, BufRead, Write};
 
+use edge::{error_chain, exit_code};
 use probe::args::{self, Command};
-use probe::failure::{one_line, Failure, OrFail};
+use probe::failure::{Failure, OrFail};
 use serde::Serialize;
-
-const EXIT_FAILED: c_int = 1;
-const EXIT_USAGE: c_int = 2;
 
 #[no_mangle]
 pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     if is_true(argc, argv) {
-        return 0;
+        return exit_code::SUCCESS.into();
     }
     run()
 }
@@ -54,7 +53,7 @@ fn run() -> c_int {
         Ok(args) => args::parse(&args),
         Err(arg) => {
             complain(&format!("vmm-probe: argument {arg:?} is not UTF-8"));
-            return EXIT_USAGE;
+            return exit_code::BAD_INPUT.into();
         }
     };
     let done = match command {
@@ -70,14 +69,14 @@ fn run() -> c_int {
         }) => bench(&settings, wait_for_go),
         Err(e) => {
             complain(&format!("vmm-probe: {e}"));
-            return EXIT_USAGE;
+            return exit_code::BAD_INPUT.into();
         }
     };
     match done {
-        Ok(()) => 0,
+        Ok(()) => exit_code::SUCCESS.into(),
         Err(e) => {
-            complain(&format!("vmm-probe: {}", one_line(&e)));
-            EXIT_FAILED
+            complain(&format!("vmm-probe: {}", error_chain(&e)));
+            exit_code::FAILED.into()
         }
     }
 }

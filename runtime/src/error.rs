@@ -96,19 +96,4 @@ impl ContainerError {
     }
 }
 
-/// The error and its sources on one line, each said once.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 pub type Result<T> = std::result::Result<T, ContainerError>;

@@ -11,9 +11,11 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
+use edge::{error_chain, exit_code};
+
 use super::cgroup::{self, Cgroup, CgroupMode};
 use super::config::{ContainerConfig, IdMapping, NetLink, LINK_INTERFACE};
-use super::error::{error_chain, ContainerError, Result};
+use super::error::{ContainerError, Result};
 use super::init::{setup_and_exec, Extras};
 use super::rootfs::{HostInfo, V1Hierarchy};
 use super::seccomp;
@@ -244,6 +246,25 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Another process of a running container (an exec, see [`crate::exec::spawn_in`]),
+    /// this process's unreaped child: dropping it kills and reaps that process alone, and
+    /// its end leaves the container's cgroup as it is.
+    pub(crate) fn exec_of(pid: i32) -> Self {
+        Self {
+            child: Child { pid, reaped: false },
+            cgroup: None,
+            link: None,
+        }
+    }
+
+    /// The container's cgroup directories (one per v1 hierarchy; one on v2), where an
+    /// exec'd process joins it.
+    pub fn cgroup_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.cgroup.as_ref().map(Cgroup::dirs).unwrap_or_default()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(cgroup) = &self.cgroup {
@@ -259,7 +280,7 @@ impl Outcome {
         if libc::WIFSIGNALED(status) {
             let sig = libc::WTERMSIG(status);
             Self {
-                status: 128u8.saturating_add(sig as u8),
+                status: exit_code::signalled(sig),
                 signal: Some(sig),
                 oom_killed,
             }
@@ -600,7 +621,7 @@ fn child_main(
     }
     let Some(state) = read_release(&mut sync_r) else {
         // SAFETY: _exit ends this process without running the parent's destructors.
-        unsafe { libc::_exit(1) };
+        unsafe { libc::_exit(exit_code::FAILED.into()) };
     };
     let mut keep = vec![sync_r.as_raw_fd(), err_w.as_raw_fd()];
     if let Some(g) = &gate {
@@ -622,7 +643,7 @@ fn child_main(
                     // `create` failed or died before recording the container: nobody
                     // could start or delete it.
                     // SAFETY: as above.
-                    unsafe { libc::_exit(1) };
+                    unsafe { libc::_exit(exit_code::FAILED.into()) };
                 }
                 // From here the container outlives `create`.
                 // `start` has opened the FIFO once this open returns; it waits for the byte,
@@ -663,7 +684,7 @@ fn child_main(
         None => eprintln!("container {}: {}", cfg.id, error_chain(&err)),
     }
     // SAFETY: as above.
-    unsafe { libc::_exit(1) }
+    unsafe { libc::_exit(exit_code::FAILED.into()) }
 }
 
 /// Closes every descriptor above stdio but `keep`: what the runtime had open (the lock on
@@ -719,7 +740,7 @@ fn open_exec_fifo(fifo: RawFd) -> Result<File> {
 /// Puts the given descriptors on 0, 1 and 2. Each is first copied above 2, so one that
 /// happens to sit on a standard number is not overwritten before it is placed (an init
 /// may run with 0-2 closed); dup2 leaves the placed copies open across exec.
-fn redirect_stdio(stdio: Stdio) -> Result<()> {
+pub(crate) fn redirect_stdio(stdio: Stdio) -> Result<()> {
     let mut moved = Vec::new();
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         let Some(fd) = fd else { continue };

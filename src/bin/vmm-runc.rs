@@ -6,12 +6,14 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
+use edge::exit_code;
+
 fn main() -> ExitCode {
     let vmm = match std::env::current_exe() {
         Ok(exe) => exe.with_file_name("vmm"),
         Err(e) => {
             eprintln!("vmm-runc: cannot find its own path: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit_code::FAILED);
         }
     };
     let err = Command::new(&vmm)
@@ -19,5 +21,5 @@ fn main() -> ExitCode {
         .args(std::env::args_os().skip(1))
         .exec();
     eprintln!("vmm-runc: cannot run {}: {err}", vmm.display());
-    ExitCode::from(1)
+    ExitCode::from(exit_code::FAILED)
 }

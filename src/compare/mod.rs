@@ -25,7 +25,8 @@ mod table;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
+use edge::{error_chain, exit_code};
+
 use args::CompareArgs;
 
 /// Why a comparison could not be made (an unexpected probe result is not an error: it is
@@ -58,14 +59,11 @@ pub fn run(args: &CompareArgs) -> ExitCode {
         Ok(code) => code,
         Err(CompareError::Interrupted) => {
             eprintln!("vmm: compare interrupted; the canaries and runs were cleaned up");
-            ExitCode::from(130)
+            ExitCode::from(exit_code::signalled(libc::SIGINT))
         }
         Err(e) => {
-            eprintln!("vmm: error: {}", runtime::error::error_chain(&e));
-            ExitCode::from(match e {
-                CompareError::BadInput(_) => EXIT_BAD_INPUT,
-                _ => EXIT_FAILED,
-            })
+            eprintln!("vmm: error: {}", error_chain(&e));
+            ExitCode::from(exit_code::of_error(matches!(e, CompareError::BadInput(_))))
         }
     }
 }

@@ -172,7 +172,7 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode, CompareError> {
     Ok(if failures.is_empty() && report.unexpected == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(crate::exit_status::EXIT_FAILED)
+        ExitCode::from(edge::exit_code::FAILED)
     })
 }
 
@@ -312,7 +312,7 @@ fn run_levels(
 /// Records a level's failure (it runs no more) and says so at once, so a log shows it even
 /// if the comparison never gets to its report.
 fn fail(level: &mut LevelRuns, e: &RunFailure, progress: &Progress) {
-    let text = runtime::error::error_chain(e);
+    let text = edge::error_chain(e);
     progress.note(&format!("{}: failed: {text}", level.level));
     level.failure = Some(text);
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use edge::exit_code;
 use runtime::defaults;
 
 /// The rootfs builder shipped in the source tree.
@@ -156,14 +157,14 @@ pub fn busybox_rootfs() -> Result<PathBuf, String> {
 pub fn bench_container_start(runs: u32) -> ExitCode {
     if runs == 0 {
         eprintln!("vmm: error: --runs must be at least 1");
-        return ExitCode::from(2);
+        return ExitCode::from(exit_code::BAD_INPUT);
     }
     let work = std::env::temp_dir().join(format!("vmm-bench-container-{}", std::process::id()));
     let cache = match busybox_rootfs() {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("vmm: error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit_code::FAILED);
         }
     };
     let bundle = work.join("bundle");
@@ -173,7 +174,7 @@ pub fn bench_container_start(runs: u32) -> ExitCode {
         .and_then(|()| std::fs::write(bundle.join("config.json"), bundle_config(&cache)));
     if let Err(e) = prepared {
         eprintln!("vmm: error: cannot write the benchmark bundle in {work:?}: {e}");
-        return ExitCode::from(1);
+        return ExitCode::from(exit_code::FAILED);
     }
     if hide_unified_hierarchy() {
         println!("hybrid cgroups: benchmark runs in a mount namespace without the empty v2 tree");
@@ -246,6 +247,6 @@ pub fn bench_container_start(runs: u32) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(exit_code::FAILED)
     }
 }

@@ -6,10 +6,9 @@ pub mod cli;
 
 use std::process::ExitCode;
 
-use runtime::error::{error_chain, ContainerError};
+use edge::{error_chain, exit_code};
+use runtime::error::ContainerError;
 use runtime::{defaults, launch, options, spec};
-
-use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 
 pub fn run(cmd: cli::ContainerCommand) -> ExitCode {
     match cmd {
@@ -55,9 +54,5 @@ fn run_container(args: &cli::RunArgs) -> ExitCode {
 
 fn report(e: &ContainerError) -> ExitCode {
     eprintln!("vmm: error: {}", error_chain(e));
-    ExitCode::from(if e.is_bad_input() {
-        EXIT_BAD_INPUT
-    } else {
-        EXIT_FAILED
-    })
+    ExitCode::from(exit_code::of_error(e.is_bad_input()))
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use edge::exit_code;
+
 use super::format::{Lab, Need, Step};
 use super::LabError;
 
@@ -101,11 +103,9 @@ pub fn run_captured(env: &StepEnv, run: &str) -> Result<Seen, LabError> {
         match child.try_wait() {
             Ok(Some(status)) => {
                 use std::os::unix::process::ExitStatusExt;
-                break Some(
-                    status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-                );
+                break Some(status.code().unwrap_or_else(|| {
+                    i32::from(exit_code::signalled(status.signal().unwrap_or(0)))
+                }));
             }
             Ok(None) if started.elapsed() < STEP_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(5))

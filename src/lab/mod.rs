@@ -9,7 +9,8 @@ mod show;
 
 use std::process::ExitCode;
 
-use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
+use edge::exit_code;
+
 use args::{LabArgs, LabCommand, LabSelection};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +30,8 @@ pub fn run(args: &LabArgs) -> ExitCode {
         Err(e) => {
             eprintln!("vmm: error: {e}");
             ExitCode::from(match e {
-                LabError::Format(_) | LabError::BadInput(_) => EXIT_BAD_INPUT,
-                LabError::Failed(_) => EXIT_FAILED,
+                LabError::Format(_) | LabError::BadInput(_) => exit_code::BAD_INPUT,
+                LabError::Failed(_) => exit_code::FAILED,
             })
         }
     }
@@ -83,7 +84,7 @@ fn dispatch(args: &LabArgs) -> Result<ExitCode, LabError> {
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(EXIT_FAILED)
+                ExitCode::from(exit_code::FAILED)
             })
         }
     }

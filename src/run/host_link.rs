@@ -142,7 +142,7 @@ mod tests {
             addresses: LinkAddresses::slot(1),
         };
         let err = link.configure_host_end().unwrap_err();
-        let chain = runtime::error::error_chain(&err);
+        let chain = edge::error_chain(&err);
         assert!(chain.contains("TAP vmmnosuch0"), "{chain}");
         assert!(!err.is_bad_input());
     }

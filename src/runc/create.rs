@@ -96,6 +96,7 @@ fn set_up(
         annotations,
         cgroup_dirs: Vec::new(),
         config,
+        vm_socket: None,
     };
     let for_hooks = saved.clone();
     let created = launch::create(
@@ -160,7 +161,7 @@ fn isolation(spec: &Spec) -> Result<Option<&'static str>, RuncError> {
         }
     };
     crate::run::check_can_boot_linux(level)
-        .map_err(|e| RuncError::Unsupported(runtime::error::error_chain(&e)))?;
+        .map_err(|e| RuncError::Unsupported(edge::error_chain(&e)))?;
     Ok(Some(level))
 }
 

@@ -23,7 +23,7 @@ mod state;
 use std::process::ExitCode;
 
 use clap::Parser;
-use runtime::error::error_chain;
+use edge::{error_chain, exit_code};
 use runtime::launch;
 
 use cli::{Cli, Command};
@@ -37,7 +37,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             log.error(&error_chain(&e));
-            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+            ExitCode::from(exit_code::of_error(e.is_bad_input()))
         }
     }
 }

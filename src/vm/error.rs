@@ -5,6 +5,10 @@
 use std::io;
 use std::path::PathBuf;
 
+/// The source of an error whose cause comes in several types (each device's own error,
+/// linux-loader's command-line and loader errors, vm-memory's mapping errors).
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     // ---- bad input (exit status 2) ----
@@ -30,11 +34,11 @@ pub enum VmError {
     EmptyFile { what: &'static str, path: PathBuf },
     #[error("kernel image {path:?} is not an ELF vmlinux or a bzImage")]
     UnknownKernelFormat { path: PathBuf },
-    #[error("kernel image {path:?} is not a loadable {format}: {reason}")]
+    #[error("kernel image {path:?} is not a loadable {format}: {source}")]
     BadKernel {
         path: PathBuf,
         format: &'static str,
-        reason: String,
+        source: linux_loader::loader::Error,
     },
     #[error(
         "initrd {path:?} ({size} bytes) does not fit in guest RAM below {limit:#x}; raise --mem"
@@ -47,13 +51,14 @@ pub enum VmError {
     #[error("kernel command line is {len} bytes; this kernel accepts at most {limit}")]
     CmdlineTooLong { len: usize, limit: usize },
     #[error("kernel command line is invalid: {0}")]
-    CmdlineInvalid(String),
+    CmdlineInvalid(#[source] BoxedError),
     #[error(transparent)]
     DeviceSpec(#[from] super::device_specs::SpecError),
     #[error("too many virtio devices: a VM can have at most {max}")]
     TooManyDevices { max: usize },
-    #[error("{what}: {reason}")]
-    Device { what: String, reason: String },
+    /// A device could not be made from its spec (a disk image that cannot be opened …).
+    #[error("{what}: {source}")]
+    Device { what: String, source: BoxedError },
     #[error("config file {path:?}: {reason}")]
     ConfigFile { path: PathBuf, reason: String },
 
@@ -67,10 +72,49 @@ pub enum VmError {
         op: &'static str,
         source: kvm_ioctls::Error,
     },
-    #[error("KVM refused to set boot MSR {index:#x}")]
-    MsrRefused { index: u32 },
-    #[error("cannot map {mib} MiB of guest memory: {reason}")]
-    GuestMemory { mib: u64, reason: String },
+    /// Setting up one vCPU failed; `op` reads before its name ("setting the CPUID of").
+    #[error("{op} vCPU {index}: {source}")]
+    Vcpu {
+        index: u8,
+        op: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("KVM refused to set boot MSR {msr:#x} of vCPU {vcpu}")]
+    MsrRefused { vcpu: u8, msr: u32 },
+    #[error("starting the thread of vCPU {index}: {source}")]
+    VcpuThread { index: u8, source: io::Error },
+    /// Wiring a device to KVM failed; `device` names it and where it is ("virtio-blk at
+    /// 0xd0000000"), `op` what was being done ("registering the notify ioeventfd of queue 1").
+    #[error("{device}: {op}: {source}")]
+    DeviceKvm {
+        device: String,
+        op: String,
+        source: kvm_ioctls::Error,
+    },
+    #[error("{device}: {op}: {source}")]
+    DeviceIo {
+        device: String,
+        op: &'static str,
+        source: io::Error,
+    },
+    #[error("placing {device} on the {bus} bus: {source}")]
+    BusPlacement {
+        device: String,
+        bus: &'static str,
+        source: devices::BusError,
+    },
+    #[error("{op}: {source}")]
+    GuestMemoryIo {
+        op: &'static str,
+        source: vm_memory::GuestMemoryError,
+    },
+    #[error("{op}: {source}")]
+    EventLoop {
+        op: &'static str,
+        source: event_manager::Error,
+    },
+    #[error("cannot map {mib} MiB of guest memory: {source}")]
+    GuestMemory { mib: u64, source: BoxedError },
     #[error("writing boot structures: {0}")]
     Boot(#[from] boot::BootError),
     #[error("{op}: {source}")]
@@ -110,5 +154,44 @@ impl VmError {
 
     pub fn io(op: &'static str) -> impl FnOnce(io::Error) -> VmError {
         move |source| VmError::Io { op, source }
+    }
+
+    /// A [`VmError::Vcpu`] maker for `map_err`: `op` of vCPU `index` failed.
+    pub fn vcpu(index: u8, op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+        move |source| VmError::Vcpu { index, op, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn einval() -> kvm_ioctls::Error {
+        kvm_ioctls::Error::new(libc::EINVAL)
+    }
+
+    #[test]
+    fn a_vcpu_setup_error_names_the_vcpu() {
+        let e = VmError::vcpu(3, "setting the CPUID of")(einval());
+        assert!(
+            e.to_string().starts_with("setting the CPUID of vCPU 3: "),
+            "{e}"
+        );
+        assert!(!e.is_bad_input());
+    }
+
+    #[test]
+    fn a_device_wiring_error_names_the_device_and_what_was_done() {
+        let e = VmError::DeviceKvm {
+            device: "virtio-blk at 0xd0000000".into(),
+            op: "registering the notify ioeventfd of queue 1".into(),
+            source: einval(),
+        };
+        assert!(
+            e.to_string().starts_with(
+                "virtio-blk at 0xd0000000: registering the notify ioeventfd of queue 1: "
+            ),
+            "{e}"
+        );
     }
 }

@@ -175,10 +175,7 @@ mod tests {
             let _ = stream.write_all(&(total - 2).to_le_bytes());
         });
         let e = throughput_mb_s(addr, Duration::from_millis(5)).unwrap_err();
-        assert!(
-            crate::failure::one_line(&e).contains("the server received"),
-            "{e}"
-        );
+        assert!(edge::error_chain(&e).contains("the server received"), "{e}");
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn touch_until(target: u64, page: usize) -> ! {
         touched += CHUNK as u64;
     }
     // SAFETY: as above.
-    unsafe { libc::_exit(0) }
+    unsafe { libc::_exit(edge::exit_code::SUCCESS.into()) }
 }
 
 /// oom_score_adj 1000: of all processes under the limit, the OOM killer picks this one (so

@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use edge::exit_code;
+
 use super::size::{Geometry, BLOCK_SIZE, INODE_SIZE};
 use super::RootfsImageError;
 
@@ -164,7 +166,7 @@ fn dies_with_parent(command: &mut Command) {
             }
             // The parent died before the prctl: nobody will send the signal.
             if libc::getppid() as u32 != parent {
-                libc::_exit(1);
+                libc::_exit(exit_code::FAILED.into());
             }
             Ok(())
         });
