@@ -19,7 +19,7 @@
 
 use std::path::PathBuf;
 
-use runtime::config::ContainerConfig;
+use runtime::config::{ContainerConfig, ProcessConfig};
 pub use runtime::netif::LinkAddresses;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,15 @@ pub enum Op {
     /// Answered with [`WaitReply`] once the workload has ended and its stdout and stderr
     /// have been written out and closed.
     Wait { container: String },
+    /// Prepares another process in the running workload `target` (an OCI runtime's
+    /// `exec`): it joins that workload's namespaces and cgroup when started. It is named
+    /// `container` and then taken like a workload: `attach`, `start`, `wait`, `signal`.
+    /// Answered with an empty object.
+    Exec {
+        container: String,
+        target: String,
+        process: Box<ProcessConfig>,
+    },
     /// Sends a signal to the workload's first process. Answered with an empty object.
     Signal { container: String, signal: i32 },
     /// Answered with an empty object, then the agent kills what still runs, syncs and
@@ -90,8 +99,8 @@ pub enum Op {
 
 impl Op {
     /// Every op's name, as it appears on the wire.
-    pub const NAMES: [&'static str; 7] = [
-        "hello", "create", "attach", "start", "wait", "signal", "shutdown",
+    pub const NAMES: [&'static str; 8] = [
+        "hello", "create", "attach", "start", "wait", "exec", "signal", "shutdown",
     ];
 
     /// The op's name, as it appears on the wire.
@@ -102,6 +111,7 @@ impl Op {
             Op::Attach { .. } => "attach",
             Op::Start { .. } => "start",
             Op::Wait { .. } => "wait",
+            Op::Exec { .. } => "exec",
             Op::Signal { .. } => "signal",
             Op::Shutdown => "shutdown",
         }

@@ -10,7 +10,7 @@ use agent_protocol::protocol::{
     decode_request, ErrorKind, FileCopy, HelloReply, LinkAddresses, Op, ProtocolError, Reply,
     Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
 };
-use runtime::config::ContainerConfig;
+use runtime::config::{ContainerConfig, ProcessConfig};
 use runtime::launch::{self, Stdio};
 use runtime::options::{check_id, resolve_rootfs};
 
@@ -137,6 +137,13 @@ impl Agent {
                 Ok(()) => return None,
                 Err(e) => Err(e),
             },
+            Op::Exec {
+                container,
+                target,
+                process,
+            } => self
+                .exec(conn, container, &target, *process)
+                .map(|()| Reply::empty(id)),
             Op::Signal { container, signal } => {
                 self.signal(&container, signal).map(|()| Reply::empty(id))
             }
@@ -204,6 +211,38 @@ impl Agent {
                 Err(e)
             }
         }
+    }
+
+    /// `exec`: another process of the running workload `target`, recorded as a workload
+    /// named `container` (its config is the target's, with `process` in place of the
+    /// first); `start` makes it join the target's namespaces and cgroup.
+    fn exec(
+        &mut self,
+        owner: ConnId,
+        container: String,
+        target: &str,
+        process: ProcessConfig,
+    ) -> Result<(), RequestError> {
+        check_id(&container)?;
+        if self.workloads.contains_key(&container) {
+            return Err(RequestError::Exists(container));
+        }
+        if self.workloads.len() >= MAX_CONTAINERS {
+            return Err(RequestError::TooMany);
+        }
+        let of = self
+            .workloads
+            .get(target)
+            .ok_or_else(|| RequestError::Unknown(target.to_owned()))?;
+        if of.pid().is_none() || of.exec_of.is_some() {
+            return Err(RequestError::NotExecTarget(target.to_owned()));
+        }
+        let mut config = of.config.clone();
+        config.process = process;
+        let mut workload = Workload::new(owner, config, None);
+        workload.exec_of = Some(target.to_owned());
+        self.workloads.insert(container, workload);
+        Ok(())
     }
 
     /// The steps of `create` after the root is in place: the copies of host files, and
@@ -319,7 +358,10 @@ impl Agent {
         } else {
             None
         };
-        let spawned = launch::spawn(&workload.config, stdio, &launch::signal_set(&[]));
+        let spawned = match &workload.exec_of {
+            None => launch::spawn(&workload.config, stdio, &launch::signal_set(&[])),
+            Some(target) => self.spawn_exec(target, &workload.config, stdio),
+        };
         let running = match spawned {
             Ok(running) => running,
             Err(e) => {
@@ -338,6 +380,30 @@ impl Agent {
             }
         }
         Ok(pid)
+    }
+
+    /// An exec's process, in the namespaces and cgroup of `target` (still running?).
+    fn spawn_exec(
+        &self,
+        target: &str,
+        config: &ContainerConfig,
+        stdio: launch::Stdio,
+    ) -> Result<launch::Running, runtime::error::ContainerError> {
+        let running = match self.workloads.get(target).map(|w| &w.phase) {
+            Some(Phase::Running(running)) => running,
+            _ => {
+                return Err(runtime::error::ContainerError::Unsupported(format!(
+                    "exec in {target:?}, which is not running any more"
+                )))
+            }
+        };
+        runtime::exec::spawn_in(
+            config,
+            running.pid(),
+            &running.cgroup_dirs(),
+            config.process.clone(),
+            stdio,
+        )
     }
 
     fn wait(&mut self, conn: ConnId, request_id: u64, container: &str) -> Result<(), RequestError> {

@@ -34,6 +34,8 @@ pub struct Workload {
     pub overlay: Option<OverlayRoot>,
     /// The copies of host files its bind mounts name (removed with it).
     pub files: Option<CopiedFiles>,
+    /// For an exec: the workload whose namespaces and cgroup its process joins.
+    pub exec_of: Option<String>,
     pub phase: Phase,
     /// The connection relaying each stream while it is open, by [`stream_index`].
     pub streams: [Option<ConnId>; 3],
@@ -64,6 +66,7 @@ impl Workload {
             config,
             overlay,
             files: None,
+            exec_of: None,
             phase: Phase::Created,
             streams: [None; 3],
             attached: [false; 3],
@@ -99,7 +102,8 @@ impl Workload {
             signal: outcome.signal,
             oom_killed,
         });
-        if !self.config.cgroup && !self.config.namespaces.pid {
+        // An exec's leftovers live on in its target's cgroup, which its end does not kill.
+        if self.exec_of.is_some() || (!self.config.cgroup && !self.config.namespaces.pid) {
             self.output_deadline = Some(now + OUTPUT_GRACE);
         }
     }

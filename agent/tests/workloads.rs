@@ -264,3 +264,95 @@ fn copied_host_files_are_bound_in_the_container_and_removed_with_it() {
     }
     assert!(!copies.exists(), "{copies:?} is left");
 }
+
+#[test]
+fn an_exec_runs_in_the_running_containers_namespaces_with_its_own_streams() {
+    let Some(rootfs) = rootfs_or_skip("exec") else {
+        return;
+    };
+    let agent = Agent::start("exec", &rootfs);
+    let mut control = agent.control();
+    let target = unique("exec-target");
+    let mut config = container_config(&rootfs, &target, &["sleep", "30"]);
+    config.hostname = Some("exec-target".into());
+    create(&mut control, &target, config.clone(), dir(&rootfs));
+    start(&mut control, &target);
+
+    let name = unique("exec");
+    let mut process = config.process.clone();
+    process.args = [
+        "sh",
+        "-c",
+        "echo $(hostname) $(cat /proc/1/comm) pid=$$; exit 7",
+    ]
+    .map(String::from)
+    .to_vec();
+    let reply = control.request(Op::Exec {
+        container: name.clone(),
+        target: target.clone(),
+        process: Box::new(process.clone()),
+    });
+    assert!(reply.error.is_none(), "exec: {reply:?}");
+    let run = run_created(&agent, &mut control, &name, None);
+    // The target's UTS and pid namespaces: its hostname, its sleep as PID 1.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.starts_with("exec-target sleep pid="),
+        "{stdout:?} {:?}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_ne!(stdout.trim_end(), "exec-target sleep pid=1");
+    assert_eq!(run.wait.status, 7);
+
+    // The target runs on; an exec of an exec, or of what is not there, is refused.
+    let reply = control.request(Op::Exec {
+        container: unique("exec-missing"),
+        target: "no-such-workload".into(),
+        process: Box::new(process),
+    });
+    assert!(reply.error.is_some(), "{reply:?}");
+    control.request(Op::Signal {
+        container: target.clone(),
+        signal: libc::SIGKILL,
+    });
+    assert_eq!(wait(&mut control, &target).signal, Some(libc::SIGKILL));
+}
+
+#[test]
+fn an_exec_in_a_chrooted_baseline_takes_its_root() {
+    let Some(shared) = rootfs_or_skip("exec_baseline") else {
+        return;
+    };
+    let scratch = Scratch::new("exec-baseline");
+    let rootfs = scratch.copy_of(&shared);
+    std::fs::write(rootfs.join("marker"), "in-the-workload-root\n").unwrap();
+    let agent = Agent::start("exec-baseline", &rootfs);
+    let mut control = agent.control();
+    let target = unique("exec-baseline-target");
+    let config = baseline_config(&rootfs, &target, &["sleep", "30"]);
+    create(&mut control, &target, config.clone(), dir(&rootfs));
+    start(&mut control, &target);
+
+    let name = unique("exec-baseline");
+    let mut process = config.process.clone();
+    process.args = ["cat", "/marker"].map(String::from).to_vec();
+    let reply = control.request(Op::Exec {
+        container: name.clone(),
+        target: target.clone(),
+        process: Box::new(process),
+    });
+    assert!(reply.error.is_none(), "exec: {reply:?}");
+    let run = run_created(&agent, &mut control, &name, None);
+    assert_eq!(
+        run.stdout,
+        b"in-the-workload-root\n",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.wait.status, 0);
+    control.request(Op::Signal {
+        container: target.clone(),
+        signal: libc::SIGKILL,
+    });
+    assert_eq!(wait(&mut control, &target).signal, Some(libc::SIGKILL));
+}

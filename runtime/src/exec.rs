@@ -9,13 +9,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr;
 
-use super::config::{ContainerConfig, ProcessConfig};
-use super::error::{error_chain, ContainerError, Result};
+use edge::{error_chain, exit_code};
+
+use super::config::{ContainerConfig, ProcessConfig, RootSwitch};
+use super::error::{ContainerError, Result};
 use super::init::{exec_workload, Extras};
-use super::launch::{close_inherited, pipe};
+use super::launch::{close_inherited, pipe, redirect_stdio, Running, Stdio};
 use super::seccomp;
 use super::sys::linux::LinuxSyscall;
 use super::sys::Syscall;
@@ -37,6 +39,28 @@ pub struct ExecRequest {
     pub console_socket: Option<OwnedFd>,
     /// The process outlives this one (its caller reaps it): no parent-death signal.
     pub detach: bool,
+    /// Its standard streams; those left `None` are this process's own.
+    pub stdio: Stdio,
+}
+
+/// Starts `process` in the running container `container` whose first process is
+/// `init_pid`, with `stdio`, as a child of this process that it reaps: what an agent
+/// that serves several workloads calls (see [`exec`] for the rest).
+pub fn spawn_in(
+    container: &ContainerConfig,
+    init_pid: i32,
+    cgroup_dirs: &[PathBuf],
+    process: ProcessConfig,
+    stdio: Stdio,
+) -> Result<Running> {
+    let request = ExecRequest {
+        process,
+        terminal: false,
+        console_socket: None,
+        detach: false,
+        stdio,
+    };
+    exec(container, init_pid, cgroup_dirs, request).map(Running::exec_of)
 }
 
 /// Starts `request` in the container whose first process is `init_pid` and whose cgroup
@@ -66,16 +90,24 @@ pub fn exec(
             joins.push((ns, flag));
         }
     }
-    if let Some(pid_ns) = foreign_namespace(init_pid, "pid")? {
-        // Takes effect for this process's next child, which is the exec'd process.
-        // SAFETY: setns on a descriptor we own; this process is single-threaded.
-        if unsafe { libc::setns(pid_ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Err(ContainerError::sys(
-                "join the container's pid namespace",
-                std::io::Error::last_os_error(),
-            ));
+    // Joining the pid namespace changes where this process's later children go too: it
+    // goes back to its own right after the fork (an agent execs more than once).
+    let own_pid_ns = match foreign_namespace(init_pid, "pid")? {
+        Some(pid_ns) => {
+            let own = File::open("/proc/self/ns/pid")
+                .map_err(|e| ContainerError::sys("open /proc/self/ns/pid", e))?;
+            // Takes effect for this process's next child, which is the exec'd process.
+            // SAFETY: setns on a descriptor we own; this process is single-threaded.
+            if unsafe { libc::setns(pid_ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+                return Err(ContainerError::sys(
+                    "join the container's pid namespace",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            Some(own)
         }
-    }
+        None => None,
+    };
     let (mut sync_r, mut sync_w) = pipe()?;
     let (mut err_r, err_w) = pipe()?;
     // SAFETY: a fork (no CLONE_VM, NULL stack) of this single-threaded process.
@@ -89,6 +121,13 @@ pub fn exec(
             0usize,
         )
     };
+    if pid != 0 {
+        if let Some(own) = &own_pid_ns {
+            // SAFETY: setns on a descriptor we own, back to this process's own (active)
+            // pid namespace, which is always allowed.
+            unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
+        }
+    }
     if pid < 0 {
         return Err(ContainerError::sys(
             "fork the exec'd process",
@@ -100,13 +139,16 @@ pub fn exec(
         drop(err_r);
         let console = request.console_socket.as_ref().map(AsRawFd::as_raw_fd);
         child(
-            &cfg,
-            &joins,
-            &filters,
+            ChildPlan {
+                cfg: &cfg,
+                joins: &joins,
+                filters: &filters,
+                console,
+                detach: request.detach,
+                stdio: request.stdio,
+            },
             &mut sync_r,
             err_w,
-            console,
-            request.detach,
         );
     }
     let pid = pid as i32;
@@ -157,16 +199,26 @@ fn foreign_namespace(init_pid: i32, name: &str) -> Result<Option<File>> {
     Ok((!same).then_some(file))
 }
 
-/// The exec'd process: wait for the release, join, set up, exec. Never returns.
-fn child(
-    cfg: &ContainerConfig,
-    joins: &[(File, i32)],
-    filters: &[Vec<super::sys::BpfInstruction>],
-    sync_r: &mut File,
-    mut err_w: File,
+/// What the exec'd process is to become.
+struct ChildPlan<'a> {
+    cfg: &'a ContainerConfig,
+    joins: &'a [(File, i32)],
+    filters: &'a [Vec<super::sys::BpfInstruction>],
     console: Option<RawFd>,
     detach: bool,
-) -> ! {
+    stdio: Stdio,
+}
+
+/// The exec'd process: wait for the release, join, set up, exec. Never returns.
+fn child(plan: ChildPlan, sync_r: &mut File, mut err_w: File) -> ! {
+    let ChildPlan {
+        cfg,
+        joins,
+        filters,
+        console,
+        detach,
+        stdio,
+    } = plan;
     // SAFETY: integer arguments only.
     unsafe {
         libc::prctl(
@@ -180,7 +232,7 @@ fn child(
     let mut go = [0u8; 1];
     if sync_r.read_exact(&mut go).is_err() {
         // SAFETY: _exit ends this process without running the parent's destructors.
-        unsafe { libc::_exit(1) };
+        unsafe { libc::_exit(exit_code::FAILED.into()) };
     }
     if detach {
         // Released: from here it outlives the runtime, which its caller reaps it for.
@@ -191,6 +243,7 @@ fn child(
     keep.extend(console);
     keep.extend(joins.iter().map(|(f, _)| f.as_raw_fd()));
     let result = (|| -> Result<std::convert::Infallible> {
+        redirect_stdio(stdio)?;
         close_inherited(keep)?;
         for (ns, flag) in joins {
             // SAFETY: setns on a descriptor we own, with its CLONE_NEW* flag.
@@ -206,6 +259,13 @@ fn child(
         // SAFETY: a NULL new set only reads the current mask.
         unsafe { libc::sigprocmask(libc::SIG_BLOCK, ptr::null(), &mut mask) };
         let sys = LinuxSyscall::new(mask);
+        // A chrooted container (the `vm` level's baseline in a guest, `--no-pivot`): the
+        // mount namespace joined (if any) has the host's root, so take the same chroot.
+        if cfg.root_switch == RootSwitch::Chroot {
+            sys.chroot(&cfg.rootfs)
+                .and_then(|()| sys.chdir(Path::new("/")))
+                .map_err(|e| ContainerError::sys(format!("chroot to {:?}", cfg.rootfs), e))?;
+        }
         sys.umask(0);
         if cfg.terminal {
             let socket = console.ok_or_else(|| {
@@ -236,5 +296,5 @@ fn child(
     report.extend_from_slice(error_chain(&err).as_bytes());
     let _ = err_w.write_all(&report);
     // SAFETY: as above.
-    unsafe { libc::_exit(1) }
+    unsafe { libc::_exit(exit_code::FAILED.into()) }
 }

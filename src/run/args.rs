@@ -161,6 +161,13 @@ pub struct RunArgs {
     /// For vmm-runc: the exec FIFO whose opening by `start` lets the workload run.
     #[arg(long, value_name = "FIFO", hide = true)]
     pub hold_until: Option<PathBuf>,
+    /// For vmm-runc's `exec` at the VM levels: instead of a new workload, run the process
+    /// in --exec-process in the running workload ID of the VM at --vm-socket.
+    #[arg(long, value_name = "ID", hide = true, requires_all = ["vm_socket", "exec_process"])]
+    pub exec_in: Option<String>,
+    /// For --exec-in: the process, as JSON of the runtime's process config.
+    #[arg(long, value_name = "FILE", hide = true, requires = "exec_in")]
+    pub exec_process: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

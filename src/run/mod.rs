@@ -21,9 +21,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agent_protocol::protocol::{RootfsSource, WaitReply};
+use edge::{error_chain, exit_code};
 use runtime::config::ContainerConfig;
 
-use crate::exit_status::{EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::vm::device_specs::{DeviceSpecs, DiskSpec, VsockSpec};
 use crate::vm::VmConfig;
 use args::{Isolation, NetArg, RunArgs};
@@ -33,6 +33,15 @@ use host_link::HostLink;
 use session::{Interrupted, Watch};
 use signals::ForwardedSignals;
 use timings::Timings;
+
+/// The vsock socket's name in the run's directory.
+const VSOCK_SOCKET: &str = "vsock.sock";
+
+/// Where the `vmm run` process `pid` (of this host, same temporary directory) serves its
+/// VM's vsock: how vmm-runc's `exec` reaches the agent of a container's microVM.
+pub(crate) fn vm_socket_of_run(pid: u32) -> PathBuf {
+    run_dir::RunDir::path_of(pid).join(VSOCK_SOCKET)
+}
 
 /// The guest's CID on the run's vsock device.
 const GUEST_CID: u64 = 3;
@@ -59,6 +68,8 @@ pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
         Err(RunError::BadInput(
             "--hold-until (vmm-runc's) is for the vm and vm+container levels in a microVM of this run".into(),
         ))
+    } else if let (Some(target), Some(uds)) = (&args.exec_in, &args.vm_socket) {
+        exec_in_running_vm(args, uds, target, &timings)
     } else if args.isolation.in_vm() {
         run_in_vm(args, &timings)
     } else {
@@ -83,16 +94,12 @@ pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
             ExitCode::from(ended.status)
         }
         Err(e) => {
-            let message = runtime::error::error_chain(&e);
+            let message = error_chain(&e);
             if let Some(hold) = args.hold() {
                 hold.report_failure(&message);
             }
             eprintln!("vmm: error: {message}");
-            ExitCode::from(if e.is_bad_input() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_FAILED
-            })
+            ExitCode::from(exit_code::of_error(e.is_bad_input()))
         }
     }
 }
@@ -135,7 +142,7 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     // Blocked before the VM's threads start, so that they inherit the mask.
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let dir = run_dir::RunDir::create().map_err(RunError::io("create the run directory"))?;
-    let uds = dir.path().join("vsock.sock");
+    let uds = dir.path().join(VSOCK_SOCKET);
     let mut vm = BackgroundVm::start(VmConfig {
         kernel: images.kernel,
         mem_mib: size.mem_mib,
@@ -157,9 +164,6 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
             ..Default::default()
         },
         boot_timer: None,
-        report_resident: false,
-        console: Default::default(),
-        stop: None,
     })?;
     timings.mark("vm started");
     let result = connect_and_run(
@@ -227,7 +231,68 @@ fn run_in_running_vm(
     config: ContainerConfig,
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
-    // A VMM started just before this command may not have bound its socket yet.
+    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
+    let control = match connect_running_vm(args, uds, &signals, timings)? {
+        Connected::Agent(control) => control,
+        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
+    };
+    let watch = Watch {
+        signals: &signals,
+        vm_ended: None,
+        hold: None,
+    };
+    let ran = session::run_workload(uds, control, config, guest_rootfs(), None, &watch, timings);
+    running_vm_result(ran)
+}
+
+/// `--exec-in` (vmm-runc's `exec`): the process in `--exec-process` runs in the workload
+/// `target` of the VM at `uds`; its streams, signals and status are this run's.
+fn exec_in_running_vm(
+    args: &RunArgs,
+    uds: &Path,
+    target: &str,
+    timings: &Timings,
+) -> Result<WaitReply, RunError> {
+    let process = match &args.exec_process {
+        Some(path) => read_process(path)?,
+        None => return Err(RunError::BadInput("--exec-in needs --exec-process".into())),
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("exec-{}", std::process::id()));
+    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
+    let control = match connect_running_vm(args, uds, &signals, timings)? {
+        Connected::Agent(control) => control,
+        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
+    };
+    let watch = Watch {
+        signals: &signals,
+        vm_ended: None,
+        hold: None,
+    };
+    let ran = session::run_exec(uds, control, &name, target, process, &watch, timings);
+    running_vm_result(ran)
+}
+
+/// The process of `--exec-process`: JSON of the runtime's process config, at most 1 MiB.
+fn read_process(path: &Path) -> Result<runtime::config::ProcessConfig, RunError> {
+    let bad = |why: String| RunError::BadInput(format!("--exec-process {path:?}: {why}"));
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut text)
+        .map_err(|e| bad(e.to_string()))?;
+    serde_json::from_slice(&text).map_err(|e| bad(format!("does not parse: {e}")))
+}
+
+/// The agent behind `--vm-socket`, once the socket exists (a VMM started just before this
+/// command may not have bound it yet).
+fn connect_running_vm(
+    args: &RunArgs,
+    uds: &Path,
+    signals: &ForwardedSignals,
+    timings: &Timings,
+) -> Result<Connected, RunError> {
     let appear_by = Instant::now() + SOCKET_GRACE;
     while !uds.exists() && Instant::now() < appear_by {
         std::thread::sleep(Duration::from_millis(10));
@@ -237,17 +302,12 @@ fn run_in_running_vm(
             "--vm-socket {uds:?}: no such socket (start the VM with `vmm --vsock cid=N,uds=PATH` first)"
         )));
     }
-    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
-    let control = match connect_agent(args, uds, &signals, None, timings)? {
-        Connected::Agent(control) => control,
-        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
-    };
-    let watch = Watch {
-        signals: &signals,
-        vm_ended: None,
-        hold: None,
-    };
-    match session::run_workload(uds, control, config, guest_rootfs(), None, &watch, timings) {
+    connect_agent(args, uds, signals, None, timings)
+}
+
+/// A run in a VM this run does not own: the agent's going away ends it.
+fn running_vm_result(ran: Result<WaitReply, Interrupted>) -> Result<WaitReply, RunError> {
+    match ran {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
             during: "the run",
@@ -300,7 +360,7 @@ fn connect_agent(
 fn stopped_before_start(sig: i32) -> WaitReply {
     eprintln!("vmm: stopped by signal {sig} before the workload started");
     WaitReply {
-        status: 128u8.saturating_add(sig as u8),
+        status: exit_code::signalled(sig),
         signal: Some(sig),
         oom_killed: false,
     }

@@ -17,11 +17,17 @@ impl RunDir {
     pub fn create() -> io::Result<Self> {
         let base = std::env::temp_dir();
         sweep_stale(&base);
-        let path = base.join(format!("{PREFIX}{}", std::process::id()));
+        let path = Self::path_of(std::process::id());
         // A directory of ours from an earlier run of a recycled pid: start afresh.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(Self { path })
+    }
+
+    /// The directory of the run whose process is `pid` (in this process's temporary
+    /// directory, as the run's own).
+    pub fn path_of(pid: u32) -> PathBuf {
+        std::env::temp_dir().join(format!("{PREFIX}{pid}"))
     }
 
     pub fn path(&self) -> &Path {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use agent_protocol::protocol::{
     LinkAddresses, Op, RootfsSource, StartReply, StreamKind, WaitReply,
 };
-use runtime::config::ContainerConfig;
+use runtime::config::{ContainerConfig, ProcessConfig};
 
 use super::agent_client::{attach, Control};
 use super::error::RunError;
@@ -112,16 +112,47 @@ pub fn run_workload(
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
     let id = config.id.clone();
-    let id = id.as_str();
     let files = super::vm_mounts::copies(&config)?;
     let _: serde_json::Value = control.call(Op::Create {
-        container: id.to_owned(),
+        container: id.clone(),
         config: Box::new(config),
         rootfs,
         link,
         files,
     })?;
     timings.mark("created");
+    run_prepared(uds, control, &id, watch, timings)
+}
+
+/// Runs `process` in the guest's running workload `target` to its end (vmm-runc's `exec`
+/// at the VM levels), under the name `name`; its streams and status are this run's.
+pub fn run_exec(
+    uds: &Path,
+    mut control: Control,
+    name: &str,
+    target: &str,
+    process: ProcessConfig,
+    watch: &Watch,
+    timings: &Timings,
+) -> Result<WaitReply, Interrupted> {
+    let _: serde_json::Value = control.call(Op::Exec {
+        container: name.to_owned(),
+        target: target.to_owned(),
+        process: Box::new(process),
+    })?;
+    timings.mark("created");
+    run_prepared(uds, control, name, watch, timings)
+}
+
+/// The rest of a run, for the workload `id` that `create` or `exec` prepared: attach its
+/// streams, start it, relay, pass signals on, wait for its end and its output.
+fn run_prepared(
+    uds: &Path,
+    mut control: Control,
+    id: &str,
+    watch: &Watch,
+    timings: &Timings,
+) -> Result<WaitReply, Interrupted> {
     let stdin = attach(uds, id, StreamKind::Stdin)?;
     let stdout = attach(uds, id, StreamKind::Stdout)?;
     let stderr = attach(uds, id, StreamKind::Stderr)?;

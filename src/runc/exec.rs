@@ -25,16 +25,6 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
             status: status.as_str(),
         });
     }
-    if let Some(level) = saved
-        .annotations
-        .get(super::create::ISOLATION_ANNOTATION)
-        .filter(|l| l.starts_with("vm"))
-    {
-        // Its pid is the VMM's: joining that process's namespaces would run on the host.
-        return Err(RuncError::Unsupported(format!(
-            "exec in a container at the {level} level (in a microVM) is not available yet"
-        )));
-    }
     let (process, terminal) = match &args.process {
         Some(path) => {
             let text = std::fs::read(path)
@@ -48,6 +38,20 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
         }
         None => (from_command_line(&saved.config.process, args)?, args.tty),
     };
+    if let Some(level) = saved
+        .annotations
+        .get(super::create::ISOLATION_ANNOTATION)
+        .filter(|l| l.starts_with("vm"))
+    {
+        // Its pid is the VMM's: the process must reach the guest's agent instead.
+        if terminal {
+            return Err(RuncError::Unsupported(format!(
+                "a terminal for exec at the {level} level (in a microVM)"
+            )));
+        }
+        let level = level.clone();
+        return super::in_vm::exec(locked, &saved, args, &level, process);
+    }
     let console_socket = match &args.console_socket {
         Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|e| {
             RuncError::io(format!("connect to the console socket {path:?}"), e)
@@ -71,6 +75,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
             terminal,
             console_socket,
             detach: args.detach,
+            stdio: Default::default(),
         },
     )?;
     if let Some(path) = &args.pid_file {

@@ -3,18 +3,19 @@
 //! microVM, has the guest agent create the workload, says so on a pipe, and holds it
 //! until `start` opens the exec FIFO. That process is the container's pid for the
 //! caller (conmon, containerd's shim): signals sent to it reach the workload in the guest
-//! (SIGKILL ends the VM), and its exit status is the workload's.
+//! (SIGKILL ends the VM), and its exit status is the workload's. `exec` is another
+//! `vmm run` that has the agent run the process in that workload (`--exec-in`).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 
 use oci_spec::runtime::Spec;
-use runtime::config::ContainerConfig;
+use runtime::config::{ContainerConfig, ProcessConfig};
 
-use super::cli::CreateArgs;
+use super::cli::{CreateArgs, ExecArgs};
 use super::create::{make_exec_fifo, write_pid_file, Made};
 use super::error::RuncError;
 use super::state::{self, Locked, Saved};
@@ -90,6 +91,7 @@ pub fn set_up(
         // The VMM's own; the workload's cgroup is in the guest.
         cgroup_dirs: Vec::new(),
         config,
+        vm_socket: Some(crate::run::vm_socket_of_run(child.id())),
     };
     locked.save(&saved).map_err(fail)?;
     if let Some(path) = &args.pid_file {
@@ -116,3 +118,65 @@ fn ready_pipe() -> Result<(OwnedFd, OwnedFd), RuncError> {
     unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok((r, w))
 }
+
+/// `exec` at the VM levels: `vmm run --vm-socket <the container's VM> --exec-in ID`, whose
+/// streams, signals and exit status are the process's. Without `--detach` this process
+/// becomes it (same pid, for `--pid-file`); with it, it is a child the caller reaps.
+pub fn exec(
+    locked: Locked,
+    saved: &Saved,
+    args: &ExecArgs,
+    level: &str,
+    process: ProcessConfig,
+) -> Result<ExitCode, RuncError> {
+    let Some(socket) = &saved.vm_socket else {
+        return Err(RuncError::Unsupported(format!(
+            "exec in {:?}: its state has no VM socket (made by an older vmm-runc?)",
+            saved.id
+        )));
+    };
+    let json = serde_json::to_vec(&process)
+        .map_err(|e| RuncError::Unsupported(format!("encode the process: {e}")))?;
+    if json.len() > PROCESS_PIPE_MAX {
+        return Err(RuncError::Unsupported(format!(
+            "the process is {} bytes as JSON; at most {PROCESS_PIPE_MAX} at the {level} level",
+            json.len()
+        )));
+    }
+    // Passed on a pipe the child inherits: nothing to clean up, whoever ends first.
+    let (process_r, process_w) = ready_pipe()?;
+    std::fs::File::from(process_w)
+        .write_all(&json)
+        .map_err(|e| RuncError::io("pass the process to vmm run", e))?;
+    // SAFETY: fcntl on a descriptor we own; the child inherits it.
+    unsafe { libc::fcntl(process_r.as_raw_fd(), libc::F_SETFD, 0) };
+    let vmm = std::env::current_exe().map_err(|e| RuncError::io("find the vmm binary", e))?;
+    let mut command = Command::new(&vmm);
+    command
+        .arg0("vmm")
+        .args(["run", "--isolation", level, "--exec-in", &saved.id])
+        .arg("--vm-socket")
+        .arg(socket)
+        .arg("--exec-process")
+        .arg(format!("/proc/self/fd/{}", process_r.as_raw_fd()));
+    drop(locked);
+    if args.detach {
+        let child = command
+            .spawn()
+            .map_err(|e| RuncError::io(format!("run {vmm:?} run"), e))?;
+        if let Some(path) = &args.pid_file {
+            write_pid_file(path, child.id() as i32)?;
+        }
+        // The caller reaps it.
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &args.pid_file {
+        write_pid_file(path, std::process::id() as i32)?;
+    }
+    let e = command.exec();
+    Err(RuncError::io(format!("run {vmm:?} run"), e))
+}
+
+/// The most process JSON passed on a pipe: written before the reader runs, it must fit
+/// the pipe's buffer (64 KiB on Linux).
+const PROCESS_PIPE_MAX: usize = 60 << 10;

@@ -35,6 +35,10 @@ pub struct Saved {
     pub annotations: BTreeMap<String, String>,
     pub cgroup_dirs: Vec<PathBuf>,
     pub config: ContainerConfig,
+    /// At the VM levels: the vsock socket of the container's microVM, where `exec`
+    /// reaches its agent.
+    #[serde(default)]
+    pub vm_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -653,6 +653,38 @@ ctr_vmc_checks() { # CTR: a ctr command line speaking to the case's containerd
     expect_oci_run ctr || return 1
     [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr run --rm left a container"; return 1; }
     [ ! -e /run/containerd/runc/realkvm/c1 ] || { WHY="vmm-runc's state of c1 is left"; return 1; }
+    # A detached task, a process exec'd in it (`ctr task exec`), then killed and removed.
+    timeout -s KILL 120 $ctr run -d --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
+        --annotation io.vmm.isolation=vm+container "$OCI_IMAGE" c2 sleep 1000 >>"$OUT" 2>&1 ||
+        { WHY="ctr run -d failed"; return 1; }
+    { timeout -s KILL 60 $ctr task exec --exec-id e1 c2 sh -c 'echo exec-in pid=$$ init=$(cat /proc/1/comm); exit 5' </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    $ctr task kill -s SIGKILL c2 >>"$OUT" 2>&1
+    for i in $(seq 1 30); do $ctr task list | grep -q "^c2 .*STOPPED" && break; sleep 1; done
+    $ctr task delete c2 >>"$OUT" 2>&1
+    $ctr container delete c2 >>"$OUT" 2>&1
+    [ "$STATUS" = 5 ] && grep -q "exec-in pid=[0-9]* init=sleep$" "$OUT" ||
+        { WHY="ctr task exec: exited $STATUS, want 5 and a line from the container"; return 1; }
+    [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr left container c2"; return 1; }
+    ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="ctr task kill left the VMM running"; return 1; }
+    # The vm level (the workload is the guest's own process, chrooted into the image): a
+    # detached task and a process exec'd in it, which must see the image's root.
+    timeout -s KILL 120 $ctr run -d --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
+        --annotation io.vmm.isolation=vm "$OCI_IMAGE" c3 sleep 1000 >>"$OUT" 2>&1 ||
+        { WHY="ctr run -d at the vm level failed"; return 1; }
+    { timeout -s KILL 60 $ctr task exec --exec-id e2 c3 sh -c 'echo exec-vm $(ls /memhog) kernel=$(uname -r); exit 6' </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    $ctr task kill -s SIGKILL c3 >>"$OUT" 2>&1
+    for i in $(seq 1 30); do $ctr task list | grep -q "^c3 .*STOPPED" && break; sleep 1; done
+    $ctr task delete c3 >>"$OUT" 2>&1
+    $ctr container delete c3 >>"$OUT" 2>&1
+    [ "$STATUS" = 6 ] && grep -q "exec-vm /memhog kernel=" "$OUT" ||
+        { WHY="ctr task exec at the vm level: exited $STATUS, want 6 and a line from the image's root"; return 1; }
+    ! grep -q "exec-vm .* kernel=$(uname -r)$" "$OUT" || { WHY="the vm level's exec ran in the outer guest"; return 1; }
+    [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr left container c3"; return 1; }
+    grep -e hi-from-the-vm -e exec-in -e exec-vm "$OUT" | sed 's/^/  ctr: /'
 }
 
 case_podman_run_vmc_annotation() {
@@ -699,10 +731,17 @@ EOF
     [ -z "$left" ] || { unset CONTAINERS_CONF; WHY="podman run --rm left a container"; return 1; }
     grep -q "hostname=[0-9a-f]\{12\} shm=tmpfs$" "$OUT" ||
         { unset CONTAINERS_CONF; WHY="no copied /etc/hostname or no tmpfs at /dev/shm"; return 1; }
-    # A detached container, stopped (its sleep, PID 1 of the container, ignores SIGTERM:
-    # after 2 s the SIGKILL ends the VM) and removed.
+    # A detached container: `podman exec` in it (the process joins the container in the
+    # guest: its hostname, not PID 1), then stopped (its sleep, PID 1 of the container,
+    # ignores SIGTERM: after 2 s the SIGKILL ends the VM) and removed.
     id=$($podman run -d --network none --annotation io.vmm.isolation=vm+container \
         "$OCI_IMAGE" sleep 1000 2>>"$OUT")
+    { timeout -s KILL 60 $podman exec "$id" sh -c 'echo exec-in=$(cat /etc/hostname) pid=$$ init=$(cat /proc/1/comm); exit 5' </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    [ "$STATUS" = 5 ] && grep -q "exec-in=$(echo "$id" | cut -c1-12) pid=[0-9]* init=sleep$" "$OUT" ||
+        { unset CONTAINERS_CONF; $podman rm -f "$id" >/dev/null 2>&1
+          WHY="podman exec: exited $STATUS, want 5 and a line from the container"; return 1; }
     timeout -s KILL 60 $podman stop -t 2 "$id" >>"$OUT" 2>&1 &&
         timeout -s KILL 60 $podman rm "$id" >>"$OUT" 2>&1
     STATUS=$?
@@ -711,6 +750,7 @@ EOF
     [ "$STATUS" = 0 ] || { WHY="podman stop or rm of a vm+container container failed"; return 1; }
     [ -z "$left" ] || { WHY="podman stop and rm left a container"; return 1; }
     ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="podman stop left the VMM running"; return 1; }
+    grep -e hi-from-the-vm -e exec-in "$OUT" | sed 's/^/  podman: /'
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -371,6 +371,17 @@ pub fn run_with_files(
     files: Vec<FileCopy>,
 ) -> Run {
     create_with_files(control, name, config, rootfs, files);
+    run_created(agent, control, name, stdin)
+}
+
+/// The rest of [`run`] for a workload already created (or prepared by `exec`): attach,
+/// start, feed stdin, read both outputs to their end, wait.
+pub fn run_created(
+    agent: &Agent,
+    control: &mut Control,
+    name: &str,
+    stdin: Option<Vec<u8>>,
+) -> Run {
     let stdin_stream = stdin
         .as_ref()
         .map(|_| attach_ok(agent, name, StreamKind::Stdin));

@@ -329,3 +329,33 @@ fn link_network_at_the_vm_level_keeps_the_guests_network_namespace() {
     );
     assert!(ignored_options(&parse("vm", &["--net", "link"])).is_empty());
 }
+
+#[test]
+fn exec_in_needs_a_vm_socket_and_a_process() {
+    let parse = |argv: &[&str]| TestCli::try_parse_from(argv).map(|cli| cli.run);
+    let base = ["vmm", "--isolation", "vm+container"];
+    let no_socket = [&base[..], &["--exec-in", "c1", "--exec-process", "/p.json"]].concat();
+    assert!(parse(&no_socket).is_err());
+    let no_process = [&base[..], &["--vm-socket", "/s", "--exec-in", "c1"]].concat();
+    assert!(parse(&no_process).is_err());
+    let orphan_process = [
+        &base[..],
+        &["--vm-socket", "/s", "--exec-process", "/p.json"],
+    ]
+    .concat();
+    assert!(parse(&orphan_process).is_err());
+    let full = [
+        &base[..],
+        &[
+            "--vm-socket",
+            "/s",
+            "--exec-in",
+            "c1",
+            "--exec-process",
+            "/p.json",
+        ],
+    ]
+    .concat();
+    let run = parse(&full).unwrap();
+    assert_eq!(run.exec_in.as_deref(), Some("c1"));
+}
