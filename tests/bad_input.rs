@@ -1,6 +1,9 @@
 //! Bad input: each case gives one clear error line naming the problem, exit status 2, and
 //! no panic. The VMM validates before it touches the terminal, so nothing is left behind.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{run_vmm, scratch_dir, TEST_GUEST};

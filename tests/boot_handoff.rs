@@ -2,6 +2,9 @@
 //! paging, segments, CPUID, MP table, initrd) and reports facts that are asserted here
 //! against what `vmm` was asked to build.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{boot_guest, skip_without_kvm};

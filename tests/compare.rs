@@ -3,6 +3,9 @@
 //! validates against docs/compare.schema.json, and an HTML report that renders in a real
 //! headless Chromium with every chart present. Needs root (prints SKIP otherwise).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "common/chromium.rs"]
 mod chromium;
 mod common;

@@ -1,6 +1,9 @@
 //! `--config-file`: Firecracker's JSON format boots the test guest; unknown or invalid
 //! fields are refused with one error line naming the field, exit status 2.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{run_vmm, scratch_dir, skip_without_kvm, TEST_GUEST};

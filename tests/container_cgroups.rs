@@ -1,6 +1,9 @@
 //! cgroup limits of `vmm container run`: memory (OOM kill reported), pids (a fork bomb
 //! stopped), cpu quota written, and the group removed afterwards. Root-only.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod container_support;
 
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,8 @@
 //! stdio, signals, exit status and cleanup of `vmm container run`. Root-only.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod container_support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,9 @@
 //! End to end: serial output and input, interrupts through the IOAPIC and the LAPIC
 //! timer, SMP bring-up with INIT/SIPI, and every way a guest can end the VM.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

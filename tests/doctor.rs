@@ -1,6 +1,9 @@
 //! `vmm doctor` as a user runs it. Host-dependent assertions follow what this host says
 //! about itself (/sys/module/kvm_pvm, /dev/kvm), so the tests hold on any host.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

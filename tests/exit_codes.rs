@@ -2,6 +2,9 @@
 //! an exit call is how two programs came to disagree on what 2 means. This reads the
 //! sources of every program (vmm, vmm-runc, vmm-agent, vmm-probe, the runtime crate).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,9 @@
 //! `tests/guest/`): it must contain no instruction that this host's PVM emulator kills the
 //! VM on, and it must load where linux-loader accepts a vmlinux.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 /// Mnemonics the PVM emulator cannot run (see /work/shared/notes/kvm-here.md): it stops the

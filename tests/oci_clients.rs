@@ -19,6 +19,9 @@
 //! (Debian: `apt-get install podman containerd`). Every client command runs under
 //! `timeout`, so a hang fails the test instead of hanging the run.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod container_support;
 
 use std::fmt;

@@ -2,6 +2,9 @@
 //! `container`; and the VM levels' refusal on a host that cannot boot Linux (PVM). Needs
 //! root and busybox (prints SKIP otherwise).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod container_support;
 
 use std::io::Write;

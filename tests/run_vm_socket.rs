@@ -4,6 +4,9 @@
 //! guest), or a fake agent that misbehaves. Booting real guests is the nested tier's part
 //! (tests/realkvm). Needs root, busybox and the vmm-agent binary (SKIP otherwise).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod container_support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,6 +3,9 @@
 //! `src/vm/vcpu.rs`, which then aborts as a release build would, so no Drop can restore
 //! it). The pty's settings afterwards must be the ones it had before.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs::File;

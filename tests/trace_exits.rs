@@ -1,6 +1,9 @@
 //! `vmm --trace-exits`: the summary of KVM exits printed at the end of a run, on the
 //! built-in test guest (which prints through COM1 and ends through the debug-exit port).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{boot_guest, scratch_dir, skip_without_kvm};

@@ -3,6 +3,9 @@
 //! FNV-1a hashes), and the files are checked after the run: the write + FLUSH landed,
 //! the read-only disk is unchanged.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

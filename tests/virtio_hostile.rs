@@ -7,6 +7,9 @@
 //! summary, each malformed request ends in an error status or DEVICE_NEEDS_RESET, the
 //! device works again after a reset, and the rng device keeps working.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{boot_guest, scratch_dir, skip_without_kvm};

@@ -3,6 +3,9 @@
 //! broadcast frame (ethertype 0x88b5, IEEE local experimental) and injects a reply that
 //! the guest must receive. Needs root (CAP_NET_ADMIN) and /dev/net/tun.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! port 5000 reaches the Unix listener at `<uds>_5000`; a host process that connects to
 //! `<uds>` and writes `CONNECT 5001` reaches the guest's listener on port 5001.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

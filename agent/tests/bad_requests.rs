@@ -2,6 +2,9 @@
 //! serving: unknown containers, ops out of order, malformed lines, a second attach. Most
 //! need no root (nothing is started); the few that start a workload SKIP without it.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use agent_protocol::protocol::{ErrorKind, ErrorReply, Op, Reply, StreamKind};

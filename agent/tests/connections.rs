@@ -2,6 +2,9 @@
 //! line too long to frame, the connection limit, a host that goes away mid-run, output
 //! held open by a workload's leftovers, and `shutdown`.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::{Read, Write};

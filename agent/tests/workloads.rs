@@ -2,6 +2,9 @@
 //! guest: their output and exit status, byte-exact streams, stdin with its end of file,
 //! signals, the `vm` level's chrooted baseline, and an OOM kill. Root-only (SKIP otherwise).
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use agent_protocol::protocol::{FileCopy, HelloReply, Op, RootfsSource};

@@ -44,18 +44,26 @@ impl I8042 {
     }
 }
 
+/// The controller's port offset for a bus offset: the data or the command port, else `None`.
+fn port(offset: u64) -> Option<u8> {
+    match offset {
+        0 | COMMAND_OFFSET => u8::try_from(offset).ok(),
+        _ => None,
+    }
+}
+
 impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        if let (Some(byte), 0 | COMMAND_OFFSET) = (data.first_mut(), offset) {
-            *byte = self.device.read(offset as u8);
+        if let (Some(byte), Some(port)) = (data.first_mut(), port(offset)) {
+            *byte = self.device.read(port);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if let (Some(&value), 0 | COMMAND_OFFSET) = (data.first(), offset) {
+        if let (Some(&value), Some(port)) = (data.first(), port(offset)) {
             // The trigger is infallible.
-            let _ = self.device.write(offset as u8, value);
+            let _ = self.device.write(port, value);
         }
     }
 }

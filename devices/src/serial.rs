@@ -102,13 +102,19 @@ impl Serial {
     }
 }
 
+/// The UART register a bus offset names; `None` past the last one.
+fn register(offset: u64) -> Option<u8> {
+    u8::try_from(offset)
+        .ok()
+        .filter(|&r| u64::from(r) < REGISTER_COUNT)
+}
+
 impl BusDevice for Serial {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let [byte] = data else { return };
-        if offset >= REGISTER_COUNT {
+        let Some(offset) = register(offset) else {
             return;
-        }
-        let offset = offset as u8;
+        };
         *byte = self.uart.read(offset);
         if offset == DATA_OFFSET && self.uart.fifo_capacity() == self.fifo_size {
             // The guest took the last byte of the FIFO: refill it from the pending input. The
@@ -120,12 +126,12 @@ impl BusDevice for Serial {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let [byte] = data else { return };
-        if offset >= REGISTER_COUNT {
+        let Some(offset) = register(offset) else {
             return;
-        }
+        };
         // An output error (e.g. a closed stdout) loses this byte but must not stop the guest,
         // which cannot be told; an interrupt eventfd error means one is already pending.
-        let _ = self.uart.write(offset as u8, *byte);
+        let _ = self.uart.write(offset, *byte);
         if self.pending.is_empty() {
             return;
         }

@@ -1,6 +1,9 @@
 //! The built `vmm-probe` binary, run as `vmm compare` runs it: its commands, its JSON, its
 //! exit statuses and its one-line complaints.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::fs;

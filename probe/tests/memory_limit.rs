@@ -2,6 +2,9 @@
 //! run in a fresh memory cgroup of 64 MiB must read that limit and see its allocating child
 //! killed. Needs root and a memory controller this test can use; otherwise it prints SKIP.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::ffi::CString;

@@ -2,6 +2,9 @@
 //! values: it must see this process as it is, see canaries that are there, and not see
 //! canaries that are not.
 
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::fs;

@@ -59,15 +59,21 @@ pub fn plant(probe: &Path) -> Result<Planted, CanaryError> {
     set_hostname(&hostname).map_err(plant_error("hostname"))?;
 
     let process_name = format!("vmmcanary{}", &tag[..6]);
-    let process = start_hold_process(probe, &process_name).map_err(plant_error("process"))?;
-    let mut planted = PartialPlant::default();
-    planted.process = Some(process);
+    let mut process = start_hold_process(probe, &process_name).map_err(plant_error("process"))?;
+    let mut planted = PartialPlant {
+        process: Some(&mut process),
+        shm_id: None,
+        msg_id: None,
+        tmp_file: None,
+    };
 
     let key_base = i32::from_str_radix(&tag[..7], 16).unwrap_or(0x5eed) | 0x1000_0000;
     let shm_key = key_base;
-    planted.shm_id = Some(shm_create(shm_key).map_err(plant_error("shared memory"))?);
+    let shm_id = shm_create(shm_key).map_err(plant_error("shared memory"))?;
+    planted.shm_id = Some(shm_id);
     let msg_key = key_base ^ 0x0100_0000;
-    planted.msg_id = Some(msg_create(msg_key).map_err(plant_error("message queue"))?);
+    let msg_id = msg_create(msg_key).map_err(plant_error("message queue"))?;
+    planted.msg_id = Some(msg_id);
 
     let tmp_file = PathBuf::from(format!("/tmp/vmm-canary-{tag}"));
     fs::write(&tmp_file, b"a file only the host has\n").map_err(plant_error("/tmp file"))?;
@@ -80,6 +86,8 @@ pub fn plant(probe: &Path) -> Result<Planted, CanaryError> {
     let tcp = TcpListener::bind("127.0.0.1:0").map_err(plant_error("TCP port"))?;
     let tcp_port = tcp.local_addr().map_err(plant_error("TCP port"))?.port();
 
+    // Everything is planted: `Planted` removes it from now on.
+    planted.disarm();
     Ok(Planted {
         canaries: Canaries {
             process_name,
@@ -90,28 +98,37 @@ pub fn plant(probe: &Path) -> Result<Planted, CanaryError> {
             abstract_socket: abstract_name,
             tcp_port,
         },
-        process: planted.process.take().expect("planted above"),
-        shm_id: planted.shm_id.take().expect("planted above"),
-        msg_id: planted.msg_id.take().expect("planted above"),
-        tmp_file: planted.tmp_file.take().expect("planted above"),
+        process,
+        shm_id,
+        msg_id,
+        tmp_file,
         _abstract_socket: abstract_socket,
         _tcp: tcp,
     })
 }
 
 /// What was planted so far: removed again if a later canary fails.
-#[derive(Default)]
-struct PartialPlant {
-    process: Option<Child>,
+struct PartialPlant<'a> {
+    process: Option<&'a mut Child>,
     shm_id: Option<i32>,
     msg_id: Option<i32>,
     tmp_file: Option<PathBuf>,
 }
 
-impl Drop for PartialPlant {
+impl PartialPlant<'_> {
+    /// Forgets everything, so that dropping removes nothing.
+    fn disarm(mut self) {
+        self.process = None;
+        self.shm_id = None;
+        self.msg_id = None;
+        self.tmp_file = None;
+    }
+}
+
+impl Drop for PartialPlant<'_> {
     fn drop(&mut self) {
         remove(
-            self.process.as_mut(),
+            self.process.as_deref_mut(),
             self.shm_id,
             self.msg_id,
             self.tmp_file.as_deref(),
@@ -175,7 +192,11 @@ fn start_hold_process(probe: &Path, name: &str) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().expect("piped above");
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::other("its stdout is not a pipe"));
+    };
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     if line.trim() != "holding" {

@@ -21,6 +21,8 @@ use super::report::{
 /// The whole report as one HTML5 document.
 pub fn render(report: &CompareReport) -> String {
     let mut out = String::with_capacity(64 * 1024);
+    // fmt::Write for String never fails; `page` only propagates the writes' results.
+    #[allow(clippy::expect_used)]
     page(&mut out, report).expect("writing to a String cannot fail");
     out
 }

@@ -28,7 +28,8 @@ impl Outputs {
 
     pub fn write(&self, report: &CompareReport) -> Result<(), CompareError> {
         if let Some(path) = &self.json {
-            let text = serde_json::to_string_pretty(report).expect("the report serializes");
+            let text = serde_json::to_string_pretty(report)
+                .map_err(|e| CompareError::io("serialize the JSON report")(e.into()))?;
             fs::write(path, text + "\n").map_err(CompareError::io(format!(
                 "write the JSON report to {path:?}"
             )))?;

@@ -130,7 +130,7 @@ impl Launcher {
         name: &str,
         canaries: &probe::report::Canaries,
     ) -> Result<probe::report::Observation, RunFailure> {
-        let canaries = serde_json::to_string(canaries).expect("canaries serialize");
+        let canaries = serde_json::to_string(canaries).map_err(|e| RunFailure::Spawn(e.into()))?;
         let mut args = vec!["isolation", "--canaries", &canaries];
         if level != Isolation::Process {
             // At the process level the limit is the host's own RAM: never exhaust it.
@@ -219,8 +219,13 @@ impl Running {
     fn spawn(mut cmd: Command, timeout: Duration) -> Result<Self, RunFailure> {
         let mut child = cmd.spawn().map_err(RunFailure::Spawn)?;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RunFailure::Spawn(std::io::Error::other(
+                "its stdout and stderr must be pipes",
+            )));
+        };
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {

@@ -189,6 +189,9 @@ fn placeholder_canaries() -> probe::report::Canaries {
     }
 }
 
+// The runtime's default capability set is a constant list of names the runtime itself
+// resolves for every container it starts (runtime::options), so its names are known.
+#[allow(clippy::expect_used)]
 fn host_view(canaries: &probe::report::Canaries) -> HostView {
     let docker = runtime::caps::mask_of(&runtime::defaults::CAPABILITIES)
         .expect("the default capability names are known");
@@ -342,7 +345,8 @@ impl Progress {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("the template is valid")
+                    // Cosmetic: a template indicatif refused would leave the default bar.
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
             bar

@@ -86,8 +86,13 @@ pub fn run_captured(env: &StepEnv, run: &str) -> Result<Seen, LabError> {
         .process_group(0)
         .spawn()
         .map_err(|e| LabError::Failed(format!("cannot run sh: {e}")))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(LabError::Failed(
+            "sh's stdout and stderr are not pipes".into(),
+        ));
+    };
     let out_reader = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = out.read_to_end(&mut s);

@@ -173,7 +173,8 @@ pub fn make_exec_fifo(locked: &Locked) -> Result<std::path::PathBuf, RuncError> 
 }
 
 fn make_fifo(path: &Path) -> Result<(), RuncError> {
-    let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL in a state path");
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| RuncError::io(format!("mkfifo {path:?}"), e.into()))?;
     // 0622: the workload's user, whoever it is, must be able to open it for writing.
     // SAFETY: a NUL-terminated path and a mode.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
@@ -188,7 +189,8 @@ fn make_fifo(path: &Path) -> Result<(), RuncError> {
 }
 
 fn open_path(path: &Path) -> Result<OwnedFd, RuncError> {
-    let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL in a state path");
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| RuncError::io(format!("open {path:?}"), e.into()))?;
     // SAFETY: a NUL-terminated path and flags; O_PATH opens neither end of the FIFO.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {

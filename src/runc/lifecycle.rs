@@ -77,7 +77,8 @@ pub fn state(root: &Path, id: &str) -> Result<String, RuncError> {
     let locked = state::open(root, id)?;
     let saved = locked.load()?;
     let status = saved.status(&locked.dir);
-    Ok(serde_json::to_string_pretty(&saved.state_json(status)).expect("JSON"))
+    // `{:#}` is serde_json's pretty printer, which cannot fail for a Value.
+    Ok(format!("{:#}", saved.state_json(status)))
 }
 
 pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), RuncError> {
@@ -195,7 +196,7 @@ pub fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<String, Runc
                 .iter()
                 .map(|(status, s)| s.state_json(*status))
                 .collect();
-            serde_json::to_string(&list).expect("JSON") + "\n"
+            serde_json::Value::from(list).to_string() + "\n"
         }
         ListFormat::Table => {
             let mut out = format!(
@@ -223,7 +224,7 @@ pub fn ps(root: &Path, id: &str, format: ListFormat) -> Result<String, RuncError
     let saved = locked.load()?;
     let pids = procs(&saved);
     Ok(match format {
-        ListFormat::Json => serde_json::to_string(&pids).expect("JSON") + "\n",
+        ListFormat::Json => serde_json::Value::from(pids).to_string() + "\n",
         ListFormat::Table => {
             let mut out = String::from("PID CMD\n");
             for pid in pids {

@@ -147,7 +147,8 @@ impl Locked {
     pub fn save(&self, saved: &Saved) -> Result<(), RuncError> {
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(".state.json.tmp");
-        let text = serde_json::to_vec(saved).expect("the state serialises");
+        let text = serde_json::to_vec(saved)
+            .map_err(|e| RuncError::io(format!("serialise {path:?}"), e.into()))?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| RuncError::io(format!("write {path:?}"), e))

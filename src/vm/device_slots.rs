@@ -23,8 +23,9 @@ pub struct DeviceSlots {
 }
 
 impl DeviceSlots {
+    // Both ranges are compile-time constants checked in boot::platform; these cannot fail.
+    #[allow(clippy::expect_used)]
     pub fn new() -> Self {
-        // Both ranges are compile-time constants checked in boot::platform; these cannot fail.
         let mmio = AddressAllocator::new(VIRTIO_MMIO_START, VIRTIO_MMIO_END - VIRTIO_MMIO_START)
             .expect("the virtio MMIO range in boot::platform is valid");
         let irqs = IdAllocator::new(VIRTIO_IRQ_FIRST, VIRTIO_IRQ_LAST)

@@ -135,7 +135,7 @@ impl MmioTransport {
             DEVICE_ID => self.device.device_type(),
             VENDOR => VENDOR_ID,
             DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.device.avail_features() as u32,
+                0 => (self.device.avail_features() & 0xffff_ffff) as u32,
                 1 => (self.device.avail_features() >> 32) as u32,
                 _ => 0,
             },

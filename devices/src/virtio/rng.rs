@@ -133,10 +133,13 @@ fn fill(writer: &mut Writer<'_>, buf: &mut [u8]) -> Option<u32> {
         return None;
     }
     // The Writer's slices were validated against guest memory; writing cannot fail.
-    Some(match writer.write_all(buf) {
-        Ok(()) => len as u32,
-        Err(_) => writer.bytes_written() as u32,
-    })
+    let written = match writer.write_all(buf) {
+        Ok(()) => len,
+        Err(_) => writer.bytes_written(),
+    };
+    // At most `buf.len()`, which is MAX_REQUEST_LEN (64 KiB).
+    #[allow(clippy::cast_possible_truncation)]
+    Some(written as u32)
 }
 
 /// Fills `buf` completely; getrandom may return short for requests over 256 bytes when a

@@ -55,6 +55,11 @@ pub enum TapError {
     },
 }
 
+/// TUNSETIFF's flags: a TAP device, no packet-information prefix, a virtio-net header on
+/// every frame. `ifr_flags` is a C short; libc spells the flags as ints.
+#[allow(clippy::cast_possible_truncation)] // 0x0002 | 0x1000 | 0x4000 fits an i16
+const TAP_FLAGS: i16 = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+
 /// An open, non-blocking TAP interface.
 #[derive(Debug)]
 pub struct Tap {
@@ -78,7 +83,7 @@ impl Tap {
             })?;
 
         let mut ifr = ifreq_for(name);
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+        ifr.ifr_ifru.ifru_flags = TAP_FLAGS;
         // SAFETY: `file` is an open tun fd and `ifr` a valid, initialised ifreq; the kernel
         // reads it and writes back the interface name within its IFNAMSIZ bytes.
         let ret = unsafe { ioctl_with_ref(&file, libc::TUNSETIFF as _, &ifr) };
@@ -93,6 +98,8 @@ impl Tap {
         }
         let name = name_from(&ifr);
 
+        // VNET_HDR_LEN is 12.
+        #[allow(clippy::cast_possible_truncation)]
         let hdr_len = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one c_int through the pointer, which is valid.
         let ret = unsafe { ioctl_with_ref(&file, libc::TUNSETVNETHDRSZ as _, &hdr_len) };

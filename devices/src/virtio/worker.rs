@@ -96,7 +96,7 @@ fn timeout_ms(deadline: Option<Instant>) -> i32 {
         None => -1,
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now());
-            left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32
+            i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX)
         }
     }
 }
@@ -220,8 +220,11 @@ fn run<H: EventHandler>(interest: &mut Interest, handler: &mut H) {
             if token == STOP_TOKEN {
                 return;
             }
+            // Every other token is one the handler registered, as a usize, so it fits.
+            #[allow(clippy::cast_possible_truncation)]
+            let token = token as usize;
             if handler
-                .on_event(token as usize, event.event_set(), interest)
+                .on_event(token, event.event_set(), interest)
                 .is_break()
             {
                 return;

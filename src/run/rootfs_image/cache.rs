@@ -33,8 +33,12 @@ pub struct KeyLock {
 impl KeyLock {
     /// Waits until no one else holds `key`.
     pub fn acquire(dir: &Path, key: &str) -> io::Result<Self> {
-        Self::lock(dir, key, true)
-            .map(|lock| lock.expect("a blocking lock is either taken or an error"))
+        // A blocking lock is taken or an error, so this returns on the first pass.
+        loop {
+            if let Some(lock) = Self::lock(dir, key, true)? {
+                return Ok(lock);
+            }
+        }
     }
 
     /// `None` at once when someone else holds `key`.

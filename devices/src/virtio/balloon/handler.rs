@@ -228,8 +228,11 @@ fn release(mem: &GuestMemoryMmap, pfn: u64, count: u64) -> bool {
     let (Some(addr), Some(len)) = (pfn.checked_mul(PAGE_SIZE), count.checked_mul(PAGE_SIZE)) else {
         return false;
     };
+    let Ok(len) = usize::try_from(len) else {
+        return false;
+    };
     // get_slice succeeds only when the whole range lies inside one region.
-    let Ok(slice) = mem.get_slice(GuestAddress(addr), len as usize) else {
+    let Ok(slice) = mem.get_slice(GuestAddress(addr), len) else {
         return false;
     };
     let host = slice.ptr_guard_mut();
@@ -237,7 +240,7 @@ fn release(mem: &GuestMemoryMmap, pfn: u64, count: u64) -> bool {
     // Guest memory is only ever accessed through volatile copies, never through Rust
     // references, so replacing the pages with zero-fill-on-demand ones (what DONTNEED does
     // to private anonymous memory) breaks no invariant; it is what the guest asked for.
-    let ret = unsafe { libc::madvise(host.as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
+    let ret = unsafe { libc::madvise(host.as_ptr().cast(), len, libc::MADV_DONTNEED) };
     ret == 0
 }
 

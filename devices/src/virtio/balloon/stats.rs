@@ -6,7 +6,8 @@
 pub(super) const STAT_LEN: usize = 10;
 /// The balloon counts in 4 KiB pages whatever the guest's page size (§5.5.6).
 pub const PAGE_SIZE: u64 = 4096;
-pub(super) const PAGES_PER_MIB: u32 = (1 << 20) / PAGE_SIZE as u32;
+pub(super) const PAGES_PER_MIB: u32 = 256;
+const _: () = assert!(PAGES_PER_MIB as u64 * PAGE_SIZE == 1 << 20);
 
 /// A snapshot of the balloon. Guest statistics are `None` until the guest reported them
 /// (it only does when the stats queue was negotiated, i.e. a polling interval was set).

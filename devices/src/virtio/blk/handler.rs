@@ -4,14 +4,15 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::disk::Disk;
-use super::request::{self, Limits, Reject, Request, RequestType, Segment};
+use super::request::{
+    self, Limits, Reject, Request, RequestType, Segment, STATUS_IOERR, STATUS_OK,
+};
 use crate::virtio::device::{ActivateContext, DeviceQueue, Interrupt};
 use crate::virtio::metrics::ErrorCounters;
 
@@ -81,7 +82,7 @@ impl BlockHandler {
             let len = match parsed {
                 Ok(req) => {
                     let (code, len) = execute(&self.mem, &self.disk, &req, &self.segs);
-                    if code != VIRTIO_BLK_S_OK {
+                    if code != STATUS_OK {
                         self.errors.request_failed();
                     }
                     len
@@ -120,29 +121,33 @@ impl BlockHandler {
 
 /// Runs a checked request; returns its status and the number of bytes written to the
 /// guest.
-fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, segs: &[Segment]) -> (u32, u32) {
+fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, segs: &[Segment]) -> (u8, u32) {
     let (code, data_written) = match req.kind {
         RequestType::In => match disk.read_into(mem, segs, req.sector) {
-            // data_len fits in u32: a chain carries less than 4 GiB.
-            Ok(()) => (VIRTIO_BLK_S_OK, req.data_len as u32),
-            Err(_) => (VIRTIO_BLK_S_IOERR, 0),
+            Ok(()) => (STATUS_OK, req.data_len),
+            Err(_) => (STATUS_IOERR, 0),
         },
         // §5.2.6.2: a write to a VIRTIO_BLK_F_RO device gets IOERR and writes nothing
         // (Firecracker answers the same).
-        RequestType::Out if disk.read_only => (VIRTIO_BLK_S_IOERR, 0),
+        RequestType::Out if disk.read_only => (STATUS_IOERR, 0),
         RequestType::Out => match disk.write_from(mem, segs, req.sector) {
-            Ok(()) => (VIRTIO_BLK_S_OK, 0),
-            Err(_) => (VIRTIO_BLK_S_IOERR, 0),
+            Ok(()) => (STATUS_OK, 0),
+            Err(_) => (STATUS_IOERR, 0),
         },
         // OK only once the data is on stable storage: that is what the guest's FLUSH
         // (fsync, journal commit) relies on.
         RequestType::Flush => match disk.flush() {
-            Ok(()) => (VIRTIO_BLK_S_OK, 0),
-            Err(_) => (VIRTIO_BLK_S_IOERR, 0),
+            Ok(()) => (STATUS_OK, 0),
+            Err(_) => (STATUS_IOERR, 0),
         },
-        RequestType::GetId => (VIRTIO_BLK_S_OK, disk.write_id(mem, segs) as u32),
+        RequestType::GetId => {
+            // At most ID_LEN (20) bytes: write_id copies no more than the id.
+            #[allow(clippy::cast_possible_truncation)]
+            let written = disk.write_id(mem, segs) as u32;
+            (STATUS_OK, written)
+        }
     };
-    write_status(mem, req.status, code as u8);
+    write_status(mem, req.status, code);
     (code, data_written + 1)
 }
 

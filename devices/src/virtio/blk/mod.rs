@@ -133,13 +133,17 @@ impl Block {
     }
 }
 
+/// The config space's blk_size (a le32): the sector size.
+const BLK_SIZE: u32 = 512;
+const _: () = assert!(BLK_SIZE as u64 == SECTOR_SIZE);
+
 /// capacity (u64 @0), size_max (u32 @8, not offered), seg_max (u32 @12), geometry
 /// (4 bytes @16, not offered), blk_size (u32 @20).
 fn config_space(capacity: u64) -> [u8; 24] {
     let mut c = [0u8; 24];
     c[0..8].copy_from_slice(&capacity.to_le_bytes());
     c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
-    c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+    c[20..24].copy_from_slice(&BLK_SIZE.to_le_bytes());
     c
 }
 

@@ -8,8 +8,8 @@
 //! header, data and status in descriptors of their own.
 
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
-    VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
+    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
@@ -19,6 +19,19 @@ use super::SECTOR_SIZE;
 
 /// Size of `struct virtio_blk_outhdr`.
 const HEADER_LEN: usize = 16;
+
+/// The status byte that ends a request (§5.2.6): OK, IOERR or UNSUPP.
+pub const STATUS_OK: u8 = status_byte(VIRTIO_BLK_S_OK);
+pub const STATUS_IOERR: u8 = status_byte(VIRTIO_BLK_S_IOERR);
+pub const STATUS_UNSUPP: u8 = status_byte(VIRTIO_BLK_S_UNSUPP);
+
+/// virtio-bindings spells the status codes (0, 1, 2) as u32; the device writes one byte.
+/// Only used for the constants above, so a code that did not fit would fail the build.
+#[allow(clippy::cast_possible_truncation)] // the assert checks the value fits
+const fn status_byte(code: u32) -> u8 {
+    assert!(code <= u8::MAX as u32);
+    code as u8
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestType {
@@ -41,8 +54,8 @@ pub struct Segment {
 pub struct Request {
     pub kind: RequestType,
     pub sector: u64,
-    /// Total length of the data segments.
-    pub data_len: u64,
+    /// Total length of the data segments (the used length the guest reads back is a u32).
+    pub data_len: u32,
     pub status: GuestAddress,
 }
 
@@ -106,7 +119,7 @@ where
         .ok_or(Reject::NoStatus)?;
     let ioerr = Reject::Status {
         status,
-        code: VIRTIO_BLK_S_IOERR as u8,
+        code: STATUS_IOERR,
     };
 
     // Device-readable descriptors come first, then device-writable ones (§2.7.4.2).
@@ -148,7 +161,7 @@ where
         _ => {
             return Err(Reject::Status {
                 status,
-                code: VIRTIO_BLK_S_UNSUPP as u8,
+                code: STATUS_UNSUPP,
             })
         }
     };
@@ -177,7 +190,12 @@ where
     }
     let data_len: u64 = data.iter().map(|s| s.len as u64).sum();
 
+    // virtio-queue ends a chain before 4 GiB, so this holds; checked all the same, since
+    // the length is guest-made and goes back to the guest as a u32.
+    let data_len = u32::try_from(data_len).map_err(|_| ioerr)?;
+
     if matches!(kind, RequestType::In | RequestType::Out) {
+        let data_len = u64::from(data_len);
         let sectors = data_len / SECTOR_SIZE;
         let in_range = sector
             .checked_add(sectors)

@@ -86,8 +86,8 @@ impl QueueConfig {
             if addr % align != 0 {
                 return Err(QueueError::Misaligned { ring, addr, align });
             }
-            // `len` is at most 512 KiB (size <= 32768), so the cast cannot truncate.
-            if !mem.check_range(GuestAddress(addr), len as usize) {
+            // `len` is at most 512 KiB (size <= 32768), so it fits a usize.
+            if !usize::try_from(len).is_ok_and(|len| mem.check_range(GuestAddress(addr), len)) {
                 return Err(QueueError::OutsideMemory { ring, addr, len });
             }
         }
@@ -98,13 +98,19 @@ impl QueueConfig {
             max: self.max_size,
         })?;
         queue.set_size(size);
-        queue.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
-        queue.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
-        queue.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
+        let [desc, avail, used] = [self.desc, self.avail, self.used].map(halves);
+        queue.set_desc_table_address(desc.0, desc.1);
+        queue.set_avail_ring_address(avail.0, avail.1);
+        queue.set_used_ring_address(used.0, used.1);
         queue.set_event_idx(event_idx);
         queue.set_ready(true);
         Ok(queue)
     }
+}
+
+/// A ring address as the low and high halves virtio-queue's setters take.
+fn halves(addr: u64) -> (Option<u32>, Option<u32>) {
+    (Some((addr & 0xffff_ffff) as u32), Some((addr >> 32) as u32))
 }
 
 #[cfg(test)]

@@ -254,7 +254,10 @@ impl NetHandler {
             self.rx.add_used(&self.mem, head, 0)?;
             return Ok(RxOutcome::BadChain);
         }
-        self.rx.add_used(&self.mem, head, len as u32)?;
+        // `len` <= MAX_FRAME_LEN (65562): the frame is `rx_buf[..len]`, written just above.
+        #[allow(clippy::cast_possible_truncation)]
+        let used_len = len as u32;
+        self.rx.add_used(&self.mem, head, used_len)?;
         count(&self.counters.rx_frames, &self.counters.rx_bytes, len);
         Ok(RxOutcome::Delivered)
     }
@@ -381,10 +384,14 @@ fn count(frames: &AtomicU64, bytes: &AtomicU64, len: usize) {
 }
 
 fn writev_frame(fd: &dyn AsRawFd, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    // One slice per descriptor, so at most a queue's worth; what the kernel would refuse
+    // anyway (more than IOV_MAX) is refused here with its EINVAL.
+    let iovcnt =
+        libc::c_int::try_from(iov.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     loop {
         // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` and every slice is valid
         // for reads for the duration of the call; the fd is open (owned by the backend).
-        let n = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr().cast(), iov.len() as i32) };
+        let n = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr().cast(), iovcnt) };
         if n >= 0 {
             return Ok(n as usize);
         }

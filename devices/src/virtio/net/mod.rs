@@ -25,6 +25,10 @@ use super::worker::Worker;
 use super::{ActivateContext, ActivateError, VirtioDevice};
 use handler::NetHandler;
 
+/// The STATUS field's link-up bit, a le16; virtio-bindings spells it as a u32.
+#[allow(clippy::cast_possible_truncation)] // the value is 1
+const STATUS_LINK_UP: u16 = VIRTIO_NET_S_LINK_UP as u16;
+
 /// Entries per queue; Linux's driver fills the whole rx ring with 1.5 KiB buffers.
 pub const NET_QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 2] = [NET_QUEUE_SIZE; 2];
@@ -87,7 +91,7 @@ impl Net {
     fn config(&self) -> [u8; CONFIG_LEN] {
         let mut config = [0u8; CONFIG_LEN];
         config[..6].copy_from_slice(&self.mac.unwrap_or_default());
-        config[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
+        config[6..].copy_from_slice(&STATUS_LINK_UP.to_le_bytes());
         config
     }
 }

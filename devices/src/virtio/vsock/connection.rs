@@ -231,7 +231,7 @@ impl Connection {
 
     fn on_guest_data(&mut self, payload: &[u8]) {
         if self.peer_shutdown & SHUTDOWN_SEND != 0
-            || self.credit.received(payload.len() as u32).is_err()
+            || !u32::try_from(payload.len()).is_ok_and(|n| self.credit.received(n).is_ok())
         {
             self.kill();
             return;
@@ -241,7 +241,7 @@ impl Connection {
         if self.to_host.is_empty() {
             match unix::send(&self.stream, payload) {
                 Ok(n) => {
-                    self.credit.forwarded(n as u32);
+                    self.credit.forwarded(credit_count(n));
                     rest = &payload[n..];
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -263,7 +263,7 @@ impl Connection {
                 Ok(n) => {
                     let ours = n.min(self.control_bytes);
                     self.control_bytes -= ours;
-                    self.credit.forwarded((n - ours) as u32);
+                    self.credit.forwarded(credit_count(n - ours));
                     self.to_host.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -359,11 +359,14 @@ impl Connection {
                 if n < want {
                     self.host_readable = false;
                 }
-                self.credit.sent(n as u32);
+                // n <= want <= peer_free(), a u32.
+                #[allow(clippy::cast_possible_truncation)]
+                let len = n as u32;
+                self.credit.sent(len);
                 // This packet carries our fwd_cnt, so a pending update is covered.
                 self.owed.credit_update = false;
                 self.refresh();
-                Some((self.header(OP_RW, 0, n as u32), n))
+                Some((self.header(OP_RW, 0, len), n))
             }
             // Level-triggered epoll reports the stream again if data is still there.
             Err(e)
@@ -398,4 +401,13 @@ impl Connection {
             fwd_cnt,
         }
     }
+}
+
+/// Bytes of guest data that reached the host, as the credit counters count them. The count is
+/// at most what `to_host` or one packet holds (within CONN_BUF_SIZE); and the counters are
+/// free-running u32s that wrap (virtio 1.2 §5.10.6.3), so even a larger count would be
+/// counted modulo 2^32, as the spec has it.
+#[allow(clippy::cast_possible_truncation)]
+fn credit_count(n: usize) -> u32 {
+    n as u32
 }

@@ -159,8 +159,10 @@ impl VsockHandler {
                     }
                 }
             };
+            // At most the chain's length, which virtio-queue keeps below 4 GiB.
+            let written = u32::try_from(written).map_err(|_| BrokenChain)?;
             self.rxq
-                .add_used(&self.mem, head, written as u32)
+                .add_used(&self.mem, head, written)
                 .map_err(|_| BrokenChain)?;
             used = true;
         }

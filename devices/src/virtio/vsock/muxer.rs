@@ -118,7 +118,10 @@ impl Muxer {
             self.accept_all();
             return;
         }
-        let fd = token as RawFd;
+        // Every other token is the fd of a stream we registered; anything else is not ours.
+        let Ok(fd) = RawFd::try_from(token) else {
+            return;
+        };
         if self.handshakes.contains_key(&fd) {
             self.poll_handshake(fd);
         } else if let Some(&key) = self.by_fd.get(&fd) {
@@ -175,7 +178,9 @@ impl Muxer {
             HandshakeStatus::Invalid => None,
             HandshakeStatus::Port(p) => Some(p),
         };
-        let hs = self.handshakes.remove(&fd).expect("handshake present");
+        let Some(hs) = self.handshakes.remove(&fd) else {
+            return;
+        };
         let _ = self
             .epoll
             .ctl(ControlOperation::Delete, fd, EpollEvent::default());

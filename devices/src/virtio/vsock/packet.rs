@@ -45,11 +45,16 @@ pub struct Header {
     pub fwd_cnt: u32,
 }
 
+/// The `N` header bytes at offset `at` (a constant field offset inside the header).
+fn field<const N: usize>(b: &[u8; HDR_SIZE], at: usize) -> [u8; N] {
+    std::array::from_fn(|i| b[at + i])
+}
+
 impl Header {
     pub fn from_bytes(b: &[u8; HDR_SIZE]) -> Self {
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-        let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(field(b, o));
+        let u32_at = |o: usize| u32::from_le_bytes(field(b, o));
+        let u16_at = |o: usize| u16::from_le_bytes(field(b, o));
         Header {
             src_cid: u64_at(0),
             dst_cid: u64_at(8),

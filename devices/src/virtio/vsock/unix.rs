@@ -24,7 +24,10 @@ pub fn port_path(uds_path: &Path, port: u32) -> PathBuf {
 pub fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
     // SAFETY: `sockaddr_un` is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // AF_UNIX is 1; sa_family_t is the u16 the kernel reads.
+    #[allow(clippy::cast_possible_truncation)]
+    let family = libc::AF_UNIX as libc::sa_family_t;
+    addr.sun_family = family;
     let bytes = path.as_os_str().as_bytes();
     // One byte stays zero: sun_path must be NUL terminated.
     if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
@@ -46,7 +49,9 @@ pub fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
     }
     // SAFETY: `fd` is a fresh socket that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // At most size_of::<sockaddr_un>() (110): the path was checked against sun_path above.
+    let len = libc::socklen_t::try_from(size_of::<libc::sa_family_t>() + bytes.len() + 1)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     debug_assert!(len as usize <= size_of_val(&addr));
     // SAFETY: `addr` is a valid sockaddr_un that outlives the call and `len` does not
     // exceed its size; the kernel only reads it.
