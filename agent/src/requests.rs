@@ -170,13 +170,7 @@ impl Agent {
         link: Option<LinkAddresses>,
         files: Vec<FileCopy>,
     ) -> Result<(), RequestError> {
-        check_id(&container)?;
-        if self.workloads.contains_key(&container) {
-            return Err(RequestError::Exists(container));
-        }
-        if self.workloads.len() >= MAX_CONTAINERS {
-            return Err(RequestError::TooMany);
-        }
+        self.check_new_name(&container)?;
         if let Some(link) = link {
             // First, so that a link that fails leaves nothing mounted behind.
             self.set_up_link(link)?;
@@ -213,6 +207,18 @@ impl Agent {
         }
     }
 
+    /// A name a new workload (or exec) may take: valid, free, and within the limit.
+    fn check_new_name(&self, container: &str) -> Result<(), RequestError> {
+        check_id(container)?;
+        if self.workloads.contains_key(container) {
+            return Err(RequestError::Exists(container.to_owned()));
+        }
+        if self.workloads.len() >= MAX_CONTAINERS {
+            return Err(RequestError::TooMany);
+        }
+        Ok(())
+    }
+
     /// `exec`: another process of the running workload `target`, recorded as a workload
     /// named `container` (its config is the target's, with `process` in place of the
     /// first); `start` makes it join the target's namespaces and cgroup.
@@ -223,13 +229,7 @@ impl Agent {
         target: &str,
         process: ProcessConfig,
     ) -> Result<(), RequestError> {
-        check_id(&container)?;
-        if self.workloads.contains_key(&container) {
-            return Err(RequestError::Exists(container));
-        }
-        if self.workloads.len() >= MAX_CONTAINERS {
-            return Err(RequestError::TooMany);
-        }
+        self.check_new_name(&container)?;
         let of = self
             .workloads
             .get(target)

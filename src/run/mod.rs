@@ -231,18 +231,9 @@ fn run_in_running_vm(
     config: ContainerConfig,
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
-    let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
-    let control = match connect_running_vm(args, uds, &signals, timings)? {
-        Connected::Agent(control) => control,
-        Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
-    };
-    let watch = Watch {
-        signals: &signals,
-        vm_ended: None,
-        hold: None,
-    };
-    let ran = session::run_workload(uds, control, config, guest_rootfs(), None, &watch, timings);
-    running_vm_result(ran)
+    in_running_vm(args, uds, timings, |control, watch| {
+        session::run_workload(uds, control, config, guest_rootfs(), None, watch, timings)
+    })
 }
 
 /// `--exec-in` (vmm-runc's `exec`): the process in `--exec-process` runs in the workload
@@ -261,6 +252,19 @@ fn exec_in_running_vm(
         .name
         .clone()
         .unwrap_or_else(|| format!("exec-{}", std::process::id()));
+    in_running_vm(args, uds, timings, |control, watch| {
+        session::run_exec(uds, control, &name, target, process, watch, timings)
+    })
+}
+
+/// Runs `session` against the agent of the VM at `uds`, which this run does not own: with
+/// signals passed on, and the agent's going away as the end.
+fn in_running_vm(
+    args: &RunArgs,
+    uds: &Path,
+    timings: &Timings,
+    session: impl FnOnce(agent_client::Control, &Watch) -> Result<WaitReply, Interrupted>,
+) -> Result<WaitReply, RunError> {
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let control = match connect_running_vm(args, uds, &signals, timings)? {
         Connected::Agent(control) => control,
@@ -271,8 +275,7 @@ fn exec_in_running_vm(
         vm_ended: None,
         hold: None,
     };
-    let ran = session::run_exec(uds, control, &name, target, process, &watch, timings);
-    running_vm_result(ran)
+    running_vm_result(session(control, &watch))
 }
 
 /// The process of `--exec-process`: JSON of the runtime's process config, at most 1 MiB.
