@@ -654,37 +654,38 @@ ctr_vmc_checks() { # CTR: a ctr command line speaking to the case's containerd
     [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr run --rm left a container"; return 1; }
     [ ! -e /run/containerd/runc/realkvm/c1 ] || { WHY="vmm-runc's state of c1 is left"; return 1; }
     # A detached task, a process exec'd in it (`ctr task exec`), then killed and removed.
-    timeout -s KILL 120 $ctr run -d --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
-        --annotation io.vmm.isolation=vm+container "$OCI_IMAGE" c2 sleep 1000 >>"$OUT" 2>&1 ||
-        { WHY="ctr run -d failed"; return 1; }
-    { timeout -s KILL 60 $ctr task exec --exec-id e1 c2 sh -c 'echo exec-in pid=$$ init=$(cat /proc/1/comm); exit 5' </dev/null
-        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
-    STATUS=$(cat /tmp/case.status)
-    $ctr task kill -s SIGKILL c2 >>"$OUT" 2>&1
-    for i in $(seq 1 30); do $ctr task list | grep -q "^c2 .*STOPPED" && break; sleep 1; done
-    $ctr task delete c2 >>"$OUT" 2>&1
-    $ctr container delete c2 >>"$OUT" 2>&1
+    ctr_exec_in_detached "$ctr" vm+container c2 'echo exec-in pid=$$ init=$(cat /proc/1/comm); exit 5' ||
+        return 1
     [ "$STATUS" = 5 ] && grep -q "exec-in pid=[0-9]* init=sleep$" "$OUT" ||
         { WHY="ctr task exec: exited $STATUS, want 5 and a line from the container"; return 1; }
     [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr left container c2"; return 1; }
     ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="ctr task kill left the VMM running"; return 1; }
     # The vm level (the workload is the guest's own process, chrooted into the image): a
     # detached task and a process exec'd in it, which must see the image's root.
-    timeout -s KILL 120 $ctr run -d --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
-        --annotation io.vmm.isolation=vm "$OCI_IMAGE" c3 sleep 1000 >>"$OUT" 2>&1 ||
-        { WHY="ctr run -d at the vm level failed"; return 1; }
-    { timeout -s KILL 60 $ctr task exec --exec-id e2 c3 sh -c 'echo exec-vm $(ls /memhog) kernel=$(uname -r); exit 6' </dev/null
-        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
-    STATUS=$(cat /tmp/case.status)
-    $ctr task kill -s SIGKILL c3 >>"$OUT" 2>&1
-    for i in $(seq 1 30); do $ctr task list | grep -q "^c3 .*STOPPED" && break; sleep 1; done
-    $ctr task delete c3 >>"$OUT" 2>&1
-    $ctr container delete c3 >>"$OUT" 2>&1
+    ctr_exec_in_detached "$ctr" vm c3 'echo exec-vm $(ls /memhog) kernel=$(uname -r); exit 6' ||
+        return 1
     [ "$STATUS" = 6 ] && grep -q "exec-vm /memhog kernel=" "$OUT" ||
         { WHY="ctr task exec at the vm level: exited $STATUS, want 6 and a line from the image's root"; return 1; }
     ! grep -q "exec-vm .* kernel=$(uname -r)$" "$OUT" || { WHY="the vm level's exec ran in the outer guest"; return 1; }
     [ -z "$($ctr containers list --quiet)" ] || { WHY="ctr left container c3"; return 1; }
     grep -e hi-from-the-vm -e exec-in -e exec-vm "$OUT" | sed 's/^/  ctr: /'
+}
+
+# ctr_exec_in_detached CTR LEVEL ID SCRIPT: `ctr run -d` of a sleep at LEVEL, `ctr task
+# exec` of SCRIPT in it ($STATUS its exit status, its output in $OUT), then the task killed
+# and the container deleted.
+ctr_exec_in_detached() {
+    local ctr=$1 level=$2 id=$3 i
+    timeout -s KILL 120 $ctr run -d --snapshotter native --runc-binary /usr/local/bin/vmm-runc \
+        --annotation io.vmm.isolation="$level" "$OCI_IMAGE" "$id" sleep 1000 >>"$OUT" 2>&1 ||
+        { WHY="ctr run -d at $level failed"; return 1; }
+    { timeout -s KILL 60 $ctr task exec --exec-id "$id-exec" "$id" sh -c "$4" </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    $ctr task kill -s SIGKILL "$id" >>"$OUT" 2>&1
+    for i in $(seq 1 30); do $ctr task list | grep -q "^$id .*STOPPED" && break; sleep 1; done
+    $ctr task delete "$id" >>"$OUT" 2>&1
+    $ctr container delete "$id" >>"$OUT" 2>&1
 }
 
 case_podman_run_vmc_annotation() {

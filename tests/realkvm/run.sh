@@ -225,7 +225,7 @@ for line in sys.stdin:
     say "what the hung outer guest was doing: $log.hang-dump"
 }
 boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
-    local part="$log.part" pidfile="$cache/qemu.pid" last_progress=-1 quiet_since progress
+    local part="$log.part" pidfile="$cache/qemu.pid" last_progress=-1 quiet_since progress killed=0
     : >"$part"
     rm -f "$pidfile" "$cache/qemu.mon"
     timeout -k 10 "$limit" "$qemu" -accel "$accel" -cpu EPYC,+svm -smp 2 -m 2048 \
@@ -241,6 +241,7 @@ boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
         if grep -q -E 'soft lockup|rcu_(sched|preempt) (self-)?detected stall' "$part"; then
             say "the outer kernel reports: $(grep -m1 -o -E 'soft lockup.*|rcu_(sched|preempt) (self-)?detected stall.*' "$part"): killing it (a nested-virtualization hang)"
             [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+            killed=1
             break
         elif [ "$progress" != "$last_progress" ]; then
             last_progress=$progress quiet_since=$(date +%s)
@@ -248,10 +249,17 @@ boot_outer() { # APPEND: one outer boot; its serial output is appended to $log
             say "the outer guest reported no progress for ${stall}s: killing it (a nested-virtualization hang)"
             dump_hung_outer
             [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+            killed=1
             break
         fi
     done
     wait "$pipeline"
+    if ! grep -q -E '^(REALKVM|BENCH)-DONE' "$part" && [ "$killed" = 0 ]; then
+        # Ended by itself before its last case (an outer kernel panic or a reset ends QEMU,
+        # as -no-reboot asks): its last words, which the log of the next boot would bury.
+        say "the outer guest ended before its last case, not killed by the watchdog (a panic, a reset, or the ${limit}s limit); its console's last lines:"
+        grep -v -E '^(REALKVM|BENCH)' "$part" | tail -n 25 | sed 's/^/  | /' >&2
+    fi
     cat "$part" >>"$log"
 }
 say "booting the outer guest (QEMU -accel $accel, -cpu EPYC,+svm, limit ${limit}s); log: $log"
