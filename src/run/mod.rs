@@ -275,7 +275,15 @@ fn in_running_vm(
         vm_ended: None,
         hold: None,
     };
-    running_vm_result(session(control, &watch))
+    // The agent's going away ends a run in a VM this run does not own.
+    match session(control, &watch) {
+        Ok(ended) => Ok(ended),
+        Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
+            during: "the run",
+            source: None,
+        }),
+        Err(Interrupted::Error(e)) => Err(e),
+    }
 }
 
 /// The process of `--exec-process`: JSON of the runtime's process config, at most 1 MiB.
@@ -306,18 +314,6 @@ fn connect_running_vm(
         )));
     }
     connect_agent(args, uds, signals, None, timings)
-}
-
-/// A run in a VM this run does not own: the agent's going away ends it.
-fn running_vm_result(ran: Result<WaitReply, Interrupted>) -> Result<WaitReply, RunError> {
-    match ran {
-        Ok(ended) => Ok(ended),
-        Err(Interrupted::VmEnded) => Err(RunError::AgentGone {
-            during: "the run",
-            source: None,
-        }),
-        Err(Interrupted::Error(e)) => Err(e),
-    }
 }
 
 enum Connected {

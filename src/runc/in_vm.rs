@@ -39,7 +39,7 @@ pub fn set_up(
         ))));
     }
     let fifo = make_exec_fifo(&locked).map_err(fail)?;
-    let (ready_r, ready_w) = ready_pipe().map_err(fail)?;
+    let (ready_r, ready_w) = pipe_to_child(ChildEnd::Write).map_err(fail)?;
     let vmm = std::env::current_exe().map_err(|e| fail(RuncError::io("find the vmm binary", e)))?;
     let mut child = Command::new(&vmm)
         .arg0("vmm")
@@ -101,9 +101,17 @@ pub fn set_up(
     Ok(Made { locked, saved })
 }
 
-/// The pipe on which `vmm run` says the workload is created: the write end is inherited
-/// by it (no close-on-exec), the read end stays here.
-fn ready_pipe() -> Result<(OwnedFd, OwnedFd), RuncError> {
+/// Which end of a pipe `vmm run` inherits; the other stays here, close-on-exec.
+#[derive(Clone, Copy)]
+enum ChildEnd {
+    /// It writes (the ready pipe: it says when the workload is created).
+    Write,
+    /// It reads (the process of an `exec`).
+    Read,
+}
+
+/// A pipe (read end, write end) whose `child` end `vmm run` inherits.
+fn pipe_to_child(child: ChildEnd) -> Result<(OwnedFd, OwnedFd), RuncError> {
     let mut fds = [0; 2];
     // SAFETY: a writable array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), 0) } != 0 {
@@ -114,8 +122,12 @@ fn ready_pipe() -> Result<(OwnedFd, OwnedFd), RuncError> {
     }
     // SAFETY: pipe2 made both; nothing else owns them.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let ours = match child {
+        ChildEnd::Write => &r,
+        ChildEnd::Read => &w,
+    };
     // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok((r, w))
 }
 
@@ -144,12 +156,10 @@ pub fn exec(
         )));
     }
     // Passed on a pipe the child inherits: nothing to clean up, whoever ends first.
-    let (process_r, process_w) = ready_pipe()?;
+    let (process_r, process_w) = pipe_to_child(ChildEnd::Read)?;
     std::fs::File::from(process_w)
         .write_all(&json)
         .map_err(|e| RuncError::io("pass the process to vmm run", e))?;
-    // SAFETY: fcntl on a descriptor we own; the child inherits it.
-    unsafe { libc::fcntl(process_r.as_raw_fd(), libc::F_SETFD, 0) };
     let vmm = std::env::current_exe().map_err(|e| RuncError::io("find the vmm binary", e))?;
     let mut command = Command::new(&vmm);
     command
