@@ -433,3 +433,147 @@ fn vm_socket_that_does_not_exist_is_bad_input_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn an_exec_on_a_terminal_takes_the_size_of_vmm_runs_terminal_and_its_resizes() {
+    let test = "an_exec_on_a_terminal_takes_the_size_of_vmm_runs_terminal_and_its_resizes";
+    let Some(rootfs) = rootfs_or_skip(test) else {
+        return;
+    };
+    let Some(agent) = TestAgent::start(test, &rootfs) else {
+        return;
+    };
+    let target = container_support::unique("tty-target");
+    let mut host = vmm_run(
+        "vm+container",
+        &agent.socket,
+        &["--name", &target],
+        &["sh", "-c", "echo started; exec sleep 30"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(host.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+
+    // vmm-runc's exec -t: vmm run on a pty it controls, the process on one in the guest.
+    let script = "tty; stty size; trap 'stty size; exit 3' WINCH; echo ready; \
+                  while :; do sleep 0.05; done";
+    let options = runtime::options::RunOptions::new(
+        rootfs.clone(),
+        ["sh", "-c", script].map(String::from).to_vec(),
+    );
+    let process = runtime::options::config_from_options(&options)
+        .unwrap()
+        .process;
+    let process_file = std::env::temp_dir().join(format!("{target}.process.json"));
+    std::fs::write(&process_file, serde_json::to_vec(&process).unwrap()).unwrap();
+    let (primary, secondary) = pty(30, 90);
+    let mut exec = Command::new(VMM);
+    exec.args(["run", "--isolation", "vm+container", "--vm-socket"])
+        .arg(&agent.socket)
+        .args(["--exec-in", &target, "--exec-terminal", "--exec-process"])
+        .arg(&process_file)
+        .stdin(secondary.try_clone().unwrap())
+        .stdout(secondary)
+        .stderr(Stdio::piped());
+    // SAFETY: setsid and ioctl are async-signal-safe, as a pre_exec hook needs.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut exec, || {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        })
+    };
+    let mut child = exec.spawn().unwrap();
+    // Our copies of the secondary end go, so reads of the primary end once vmm run does.
+    drop(exec);
+    let mut primary = std::fs::File::from(primary);
+    let seen = read_pty_until(&mut primary, "ready\r\n");
+    assert!(seen.starts_with("/dev/pts/"), "{seen:?}");
+    assert!(seen.contains("\r\n30 90\r\n"), "{seen:?}");
+    runtime::sys::linux::set_window_size(
+        std::os::fd::AsRawFd::as_raw_fd(&primary),
+        runtime::config::ConsoleSize { rows: 20, cols: 60 },
+    )
+    .unwrap();
+    let rest = read_pty_until(&mut primary, "20 60\r\n");
+    assert_eq!(rest, "20 60\r\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let _ = std::fs::remove_file(&process_file);
+    host.kill().unwrap();
+    host.wait().unwrap();
+}
+
+/// A raw pty of `rows` x `cols` (as vmm-runc makes: the guest's pty does the line
+/// discipline): (primary, secondary), close-on-exec.
+fn pty(rows: u16, cols: u16) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut primary, mut secondary) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the locals; no name or termios asked.
+    let r = unsafe {
+        libc::openpty(
+            &mut primary,
+            &mut secondary,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    for fd in [primary, secondary] {
+        // SAFETY: fcntl on descriptors openpty just made.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: termios is plain data; tcgetattr fills it, cfmakeraw edits it, tcsetattr
+    // reads it, all on the secondary end openpty made.
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(secondary, &mut termios), 0);
+        libc::cfmakeraw(&mut termios);
+        assert_eq!(libc::tcsetattr(secondary, libc::TCSANOW, &termios), 0);
+    }
+    // SAFETY: openpty made both; nothing else owns them.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(primary),
+            std::os::fd::OwnedFd::from_raw_fd(secondary),
+        )
+    }
+}
+
+/// What the pty's primary end gives until it has given `end` (10 s at most).
+fn read_pty_until(primary: &mut std::fs::File, end: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).ends_with(end) {
+        assert!(
+            Instant::now() < deadline,
+            "no {end:?} in {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        let mut poll = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(primary),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut poll, 1, 100) } == 1 {
+            let n = primary.read(&mut buf).expect("the pty ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}

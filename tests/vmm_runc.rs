@@ -512,7 +512,7 @@ fn terminal_goes_to_the_console_socket() {
         &b.id,
     ]);
     let (conn, _) = listener.accept().unwrap();
-    let primary = receive_fd(conn.as_raw_fd());
+    let primary = runtime::sys::linux::recv_fd(conn.as_raw_fd(), 0).unwrap();
     let pid = b.pid();
     b.ok(&["start", &b.id]);
     let _ = reap(pid);
@@ -665,30 +665,4 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: pipe2 made both; nothing else owns them.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-/// One descriptor received with SCM_RIGHTS on a connected unix socket.
-fn receive_fd(socket: i32) -> OwnedFd {
-    let mut data = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let mut control = [0u8; 64];
-    // SAFETY: msghdr is plain data; the fields used are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = control.len();
-    // SAFETY: every buffer outlives the call.
-    let n = unsafe { libc::recvmsg(socket, &mut msg, 0) };
-    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
-    // SAFETY: the kernel filled the control buffer; CMSG_FIRSTHDR checks its length.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    assert!(!cmsg.is_null(), "no descriptor came");
-    // SAFETY: an SCM_RIGHTS header with one int, inside `control`.
-    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
-    // SAFETY: the received descriptor is new and ours.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }

@@ -21,6 +21,7 @@ mod requests;
 mod rootfs;
 mod signals;
 mod sys;
+mod terminal;
 mod workload;
 
 use std::ffi::OsString;

@@ -19,6 +19,7 @@
 
 use std::path::PathBuf;
 
+pub use runtime::config::ConsoleSize;
 use runtime::config::{ContainerConfig, ProcessConfig};
 pub use runtime::netif::LinkAddresses;
 use serde::de::DeserializeOwned;
@@ -76,8 +77,15 @@ pub enum Op {
         stream: StreamKind,
     },
     /// Starts a created workload (its streams attached, or /dev/null where they are not).
-    /// Answered with [`StartReply`].
-    Start { container: String },
+    /// Answered with [`StartReply`]. A workload with a terminal (its config's `terminal`,
+    /// an exec's `terminal`) runs on a pty the agent makes: stdin and stdout relay its
+    /// primary end, stderr ends at once; `console_size` is the pty's size before the
+    /// workload runs. Sent only when set, as `link`.
+    Start {
+        container: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        console_size: Option<ConsoleSize>,
+    },
     /// Answered with [`WaitReply`] once the workload has ended and its stdout and stderr
     /// have been written out and closed.
     Wait { container: String },
@@ -89,6 +97,15 @@ pub enum Op {
         container: String,
         target: String,
         process: Box<ProcessConfig>,
+        /// The process gets a terminal (see `start`). Sent only when true.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        terminal: bool,
+    },
+    /// Sets the size of a running workload's terminal (the host's terminal was resized);
+    /// the guest kernel tells the workload with SIGWINCH. Answered with an empty object.
+    Resize {
+        container: String,
+        size: ConsoleSize,
     },
     /// Sends a signal to the workload's first process. Answered with an empty object.
     Signal { container: String, signal: i32 },
@@ -99,8 +116,8 @@ pub enum Op {
 
 impl Op {
     /// Every op's name, as it appears on the wire.
-    pub const NAMES: [&'static str; 8] = [
-        "hello", "create", "attach", "start", "wait", "exec", "signal", "shutdown",
+    pub const NAMES: [&'static str; 9] = [
+        "hello", "create", "attach", "start", "wait", "exec", "resize", "signal", "shutdown",
     ];
 
     /// The op's name, as it appears on the wire.
@@ -112,6 +129,7 @@ impl Op {
             Op::Start { .. } => "start",
             Op::Wait { .. } => "wait",
             Op::Exec { .. } => "exec",
+            Op::Resize { .. } => "resize",
             Op::Signal { .. } => "signal",
             Op::Shutdown => "shutdown",
         }

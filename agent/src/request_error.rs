@@ -44,6 +44,14 @@ pub enum RequestError {
     },
     #[error("cannot exec in {0:?}: it is not running, or is an exec itself")]
     NotExecTarget(String),
+    #[error("container {0:?} has no terminal (it is not running, or runs without one)")]
+    NoTerminal(String),
+    #[error("resize the terminal of container {container:?}")]
+    Resize {
+        container: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("invalid signal number {0}")]
     BadSignal(i32),
     #[error("set up the standard streams of container {container:?}")]
@@ -70,7 +78,9 @@ impl RequestError {
             Self::Unknown(_) | Self::Started(_) | Self::Attached { .. } | Self::AttachNotFirst => {
                 ErrorKind::Protocol
             }
-            Self::Exists(_) | Self::BadSignal(_) | Self::NotExecTarget(_) => ErrorKind::BadInput,
+            Self::Exists(_) | Self::BadSignal(_) | Self::NotExecTarget(_) | Self::NoTerminal(_) => {
+                ErrorKind::BadInput
+            }
             Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Link(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Files(e) if e.is_bad_input() => ErrorKind::BadInput,
@@ -78,6 +88,7 @@ impl RequestError {
             | Self::TooManyWaits(_)
             | Self::Removed(_)
             | Self::NotRunning { .. }
+            | Self::Resize { .. }
             | Self::Stdio { .. }
             | Self::Container(_)
             | Self::Root(_)

@@ -2,13 +2,13 @@
 //! makes a connection a control or a stream connection, and every op of the protocol.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_protocol::protocol::{
-    decode_request, ErrorKind, FileCopy, HelloReply, LinkAddresses, Op, ProtocolError, Reply,
-    Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
+    decode_request, ConsoleSize, ErrorKind, FileCopy, HelloReply, LinkAddresses, Op, ProtocolError,
+    Reply, Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
 };
 use runtime::config::{ContainerConfig, ProcessConfig};
 use runtime::launch::{self, Stdio};
@@ -23,6 +23,7 @@ use crate::listener::answer_connect;
 use crate::request_error::RequestError;
 use crate::rootfs::{OverlayRoot, RUN_DIR};
 use crate::sys;
+use crate::terminal::terminal_stdio;
 use crate::workload::{global_oom_kills, stream_index, Phase, Workload};
 
 /// Workloads the agent keeps at once (each holds mounts and a cgroup).
@@ -130,8 +131,11 @@ impl Agent {
             } => self
                 .create(conn, container, *config, rootfs, link, files)
                 .map(|()| Reply::empty(id)),
-            Op::Start { container } => self
-                .start(&container)
+            Op::Start {
+                container,
+                console_size,
+            } => self
+                .start(&container, console_size)
                 .map(|pid| Reply::ok(id, &StartReply { pid })),
             Op::Wait { container } => match self.wait(conn, id, &container) {
                 Ok(()) => return None,
@@ -141,9 +145,13 @@ impl Agent {
                 container,
                 target,
                 process,
+                terminal,
             } => self
-                .exec(conn, container, &target, *process)
+                .exec(conn, container, &target, *process, terminal)
                 .map(|()| Reply::empty(id)),
+            Op::Resize { container, size } => {
+                self.resize(&container, size).map(|()| Reply::empty(id))
+            }
             Op::Signal { container, signal } => {
                 self.signal(&container, signal).map(|()| Reply::empty(id))
             }
@@ -228,6 +236,7 @@ impl Agent {
         container: String,
         target: &str,
         process: ProcessConfig,
+        terminal: bool,
     ) -> Result<(), RequestError> {
         self.check_new_name(&container)?;
         let of = self
@@ -239,6 +248,8 @@ impl Agent {
         }
         let mut config = of.config.clone();
         config.process = process;
+        config.terminal = terminal;
+        config.console_size = None;
         let mut workload = Workload::new(owner, config, None);
         workload.exec_of = Some(target.to_owned());
         self.workloads.insert(container, workload);
@@ -334,8 +345,20 @@ impl Agent {
     }
 
     /// Starts a created workload with its attached streams on pipes (the others on
-    /// /dev/null). A start that fails removes the workload: create it again to retry.
-    fn start(&mut self, container: &str) -> Result<i32, RequestError> {
+    /// /dev/null), or on its terminal (of `console_size`) when it has one. A start that
+    /// fails removes the workload: create it again to retry.
+    fn start(
+        &mut self,
+        container: &str,
+        console_size: Option<ConsoleSize>,
+    ) -> Result<i32, RequestError> {
+        let workload = self
+            .workloads
+            .get_mut(container)
+            .ok_or_else(|| RequestError::Unknown(container.to_owned()))?;
+        if console_size.is_some() {
+            workload.config.console_size = console_size;
+        }
         let workload = self
             .workloads
             .get(container)
@@ -352,7 +375,16 @@ impl Agent {
             container: container.to_owned(),
             source,
         };
-        let (stdio, ours) = workload_stdio(&attached).map_err(stdio_err)?;
+        let (stdio, pending_terminal, ours) = match workload.config.terminal {
+            true => {
+                let (stdio, pending) = terminal_stdio().map_err(stdio_err)?;
+                (stdio, Some(pending), Vec::new())
+            }
+            false => {
+                let (stdio, ours) = workload_stdio(&attached).map_err(stdio_err)?;
+                (stdio, None, ours)
+            }
+        };
         let oom_kills_at_start = if self.is_guest() {
             global_oom_kills()
         } else {
@@ -370,9 +402,20 @@ impl Agent {
             }
         };
         let pid = running.pid();
+        let (terminal, ours) = match pending_terminal.map(|p| p.connect(&attached)) {
+            None => (None, ours),
+            Some(Ok((primary, ours))) => (Some(primary), ours),
+            Some(Err(e)) => {
+                // Dropping `running` kills it: a workload cut off from its terminal.
+                drop(running);
+                self.remove_workload(container);
+                return Err(stdio_err(e));
+            }
+        };
         if let Some(workload) = self.workloads.get_mut(container) {
             workload.phase = Phase::Running(running);
             workload.oom_kills_at_start = oom_kills_at_start;
+            workload.terminal = terminal;
         }
         for (conn_id, pipe) in ours {
             if let Some(conn) = self.conns.get_mut(&conn_id) {
@@ -417,6 +460,23 @@ impl Agent {
         workload.waiters.push((conn, request_id));
         self.settle(container);
         Ok(())
+    }
+
+    fn resize(&mut self, container: &str, size: ConsoleSize) -> Result<(), RequestError> {
+        let workload = self
+            .workloads
+            .get(container)
+            .ok_or_else(|| RequestError::Unknown(container.to_owned()))?;
+        let terminal = workload
+            .terminal
+            .as_ref()
+            .ok_or_else(|| RequestError::NoTerminal(container.to_owned()))?;
+        runtime::sys::linux::set_window_size(terminal.as_raw_fd(), size).map_err(|source| {
+            RequestError::Resize {
+                container: container.to_owned(),
+                source,
+            }
+        })
     }
 
     fn signal(&mut self, container: &str, signal: i32) -> Result<(), RequestError> {

@@ -2,6 +2,7 @@
 //! config and root, the connections relaying its streams, its running process, and the
 //! `wait` requests to answer when it is over.
 
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use agent_protocol::protocol::{StreamKind, WaitReply};
@@ -49,6 +50,8 @@ pub struct Workload {
     pub output_deadline: Option<Instant>,
     /// The guest's OOM kill count when it started (guest only), see [`oom_fallback`].
     pub oom_kills_at_start: Option<u64>,
+    /// The primary end of its terminal, while it runs with one (for `resize`).
+    pub terminal: Option<OwnedFd>,
 }
 
 pub fn stream_index(kind: StreamKind) -> usize {
@@ -74,6 +77,7 @@ impl Workload {
             abandoned: false,
             output_deadline: None,
             oom_kills_at_start: None,
+            terminal: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl Workload {
             return;
         };
         let outcome = running.finish(wait_status);
+        self.terminal = None;
         let oom_kills_now = self.oom_kills_at_start.and_then(|_| global_oom_kills());
         let oom_killed = outcome.oom_killed
             || oom_fallback(outcome.signal, self.oom_kills_at_start, oom_kills_now);

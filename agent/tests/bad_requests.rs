@@ -36,6 +36,7 @@ fn start_before_create_is_refused() {
     let mut control = agent.control();
     let reply = control.request(Op::Start {
         container: "never-created".into(),
+        console_size: None,
     });
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::Protocol);
@@ -241,6 +242,7 @@ fn a_missing_command_is_bad_input_and_frees_the_name() {
     );
     let reply = control.request(Op::Start {
         container: name.clone(),
+        console_size: None,
     });
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::BadInput);
@@ -264,6 +266,7 @@ fn a_second_start_is_refused() {
     start(&mut control, &name);
     let reply = control.request(Op::Start {
         container: name.clone(),
+        console_size: None,
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::Protocol, "{reply:?}");
     assert_eq!(wait(&mut control, &name).status, 0);
@@ -287,6 +290,7 @@ fn a_link_in_test_mode_is_bad_input_and_creates_nothing() {
     assert!(error.message.contains("PID 1 of a guest"), "{error:?}");
     let reply = control.request(Op::Start {
         container: name.clone(),
+        console_size: None,
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::Protocol, "{reply:?}");
     assert_still_serving(&agent);

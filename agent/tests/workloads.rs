@@ -294,6 +294,7 @@ fn an_exec_runs_in_the_running_containers_namespaces_with_its_own_streams() {
         container: name.clone(),
         target: target.clone(),
         process: Box::new(process.clone()),
+        terminal: false,
     });
     assert!(reply.error.is_none(), "exec: {reply:?}");
     let run = run_created(&agent, &mut control, &name, None);
@@ -312,6 +313,7 @@ fn an_exec_runs_in_the_running_containers_namespaces_with_its_own_streams() {
         container: unique("exec-missing"),
         target: "no-such-workload".into(),
         process: Box::new(process),
+        terminal: false,
     });
     assert!(reply.error.is_some(), "{reply:?}");
     control.request(Op::Signal {
@@ -343,6 +345,7 @@ fn an_exec_in_a_chrooted_baseline_takes_its_root() {
         container: name.clone(),
         target: target.clone(),
         process: Box::new(process),
+        terminal: false,
     });
     assert!(reply.error.is_none(), "exec: {reply:?}");
     let run = run_created(&agent, &mut control, &name, None);

@@ -50,6 +50,11 @@ pub struct ContainerConfig {
     /// goes to the caller through a console socket (`process.terminal`).
     #[serde(default)]
     pub terminal: bool,
+    /// The terminal's size in characters, set before the workload runs
+    /// (`process.consoleSize`); none leaves the kernel's 0x0, which programs read as
+    /// "unknown".
+    #[serde(default)]
+    pub console_size: Option<ConsoleSize>,
     /// Where the container's cgroup goes (`linux.cgroupsPath`): relative to the
     /// hierarchy's root when absolute, to the runtime's own group otherwise. None: a group
     /// named `id` in the runtime's default place.
@@ -66,6 +71,13 @@ pub struct ContainerConfig {
     /// after denying everything and before the runtime's own allowlist (runc's order).
     #[serde(default)]
     pub device_rules: Vec<DeviceRule>,
+}
+
+/// A terminal's size in characters (`struct winsize`'s rows and columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// One device cgroup rule: `allow` or deny, and the rule as the v1 `devices.allow` file

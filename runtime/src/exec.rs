@@ -7,14 +7,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
 
 use edge::{error_chain, exit_code};
 
-use super::config::{ContainerConfig, ProcessConfig, RootSwitch};
+use super::config::{ConsoleSize, ContainerConfig, ProcessConfig, RootSwitch};
 use super::error::{ContainerError, Result};
 use super::init::{exec_workload, Extras};
 use super::launch::{close_inherited, pipe, redirect_stdio, Running, Stdio};
@@ -34,9 +34,10 @@ const CHILD_NAMESPACES: [(&str, i32); 5] = [
 /// What to run, and how.
 pub struct ExecRequest {
     pub process: ProcessConfig,
-    /// Give the process a pty, its primary end sent to `console_socket`.
+    /// Give the process a pty, its primary end sent to `stdio.console_socket`.
     pub terminal: bool,
-    pub console_socket: Option<OwnedFd>,
+    /// The pty's size (none: the kernel's 0x0, until its owner sets one).
+    pub console_size: Option<ConsoleSize>,
     /// The process outlives this one (its caller reaps it): no parent-death signal.
     pub detach: bool,
     /// Its standard streams; those left `None` are this process's own.
@@ -45,7 +46,8 @@ pub struct ExecRequest {
 
 /// Starts `process` in the running container `container` whose first process is
 /// `init_pid`, with `stdio`, as a child of this process that it reaps: what an agent
-/// that serves several workloads calls (see [`exec`] for the rest).
+/// that serves several workloads calls (see [`exec`] for the rest). `container`'s
+/// `terminal` and `console_size` are the process's.
 pub fn spawn_in(
     container: &ContainerConfig,
     init_pid: i32,
@@ -55,8 +57,8 @@ pub fn spawn_in(
 ) -> Result<Running> {
     let request = ExecRequest {
         process,
-        terminal: false,
-        console_socket: None,
+        terminal: container.terminal,
+        console_size: container.console_size,
         detach: false,
         stdio,
     };
@@ -80,6 +82,7 @@ pub fn exec(
     let mut cfg = container.clone();
     cfg.process = request.process;
     cfg.terminal = request.terminal;
+    cfg.console_size = request.console_size;
     let filters = match &cfg.seccomp {
         Some(profile) => seccomp::compile(profile)?,
         None => Vec::new(),
@@ -137,7 +140,11 @@ pub fn exec(
     if pid == 0 {
         drop(sync_w);
         drop(err_r);
-        let console = request.console_socket.as_ref().map(AsRawFd::as_raw_fd);
+        let console = request
+            .stdio
+            .console_socket
+            .as_ref()
+            .map(AsRawFd::as_raw_fd);
         child(
             ChildPlan {
                 cfg: &cfg,
@@ -243,7 +250,8 @@ fn child(plan: ChildPlan, sync_r: &mut File, mut err_w: File) -> ! {
     keep.extend(console);
     keep.extend(joins.iter().map(|(f, _)| f.as_raw_fd()));
     let result = (|| -> Result<std::convert::Infallible> {
-        redirect_stdio(stdio)?;
+        // Held open until the exec (close-on-exec) or the exit.
+        let _console_socket = redirect_stdio(stdio)?;
         close_inherited(keep)?;
         for (ns, flag) in joins {
             // SAFETY: setns on a descriptor we own, with its CLONE_NEW* flag.
@@ -271,7 +279,7 @@ fn child(plan: ChildPlan, sync_r: &mut File, mut err_w: File) -> ! {
             let socket = console.ok_or_else(|| {
                 ContainerError::Unsupported("a terminal without a console socket".into())
             })?;
-            sys.attach_console(socket).map_err(|e| {
+            sys.attach_console(socket, cfg.console_size).map_err(|e| {
                 ContainerError::sys("make the terminal and send it to the console socket", e)
             })?;
         }

@@ -78,9 +78,10 @@ pub fn setup_and_exec<S: Syscall>(
                 "process.terminal=true without a console socket (--console-socket)".into(),
             )
         })?;
-        sys.attach_console(socket).map_err(sys_err(
-            "make the workload's terminal and send it to the console socket",
-        ))?;
+        sys.attach_console(socket, cfg.console_size)
+            .map_err(sys_err(
+                "make the workload's terminal and send it to the console socket",
+            ))?;
     }
     if cfg.namespaces.uts {
         if let Some(name) = &cfg.hostname {

@@ -186,6 +186,10 @@ pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// For a workload with a terminal (`terminal` in its config): a connected unix socket
+    /// that takes the pty's primary end (SCM_RIGHTS), as runc's `--console-socket`. The
+    /// secondary end then replaces all three streams.
+    pub console_socket: Option<OwnedFd>,
 }
 
 /// A started container: its first process, its cgroup and its link to the host. Dropping
@@ -317,8 +321,6 @@ pub struct CreateOptions {
     /// writing (through /proc/self/fd, as the FIFO's path is gone after pivot_root),
     /// which blocks until `start` opens it for reading; then it runs the workload.
     pub exec_fifo: OwnedFd,
-    /// A connected unix socket for the pty's primary end (`process.terminal`).
-    pub console_socket: Option<OwnedFd>,
     /// The container's state JSON (runtime-spec `state`) for the hooks, status `created`,
     /// once the first process's pid is known: `state(pid)`.
     pub state: Box<dyn Fn(i32) -> Vec<u8>>,
@@ -369,13 +371,13 @@ impl Created {
 /// waits there (or with the error that stopped the setup). The prestart and createRuntime
 /// hooks run here, the createContainer hooks in the first process before this returns.
 /// Call it while this process has a single thread.
-pub fn create(cfg: &ContainerConfig, options: CreateOptions) -> Result<Created> {
+pub fn create(cfg: &ContainerConfig, stdio: Stdio, options: CreateOptions) -> Result<Created> {
     // The workload starts with this process's signal mask (nothing is blocked here).
     // SAFETY: sigset_t is plain data; sigprocmask fills it.
     let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: a NULL new set only reads the current mask into `mask`.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, ptr::null(), &mut mask) };
-    let (running, commit) = spawn_with(cfg, Stdio::default(), &mask, Some(options))?;
+    let (running, commit) = spawn_with(cfg, stdio, &mask, Some(options))?;
     let commit = commit.ok_or_else(|| ContainerError::Setup("no commit pipe".into()))?;
     Ok(Created { running, commit })
 }
@@ -463,7 +465,6 @@ fn spawn_with(
             child_mask,
             create.as_ref().map(|c| ChildGate {
                 exec_fifo: c.exec_fifo.as_raw_fd(),
-                console_socket: c.console_socket.as_ref().map(AsRawFd::as_raw_fd),
             }),
         );
     }
@@ -581,7 +582,6 @@ struct ChildPipes {
 /// The descriptors of an OCI `create`'s first process (see [`CreateOptions`]).
 struct ChildGate {
     exec_fifo: RawFd,
-    console_socket: Option<RawFd>,
 }
 
 /// The container's first process: wait for the runtime, set up, exec. Never returns.
@@ -626,11 +626,14 @@ fn child_main(
     let mut keep = vec![sync_r.as_raw_fd(), err_w.as_raw_fd()];
     if let Some(g) = &gate {
         keep.push(g.exec_fifo);
-        keep.extend(g.console_socket);
     }
+    let console = stdio.console_socket.as_ref().map(AsRawFd::as_raw_fd);
+    keep.extend(console);
     let err_w = std::cell::RefCell::new(Some(err_w));
-    let err = match redirect_stdio(stdio).and_then(|()| close_inherited(keep)) {
-        Ok(()) => {
+    let placed = redirect_stdio(stdio).and_then(|socket| close_inherited(keep).map(|()| socket));
+    let err = match placed {
+        // Held open until the exec (close-on-exec) or the exit.
+        Ok(_console_socket) => {
             let sys = LinuxSyscall::new(*child_mask);
             let mut wait_for_start = || -> Result<()> {
                 let Some(gate) = &gate else { return Ok(()) };
@@ -660,7 +663,7 @@ fn child_main(
                     .is_some()
                     .then_some(&mut create_container as &mut dyn FnMut() -> Result<()>),
                 seccomp: filters,
-                console_socket: gate.as_ref().and_then(|g| g.console_socket),
+                console_socket: console,
                 gate: gate
                     .is_some()
                     .then_some(&mut wait_for_start as &mut dyn FnMut() -> Result<()>),
@@ -739,8 +742,9 @@ fn open_exec_fifo(fifo: RawFd) -> Result<File> {
 
 /// Puts the given descriptors on 0, 1 and 2. Each is first copied above 2, so one that
 /// happens to sit on a standard number is not overwritten before it is placed (an init
-/// may run with 0-2 closed); dup2 leaves the placed copies open across exec.
-pub(crate) fn redirect_stdio(stdio: Stdio) -> Result<()> {
+/// may run with 0-2 closed); dup2 leaves the placed copies open across exec. Gives back
+/// the console socket, for the terminal made later.
+pub(crate) fn redirect_stdio(stdio: Stdio) -> Result<Option<OwnedFd>> {
     let mut moved = Vec::new();
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         let Some(fd) = fd else { continue };
@@ -764,5 +768,5 @@ pub(crate) fn redirect_stdio(stdio: Stdio) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(stdio.console_socket)
 }

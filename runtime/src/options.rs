@@ -369,6 +369,7 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
         sysctl: Vec::new(),
         oom_score_adj: None,
         terminal: false,
+        console_size: None,
         cgroup_path: None,
         hooks: Hooks::default(),
         join_namespaces: Vec::new(),

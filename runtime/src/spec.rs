@@ -8,8 +8,8 @@ use oci_spec::runtime::{Capabilities, LinuxNamespaceType, LinuxResources, Mount,
 
 use super::caps;
 use super::config::{
-    CapabilitySets, ContainerConfig, CpuQuota, DeviceRule, Hook, Hooks, IdMapping, JoinNamespace,
-    MountSpec, Namespaces, ProcessConfig, Resources, Rlimit, RootSwitch,
+    CapabilitySets, ConsoleSize, ContainerConfig, CpuQuota, DeviceRule, Hook, Hooks, IdMapping,
+    JoinNamespace, MountSpec, Namespaces, ProcessConfig, Resources, Rlimit, RootSwitch,
 };
 use super::error::{ContainerError, Result};
 use super::mount_opts::mount_spec;
@@ -173,11 +173,22 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
             .collect(),
         oom_score_adj: process.oom_score_adj(),
         terminal: process.terminal().unwrap_or(false),
+        console_size: process.console_size().as_ref().map(console_size),
         cgroup_path: linux.cgroups_path().clone(),
         hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
         join_namespaces,
         device_rules: device_rules(linux.resources().as_ref()),
     })
+}
+
+/// `process.consoleSize`; a dimension beyond a `winsize`'s 16 bits is taken as the most
+/// it holds (as runc's conversion would wrap it instead).
+pub fn console_size(b: &oci_spec::runtime::Box) -> ConsoleSize {
+    let clamp = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+    ConsoleSize {
+        rows: clamp(b.height()),
+        cols: clamp(b.width()),
+    }
 }
 
 fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {

@@ -138,6 +138,25 @@ fn terminal_true_asks_for_a_console() {
 }
 
 #[test]
+fn console_size_is_taken_and_an_oversized_one_clamped() {
+    let b = Bundle::new(
+        "ttysize",
+        &RUNC_SPEC.replace(
+            "\"terminal\": false",
+            "\"terminal\": true, \"consoleSize\": {\"height\": 40, \"width\": 100000}",
+        ),
+    );
+    let size = config_from_bundle(b.path()).unwrap().console_size;
+    assert_eq!(
+        size,
+        Some(crate::config::ConsoleSize {
+            rows: 40,
+            cols: u16::MAX
+        })
+    );
+}
+
+#[test]
 fn network_namespace_with_a_path_is_joined_not_made() {
     let spec = RUNC_SPEC.replace(
         "{ \"type\": \"network\" }",

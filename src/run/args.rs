@@ -168,6 +168,10 @@ pub struct RunArgs {
     /// For --exec-in: the process, as JSON of the runtime's process config.
     #[arg(long, value_name = "FILE", hide = true, requires = "exec_in")]
     pub exec_process: Option<PathBuf>,
+    /// For --exec-in: the process gets a terminal in the guest, relayed on this run's
+    /// stdin and stdout (vmm-runc makes them a terminal too).
+    #[arg(long, hide = true, requires = "exec_in")]
+    pub exec_terminal: bool,
     /// The command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -253,7 +253,13 @@ fn exec_in_running_vm(
         .clone()
         .unwrap_or_else(|| format!("exec-{}", std::process::id()));
     in_running_vm(args, uds, timings, |control, watch| {
-        session::run_exec(uds, control, &name, target, process, watch, timings)
+        let exec = session::Exec {
+            name: &name,
+            target,
+            process,
+            terminal: args.exec_terminal,
+        };
+        session::run_exec(uds, control, exec, watch, timings)
     })
 }
 

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use agent_protocol::protocol::{
-    LinkAddresses, Op, RootfsSource, StartReply, StreamKind, WaitReply,
+    ConsoleSize, LinkAddresses, Op, RootfsSource, StartReply, StreamKind, WaitReply,
 };
 use runtime::config::{ContainerConfig, ProcessConfig};
 
@@ -112,6 +112,7 @@ pub fn run_workload(
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
     let id = config.id.clone();
+    let terminal = config.terminal;
     let files = super::vm_mounts::copies(&config)?;
     let _: serde_json::Value = control.call(Op::Create {
         container: id.clone(),
@@ -121,35 +122,47 @@ pub fn run_workload(
         files,
     })?;
     timings.mark("created");
-    run_prepared(uds, control, &id, watch, timings)
+    run_prepared(uds, control, &id, terminal, watch, timings)
 }
 
-/// Runs `process` in the guest's running workload `target` to its end (vmm-runc's `exec`
-/// at the VM levels), under the name `name`; its streams and status are this run's.
+/// A process to run in the guest's running workload `target` (vmm-runc's `exec` at the
+/// VM levels), under the name `name`.
+pub struct Exec<'a> {
+    pub name: &'a str,
+    pub target: &'a str,
+    pub process: ProcessConfig,
+    /// It runs on a terminal in the guest.
+    pub terminal: bool,
+}
+
+/// Runs `exec` to its end; its streams and status are this run's.
 pub fn run_exec(
     uds: &Path,
     mut control: Control,
-    name: &str,
-    target: &str,
-    process: ProcessConfig,
+    exec: Exec,
     watch: &Watch,
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
     let _: serde_json::Value = control.call(Op::Exec {
-        container: name.to_owned(),
-        target: target.to_owned(),
-        process: Box::new(process),
+        container: exec.name.to_owned(),
+        target: exec.target.to_owned(),
+        process: Box::new(exec.process),
+        terminal: exec.terminal,
     })?;
     timings.mark("created");
-    run_prepared(uds, control, name, watch, timings)
+    run_prepared(uds, control, exec.name, exec.terminal, watch, timings)
 }
 
 /// The rest of a run, for the workload `id` that `create` or `exec` prepared: attach its
-/// streams, start it, relay, pass signals on, wait for its end and its output.
+/// streams, start it, relay, pass signals on, wait for its end and its output. With a
+/// `terminal` in the guest, its size follows this run's stdin's, when that is a terminal:
+/// at the start, and at each SIGWINCH (taken here, not passed on: the guest's kernel
+/// sends the workload its own when the size changes).
 fn run_prepared(
     uds: &Path,
     mut control: Control,
     id: &str,
+    terminal: bool,
     watch: &Watch,
     timings: &Timings,
 ) -> Result<WaitReply, Interrupted> {
@@ -163,6 +176,7 @@ fn run_prepared(
     }
     let _: StartReply = control.call(Op::Start {
         container: id.to_owned(),
+        console_size: terminal.then(stdin_window_size).flatten(),
     })?;
     timings.mark("started");
 
@@ -187,10 +201,19 @@ fn run_prepared(
             }
             Event::Signal => {
                 while let Some(signal) = watch.signals.take() {
+                    let resize = (terminal && signal == libc::SIGWINCH)
+                        .then(stdin_window_size)
+                        .flatten();
                     // The reply (ESRCH when the workload just ended) is of no interest.
-                    control.send(Op::Signal {
-                        container: id.to_owned(),
-                        signal,
+                    control.send(match resize {
+                        Some(size) => Op::Resize {
+                            container: id.to_owned(),
+                            size,
+                        },
+                        None => Op::Signal {
+                            container: id.to_owned(),
+                            signal,
+                        },
                     })?;
                 }
             }
@@ -207,6 +230,11 @@ fn run_prepared(
     }
     timings.mark("output drained");
     Ok(ended)
+}
+
+/// The size of this run's stdin, when it is a terminal.
+fn stdin_window_size() -> Option<ConsoleSize> {
+    runtime::sys::linux::window_size(0)
 }
 
 fn spawn_relay(

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
@@ -73,12 +72,7 @@ fn set_up(
     let fifo = make_exec_fifo(&locked).map_err(fail)?;
     let exec_fifo = open_path(&fifo).map_err(fail)?;
     let console_socket = match &args.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|e| {
-            fail(RuncError::io(
-                format!("connect to the console socket {path:?}"),
-                e,
-            ))
-        })?)),
+        Some(path) => Some(super::console::connect(path).map_err(fail)?),
         None => None,
     };
     let annotations: BTreeMap<String, String> = spec
@@ -101,9 +95,12 @@ fn set_up(
     let for_hooks = saved.clone();
     let created = launch::create(
         &saved.config,
+        launch::Stdio {
+            console_socket,
+            ..Default::default()
+        },
         CreateOptions {
             exec_fifo,
-            console_socket,
             state: Box::new(move |pid| {
                 let mut s = for_hooks.clone();
                 s.pid = pid;

@@ -1,8 +1,6 @@
 //! `exec`: another process in a running container, from `--process FILE` (config.json's
 //! `process` object, what Podman and containerd pass) or from the command line.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -25,7 +23,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
             status: status.as_str(),
         });
     }
-    let (process, terminal) = match &args.process {
+    let (process, terminal, console_size) = match &args.process {
         Some(path) => {
             let text = std::fs::read(path)
                 .map_err(|e| RuncError::io(format!("read the process file {path:?}"), e))?;
@@ -34,9 +32,17 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
                     RuncError::Unsupported(format!("process file {path:?} does not parse: {e}"))
                 })?;
             let terminal = process.terminal().unwrap_or(false);
-            (runtime::spec::process_from_oci(&process)?, terminal)
+            let size = process
+                .console_size()
+                .as_ref()
+                .map(runtime::spec::console_size);
+            (runtime::spec::process_from_oci(&process)?, terminal, size)
         }
-        None => (from_command_line(&saved.config.process, args)?, args.tty),
+        None => (
+            from_command_line(&saved.config.process, args)?,
+            args.tty,
+            None,
+        ),
     };
     if let Some(level) = saved
         .annotations
@@ -44,18 +50,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
         .filter(|l| l.starts_with("vm"))
     {
         // Its pid is the VMM's: the process must reach the guest's agent instead.
-        if terminal {
-            return Err(RuncError::Unsupported(format!(
-                "a terminal for exec at the {level} level (in a microVM)"
-            )));
-        }
         let level = level.clone();
-        return super::in_vm::exec(locked, &saved, args, &level, process);
+        return super::in_vm::exec(locked, &saved, args, &level, process, terminal);
     }
     let console_socket = match &args.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|e| {
-            RuncError::io(format!("connect to the console socket {path:?}"), e)
-        })?)),
+        Some(path) => Some(super::console::connect(path)?),
         None => None,
     };
     // Blocked before the fork, so a signal meant for the process is passed on.
@@ -73,9 +72,12 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
         ExecRequest {
             process,
             terminal,
-            console_socket,
+            console_size,
             detach: args.detach,
-            stdio: Default::default(),
+            stdio: launch::Stdio {
+                console_socket,
+                ..Default::default()
+            },
         },
     )?;
     if let Some(path) = &args.pid_file {

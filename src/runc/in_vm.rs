@@ -4,7 +4,9 @@
 //! until `start` opens the exec FIFO. That process is the container's pid for the
 //! caller (conmon, containerd's shim): signals sent to it reach the workload in the guest
 //! (SIGKILL ends the VM), and its exit status is the workload's. `exec` is another
-//! `vmm run` that has the agent run the process in that workload (`--exec-in`).
+//! `vmm run` that has the agent run the process in that workload (`--exec-in`). With a
+//! terminal, `vmm run`'s stdio is a host pty that the caller holds the other end of (see
+//! [`console`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,6 +18,7 @@ use oci_spec::runtime::Spec;
 use runtime::config::{ContainerConfig, ProcessConfig};
 
 use super::cli::{CreateArgs, ExecArgs};
+use super::console;
 use super::create::{make_exec_fifo, write_pid_file, Made};
 use super::error::RuncError;
 use super::state::{self, Locked, Saved};
@@ -33,15 +36,12 @@ pub fn set_up(
 ) -> Result<Made, (PathBuf, RuncError)> {
     let dir = locked.dir.clone();
     let fail = |e: RuncError| (dir.clone(), e);
-    if args.console_socket.is_some() {
-        return Err(fail(RuncError::Unsupported(format!(
-            "a terminal (--console-socket) at the {level} level"
-        ))));
-    }
+    let terminal = host_terminal(config.terminal, args.console_socket.as_deref()).map_err(fail)?;
     let fifo = make_exec_fifo(&locked).map_err(fail)?;
     let (ready_r, ready_w) = pipe_to_child(ChildEnd::Write).map_err(fail)?;
     let vmm = std::env::current_exe().map_err(|e| fail(RuncError::io("find the vmm binary", e)))?;
-    let mut child = Command::new(&vmm)
+    let mut command = Command::new(&vmm);
+    command
         .arg0("vmm")
         .args(["run", "--isolation", level, "--name", &args.id])
         .arg("--bundle")
@@ -49,9 +49,10 @@ pub fn set_up(
         .arg("--hold-until")
         .arg(&fifo)
         .arg("--ready-fd")
-        .arg(ready_w.as_raw_fd().to_string())
-        // The container's stdio is the runtime's, as at the container level.
-        .stdin(Stdio::inherit())
+        .arg(ready_w.as_raw_fd().to_string());
+    // The container's stdio is the runtime's, as at the container level, or the terminal.
+    on_terminal(&mut command, terminal).map_err(fail)?;
+    let mut child = command
         .spawn()
         .map_err(|e| fail(RuncError::io(format!("run {vmm:?} run"), e)))?;
     drop(ready_w);
@@ -131,6 +132,41 @@ fn pipe_to_child(child: ChildEnd) -> Result<(OwnedFd, OwnedFd), RuncError> {
     Ok((r, w))
 }
 
+/// The secondary end of the host's pty for a workload with a terminal (its primary end
+/// sent to the console socket), or none for one without.
+fn host_terminal(
+    terminal: bool,
+    console_socket: Option<&std::path::Path>,
+) -> Result<Option<OwnedFd>, RuncError> {
+    if !terminal {
+        return Ok(None);
+    }
+    let path = console_socket.ok_or_else(|| {
+        RuncError::Unsupported(
+            "process.terminal=true without a console socket (--console-socket)".into(),
+        )
+    })?;
+    console::host_pty_for(&console::connect(path)?).map(Some)
+}
+
+/// Gives `vmm run` the host's pty as its stdio and controlling terminal, when there is
+/// one; otherwise it keeps this process's stdio.
+fn on_terminal(command: &mut Command, terminal: Option<OwnedFd>) -> Result<(), RuncError> {
+    let Some(pty) = terminal else {
+        command.stdin(Stdio::inherit());
+        return Ok(());
+    };
+    let copy = || {
+        pty.try_clone()
+            .map_err(|e| RuncError::io("copy the terminal's descriptor", e))
+    };
+    command.stdin(copy()?).stdout(copy()?).stderr(pty);
+    // SAFETY: the hook calls only async-signal-safe functions (setsid, ioctl), as a
+    // pre_exec hook must.
+    unsafe { command.pre_exec(console::take_as_controlling_terminal) };
+    Ok(())
+}
+
 /// `exec` at the VM levels: `vmm run --vm-socket <the container's VM> --exec-in ID`, whose
 /// streams, signals and exit status are the process's. Without `--detach` this process
 /// becomes it (same pid, for `--pid-file`); with it, it is a child the caller reaps.
@@ -140,6 +176,7 @@ pub fn exec(
     args: &ExecArgs,
     level: &str,
     process: ProcessConfig,
+    terminal: bool,
 ) -> Result<ExitCode, RuncError> {
     let Some(socket) = &saved.vm_socket else {
         return Err(RuncError::Unsupported(format!(
@@ -169,6 +206,13 @@ pub fn exec(
         .arg(socket)
         .arg("--exec-process")
         .arg(format!("/proc/self/fd/{}", process_r.as_raw_fd()));
+    if terminal {
+        command.arg("--exec-terminal");
+    }
+    on_terminal(
+        &mut command,
+        host_terminal(terminal, args.console_socket.as_deref())?,
+    )?;
     drop(locked);
     if args.detach {
         let child = command

@@ -10,6 +10,7 @@
 //! start time).
 
 mod cli;
+mod console;
 mod create;
 mod error;
 mod exec;

@@ -462,8 +462,9 @@ outer_as_host() {
     ip link set lo up
     mkdir -p /sys/fs/cgroup "$images"
     grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
-    mkdir -p /dev/shm # Podman keeps its locks there
+    mkdir -p /dev/shm /dev/pts # Podman keeps its locks in /dev/shm; ptys come from devpts
     grep -q ' /dev/shm ' /proc/mounts || mount -t tmpfs shm /dev/shm
+    grep -q ' /dev/pts ' /proc/mounts || mount -t devpts -o ptmxmode=0666 devpts /dev/pts
     ln -sf "$MICROVM_VMLINUX" "$images/vmlinux"
     ln -sf "$AGENT_INITRD" "$images/agent-initramfs.cpio.gz"
     # Root's home (the kernel starts init with HOME=/), with the images in its cache:
@@ -691,9 +692,9 @@ ctr_exec_in_detached() {
 case_podman_run_vmc_annotation() {
     need_run || return
     local tool
-    for tool in podman conmon; do
+    for tool in podman conmon script; do
         command -v $tool >/dev/null ||
-            { WHY="no $tool in the outer guest (apt-get install podman on the host)"; return 2; }
+            { WHY="no $tool in the outer guest (apt-get install podman bsdutils on the host)"; return 2; }
     done
     [ -x /usr/local/bin/vmm-runc ] || { WHY="no vmm-runc in the outer guest"; return 2; }
     outer_as_host
@@ -732,6 +733,15 @@ EOF
     [ -z "$left" ] || { unset CONTAINERS_CONF; WHY="podman run --rm left a container"; return 1; }
     grep -q "hostname=[0-9a-f]\{12\} shm=tmpfs$" "$OUT" ||
         { unset CONTAINERS_CONF; WHY="no copied /etc/hostname or no tmpfs at /dev/shm"; return 1; }
+    # -t: the workload's pty is the guest's, relayed to a host pty whose other end conmon
+    # holds (script(1) gives podman a terminal of its own, as a user's would be).
+    { timeout -s KILL 120 script -qec "$podman run --rm -t --network none \
+        --annotation io.vmm.isolation=vm+container $OCI_IMAGE \
+        sh -c 'echo run-tty=\$(tty); exit 4'" /dev/null </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    [ "$STATUS" = 4 ] && grep -q "run-tty=/dev/pts/0" "$OUT" ||
+        { unset CONTAINERS_CONF; WHY="podman run -t: exited $STATUS, want 4 and a tty"; return 1; }
     # A detached container: `podman exec` in it (the process joins the container in the
     # guest: its hostname, not PID 1), then stopped (its sleep, PID 1 of the container,
     # ignores SIGTERM: after 2 s the SIGKILL ends the VM) and removed.
@@ -743,6 +753,13 @@ EOF
     [ "$STATUS" = 5 ] && grep -q "exec-in=$(echo "$id" | cut -c1-12) pid=[0-9]* init=sleep$" "$OUT" ||
         { unset CONTAINERS_CONF; $podman rm -f "$id" >/dev/null 2>&1
           WHY="podman exec: exited $STATUS, want 5 and a line from the container"; return 1; }
+    { timeout -s KILL 60 script -qec "$podman exec -t $id \
+        sh -c 'echo exec-tty=\$(tty); exit 6'" /dev/null </dev/null
+        echo $? >/tmp/case.status; } >>"$OUT" 2>&1
+    STATUS=$(cat /tmp/case.status)
+    [ "$STATUS" = 6 ] && grep -q "exec-tty=/dev/pts/[0-9]" "$OUT" ||
+        { unset CONTAINERS_CONF; $podman rm -f "$id" >/dev/null 2>&1
+          WHY="podman exec -t: exited $STATUS, want 6 and a tty"; return 1; }
     timeout -s KILL 60 $podman stop -t 2 "$id" >>"$OUT" 2>&1 &&
         timeout -s KILL 60 $podman rm "$id" >>"$OUT" 2>&1
     STATUS=$?
@@ -751,7 +768,7 @@ EOF
     [ "$STATUS" = 0 ] || { WHY="podman stop or rm of a vm+container container failed"; return 1; }
     [ -z "$left" ] || { WHY="podman stop and rm left a container"; return 1; }
     ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="podman stop left the VMM running"; return 1; }
-    grep -e hi-from-the-vm -e exec-in "$OUT" | sed 's/^/  podman: /'
+    grep -e hi-from-the-vm -e exec-in -e -tty= "$OUT" | sed 's/^/  podman: /'
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).

@@ -108,9 +108,10 @@ gcc -static -O2 -o "$tree/realkvm/workload/memhog" "$here/memhog.c" || die "buil
 gcc -static -O2 -o "$tree/realkvm/kvm-pin" "$here/kvm-pin.c" || die "building tests/realkvm/kvm-pin.c failed"
 head -c 1048576 "$outer_kernel" >"$tree/realkvm/workload/blob"
 # Podman and containerd, for the cases where they run vmm-runc (when the host has them),
-# and the busybox image they import, as a layer tar and an OCI archive.
+# script(1) to give `podman run -t` a terminal, and the busybox image they import, as a
+# layer tar and an OCI archive.
 mkdir -p "$tree/usr/bin"
-for tool in containerd ctr containerd-shim-runc-v2 podman conmon; do
+for tool in containerd ctr containerd-shim-runc-v2 podman conmon script; do
     if command -v "$tool" >/dev/null; then copy_with_libs "$(command -v "$tool")" "/usr/bin/$tool"; fi
 done
 python3 "$here/oci-image.py" "$tree/realkvm/workload" "$tree/realkvm/busybox-layer.tar" \

@@ -61,6 +61,18 @@ fn every_op_survives_encode_and_decode() {
     }
     round_trip(Op::Start {
         container: "c1".into(),
+        console_size: None,
+    });
+    round_trip(Op::Start {
+        container: "c1".into(),
+        console_size: Some(ConsoleSize { rows: 24, cols: 80 }),
+    });
+    round_trip(Op::Resize {
+        container: "c1".into(),
+        size: ConsoleSize {
+            rows: 50,
+            cols: 132,
+        },
     });
     round_trip(Op::Wait {
         container: "c1".into(),
@@ -70,6 +82,29 @@ fn every_op_survives_encode_and_decode() {
         signal: 15,
     });
     round_trip(Op::Shutdown);
+}
+
+#[test]
+fn optional_fields_stay_off_the_wire_when_unset() {
+    // An agent built before these fields still takes what a host sends without them.
+    let start = encode(&Request::new(
+        1,
+        Op::Start {
+            container: "c".into(),
+            console_size: None,
+        },
+    ));
+    assert!(!String::from_utf8(start).unwrap().contains("console_size"));
+    let exec = encode(&Request::new(
+        2,
+        Op::Exec {
+            container: "e".into(),
+            target: "c".into(),
+            process: Box::new(sample_config().process),
+            terminal: false,
+        },
+    ));
+    assert!(!String::from_utf8(exec).unwrap().contains("terminal"));
 }
 
 #[test]

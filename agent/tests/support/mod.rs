@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agent_protocol::protocol::{
-    decode_reply, encode, FileCopy, Op, Reply, Request, RootfsSource, StartReply, StreamKind,
-    WaitReply,
+    decode_reply, encode, ConsoleSize, FileCopy, Op, Reply, Request, RootfsSource, StartReply,
+    StreamKind, WaitReply,
 };
 use runtime::config::ContainerConfig;
 use runtime::options::{baseline_config_from_options, config_from_options, RunOptions};
@@ -318,8 +318,14 @@ pub fn create_with_files(
 }
 
 pub fn start(control: &mut Control, name: &str) -> i32 {
+    start_sized(control, name, None)
+}
+
+/// `start` with the size of the workload's terminal.
+pub fn start_sized(control: &mut Control, name: &str, console_size: Option<ConsoleSize>) -> i32 {
     let reply = control.request(Op::Start {
         container: name.to_owned(),
+        console_size,
     });
     reply.into_result::<StartReply>().expect("start").pid
 }

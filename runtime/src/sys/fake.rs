@@ -9,7 +9,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::super::config::{CapabilitySets, Rlimit};
+use super::super::config::{CapabilitySets, ConsoleSize, Rlimit};
 use super::{BpfInstruction, FileKind, Syscall};
 
 #[derive(Default)]
@@ -186,8 +186,11 @@ impl Syscall for FakeSyscall {
         self.record(format!("write {} {contents}", p(path)))
     }
 
-    fn attach_console(&self, socket: i32) -> io::Result<()> {
-        self.record(format!("console {socket}"))
+    fn attach_console(&self, socket: i32, size: Option<ConsoleSize>) -> io::Result<()> {
+        match size {
+            Some(s) => self.record(format!("console {socket} {}x{}", s.rows, s.cols)),
+            None => self.record(format!("console {socket}")),
+        }
     }
 
     fn execve(&self, path: &CString, argv: &[CString], _envp: &[CString]) -> io::Error {

@@ -6,12 +6,13 @@ use std::ffi::CString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::ptr;
 
-use super::super::config::{CapabilitySets, Rlimit};
+use super::super::config::{CapabilitySets, ConsoleSize, Rlimit};
 use super::super::netif;
 use super::{BpfInstruction, FileKind, Syscall};
 
@@ -352,7 +353,7 @@ impl Syscall for LinuxSyscall {
             .write_all(contents.as_bytes())
     }
 
-    fn attach_console(&self, socket: i32) -> io::Result<()> {
+    fn attach_console(&self, socket: i32, size: Option<ConsoleSize>) -> io::Result<()> {
         let ptmx = cstring(Path::new("/dev/ptmx"))?;
         // SAFETY: a NUL-terminated path and integer flags.
         let primary = unsafe {
@@ -365,6 +366,9 @@ impl Syscall for LinuxSyscall {
         let unlock: libc::c_int = 0;
         // SAFETY: TIOCSPTLCK reads one int from the pointer, which outlives the call.
         check(unsafe { libc::ioctl(primary, libc::TIOCSPTLCK, &unlock) })?;
+        if let Some(size) = size {
+            set_window_size(primary, size)?;
+        }
         // TIOCGPTPEER (Linux 4.13) opens the secondary without a path lookup in /dev/pts.
         // SAFETY: integer arguments only; the result is a new descriptor or -1.
         let secondary =
@@ -402,6 +406,73 @@ impl Syscall for LinuxSyscall {
         unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
         io::Error::last_os_error()
     }
+}
+
+/// Sets the size of the terminal `fd` (either end of a pty); the kernel sends SIGWINCH to
+/// its foreground process group when the size changes.
+pub fn set_window_size(fd: i32, size: ConsoleSize) -> io::Result<()> {
+    let winsize = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &winsize) })
+}
+
+/// The size of the terminal `fd`, or None when it is not a terminal.
+pub fn window_size(fd: i32) -> Option<ConsoleSize> {
+    // SAFETY: winsize is plain data; all-zero is a valid value.
+    let mut winsize: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut winsize) };
+    (r == 0).then_some(ConsoleSize {
+        rows: winsize.ws_row,
+        cols: winsize.ws_col,
+    })
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS on the connected unix socket `socket`
+/// (close-on-exec here). `flags` go to recvmsg: MSG_DONTWAIT for a descriptor that must
+/// already be there.
+pub fn recv_fd(socket: i32, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure computation on a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: `msg` and every buffer it points to outlive the call.
+    let n = unsafe { libc::recvmsg(socket, &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled `msg`; CMSG_FIRSTHDR checks msg_controllen.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: a non-null header lies inside `control`, which the kernel filled.
+    let is_rights = !cmsg.is_null()
+        && unsafe {
+            (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+        };
+    if !is_rights {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no descriptor came with the message",
+        ));
+    }
+    // SAFETY: an SCM_RIGHTS header with room for one int (the buffer holds no more).
+    let fd = unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32) };
+    // SAFETY: the received descriptor is new, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sends descriptor `fd` over the unix socket `socket` with SCM_RIGHTS, `data` as the

@@ -12,7 +12,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::config::{CapabilitySets, Rlimit};
+use super::config::{CapabilitySets, ConsoleSize, Rlimit};
 
 /// What is at a path (not following a final symlink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +85,9 @@ pub trait Syscall {
     fn write_file(&self, path: &Path, contents: &str) -> io::Result<()>;
     /// Make a pty from /dev/ptmx, send its primary end through the connected unix socket
     /// `socket` (SCM_RIGHTS), and make its secondary end the controlling terminal and
-    /// stdin, stdout and stderr of a new session.
-    fn attach_console(&self, socket: i32) -> io::Result<()>;
+    /// stdin, stdout and stderr of a new session; with `size`, the terminal has that size
+    /// before anything reads it.
+    fn attach_console(&self, socket: i32, size: Option<ConsoleSize>) -> io::Result<()>;
     /// `execve(2)`: returns only on failure.
     fn execve(&self, path: &CString, argv: &[CString], envp: &[CString]) -> io::Error;
 }
