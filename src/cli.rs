@@ -200,6 +200,13 @@ pub struct VmArgs {
     /// addresses that exited most, with the device the VMM has there.
     #[arg(long)]
     pub trace_exits: bool,
+
+    /// Run the VMM's threads without their seccomp filters. By default each vCPU, the
+    /// event loop and each device worker may make only the system calls it needs, and any
+    /// other call stops the VMM with a report naming the thread and the call; this turns
+    /// that off, for debugging only.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 fn parse_disk(s: &str) -> Result<crate::vm::device_specs::DiskSpec, String> {

@@ -67,8 +67,12 @@ fn main() -> ExitCode {
 }
 
 fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
+    if args.no_seccomp {
+        eprintln!("vmm: warning: --no-seccomp: the VMM's threads run without seccomp filters");
+    }
     let options = vm::RunOptions {
         trace_exits: args.trace_exits,
+        no_seccomp: args.no_seccomp,
         ..Default::default()
     };
     match vm_config_from(args, started) {

@@ -76,6 +76,12 @@ pub fn raw_mode_is_on() -> bool {
     lock_saved().is_some()
 }
 
+/// Gives the terminal its settings back if raw mode is on: for a panic hook that reports
+/// the panic itself (a thread under a seccomp filter).
+pub fn restore_for_panic() {
+    restore(&mut lock_saved());
+}
+
 fn lock_saved() -> MutexGuard<'static, Option<libc::termios>> {
     SAVED.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -83,6 +83,8 @@ pub enum VmError {
     MsrRefused { vcpu: u8, msr: u32 },
     #[error("starting the thread of vCPU {index}: {source}")]
     VcpuThread { index: u8, source: io::Error },
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
     /// Wiring a device to KVM failed; `device` names it and where it is ("virtio-blk at
     /// 0xd0000000"), `op` what was being done ("registering the notify ioeventfd of queue 1").
     #[error("{device}: {op}: {source}")]

@@ -20,6 +20,7 @@ mod kvm_setup;
 pub mod loader;
 pub mod memory;
 mod outcome;
+pub mod seccomp;
 mod signals;
 pub mod spec_checks;
 mod vcpu;
@@ -77,6 +78,9 @@ pub struct RunOptions {
     /// A handle the caller keeps to read the devices' error counts
     /// ([`DeviceMetrics::snapshot`]) during and after the run.
     pub device_metrics: Option<DeviceMetrics>,
+    /// Leave the VMM's threads without seccomp filters (`--no-seccomp`, for debugging);
+    /// by default each confines itself ([`seccomp`]).
+    pub no_seccomp: bool,
 }
 
 /// Where the guest's console goes.
@@ -192,10 +196,29 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         stop: devices.stop.clone(),
         pvm_host,
     };
-    let threads = spawn_vcpus(vcpus, &shared, options.trace_exits)?;
+    let filters = match options.no_seccomp {
+        true => None,
+        false => {
+            seccomp::start_spawner()?;
+            Some(ThreadFilters {
+                vcpu: Arc::new(seccomp::compile(seccomp::ThreadKind::Vcpu)?),
+                events: seccomp::compile(seccomp::ThreadKind::Events)?,
+            })
+        }
+    };
+    let threads = spawn_vcpus(
+        vcpus,
+        &shared,
+        options.trace_exits,
+        filters.as_ref().map(|f| f.vcpu.clone()),
+    )?;
 
     let console_input = owns_terminal.then(|| devices.serial.clone());
-    let waited = event_loop::run_until_stop(console_input, devices.stop.clone());
+    let waited = run_event_loop(
+        console_input,
+        devices.stop.clone(),
+        filters.map(|f| f.events),
+    );
     if let Some(sig) = signals::termination_signal() {
         devices
             .stop
@@ -250,10 +273,19 @@ struct StoppedVcpus {
     failures: Vec<failure::VcpuFailure>,
 }
 
+/// The seccomp filters of the threads this module starts (the workers' are the
+/// spawner's business).
+struct ThreadFilters {
+    vcpu: Arc<seccompiler::BpfProgram>,
+    events: seccompiler::BpfProgram,
+}
+
+/// Starts the vCPU threads; with `filter`, each confines itself before its first KVM_RUN.
 fn spawn_vcpus(
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     shared: &vcpu::VcpuShared,
     trace_exits: bool,
+    filter: Option<Arc<seccompiler::BpfProgram>>,
 ) -> Result<Vec<VcpuThread>, VmError> {
     vcpus
         .into_iter()
@@ -261,12 +293,42 @@ fn spawn_vcpus(
         .map(|(i, fd)| {
             let shared = shared.clone();
             let index = i as u8;
+            let filter = filter.clone();
             std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
-                .spawn(move || vcpu::run_vcpu(fd, index, shared, trace_exits))
+                .spawn(move || {
+                    if let Some(filter) = &filter {
+                        seccomp::confine_or_exit(seccomp::ThreadKind::Vcpu, filter);
+                    }
+                    vcpu::run_vcpu(fd, index, shared, trace_exits)
+                })
                 .map_err(|source| VmError::VcpuThread { index, source })
         })
         .collect()
+}
+
+/// Runs the event loop until the VM is asked to stop: with `filter`, on a thread of its
+/// own that confines itself first (this thread goes on after the VM, unconfined).
+fn run_event_loop(
+    console_input: Option<Arc<Mutex<devices::Serial>>>,
+    stop: Arc<StopSignal>,
+    filter: Option<seccompiler::BpfProgram>,
+) -> Result<(), VmError> {
+    let Some(filter) = filter else {
+        return event_loop::run_until_stop(console_input, stop);
+    };
+    let thread = std::thread::Builder::new()
+        .name(seccomp::ThreadKind::Events.name().into())
+        .spawn(move || {
+            seccomp::confine_or_exit(seccomp::ThreadKind::Events, &filter);
+            event_loop::run_until_stop(console_input, stop)
+        })
+        .map_err(VmError::io("starting the event loop's thread"))?;
+    thread.join().unwrap_or_else(|_| {
+        Err(VmError::io("the event loop")(std::io::Error::other(
+            "it panicked",
+        )))
+    })
 }
 
 /// Kicks each vCPU thread until it has left its loop (the stop flag is already set).

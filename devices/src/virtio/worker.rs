@@ -11,6 +11,7 @@
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -101,6 +102,32 @@ fn timeout_ms(deadline: Option<Instant>) -> i32 {
     }
 }
 
+/// The body of a worker thread.
+pub type WorkerBody = Box<dyn FnOnce() + Send>;
+
+/// Starts a worker thread named as given, running the body.
+pub type Launcher = Box<dyn Fn(&str, WorkerBody) -> io::Result<JoinHandle<()>> + Send + Sync>;
+
+static LAUNCHER: OnceLock<Launcher> = OnceLock::new();
+
+/// Makes `launcher` start every worker thread of this process from now on, in place of a
+/// plain thread of whichever thread activates the device (a vCPU's). A VMM that confines
+/// its threads with seccomp needs this: a thread inherits its parent's filter, so a
+/// worker started by a vCPU could do no more than the vCPU may. Set once per process;
+/// false if one was set already.
+pub fn set_launcher(launcher: Launcher) -> bool {
+    LAUNCHER.set(launcher).is_ok()
+}
+
+fn launch(name: &str, body: WorkerBody) -> io::Result<JoinHandle<()>> {
+    match LAUNCHER.get() {
+        Some(launcher) => launcher(name, body),
+        None => std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(body),
+    }
+}
+
 /// A running worker thread. Dropping it stops and joins the thread.
 #[derive(Debug)]
 pub struct Worker {
@@ -135,9 +162,7 @@ impl Worker {
             fds: fds.to_vec(),
             current: vec![EventSet::IN; fds.len()],
         };
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || run(&mut interest, &mut handler))?;
+        let thread = launch(name, Box::new(move || run(&mut interest, &mut handler)))?;
         Ok(Worker {
             stop,
             thread: Some(thread),

@@ -146,7 +146,7 @@ impl VirtioDevice for Vsock {
         .map_err(ActivateError::Worker)?;
         let handler = VsockHandler::new(ctx, muxer)?;
         let fds = handler.fds();
-        let worker = Worker::start("vsock", &fds, handler).map_err(ActivateError::Worker)?;
+        let worker = Worker::start("vmm-vsock", &fds, handler).map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
         Ok(())
     }

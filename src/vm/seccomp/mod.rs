@@ -1,0 +1,76 @@
+//! seccomp filters on the VMM's threads, one allowlist per kind of thread (Firecracker's
+//! model): each vCPU, the event loop, each device worker, and the spawner that starts the
+//! workers. A thread confines itself once it is set up and before it handles anything
+//! from the guest: a vCPU before its first KVM_RUN, a worker before its first event. A
+//! disallowed call stops the whole VMM with a report naming the thread and the call
+//! ([`report`]). `--no-seccomp` turns it off, for debugging.
+//!
+//! Not confined: the thread that built the VM. It handles nothing from the guest: it waits
+//! for the event loop's end, then stops the vCPUs and reports, and goes on with its
+//! caller's work (the next VM of `vmm compare`, `vmm run`'s workload). The loader thread
+//! has ended before the first vCPU runs.
+
+mod report;
+pub mod rules;
+mod spawner;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+
+pub use rules::ThreadKind;
+pub use spawner::start_spawner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("building the seccomp filter of the {kind} threads: {source}")]
+    Build {
+        kind: &'static str,
+        source: seccompiler::BackendError,
+    },
+    #[error("installing the seccomp filter of thread {kind}: {source}")]
+    Install {
+        kind: &'static str,
+        source: seccompiler::Error,
+    },
+    #[error("starting the thread that starts device workers: {0}")]
+    Spawner(#[source] std::io::Error),
+}
+
+/// The filter of a thread of `kind`: its rules allow, anything else traps (SIGSYS, which
+/// [`report`] turns into a message and the VMM's end).
+pub fn compile(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
+    let build = |source| SeccompError::Build {
+        kind: kind.name(),
+        source,
+    };
+    let filter = SeccompFilter::new(
+        rules::rules(kind),
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(build)?;
+    filter.try_into().map_err(build)
+}
+
+/// Confines the calling thread to `program`, the filter of `kind`, for the rest of its
+/// life (and the threads it starts later).
+pub fn confine_with(kind: ThreadKind, program: &BpfProgram) -> Result<(), SeccompError> {
+    report::install_panic_hook();
+    report::install(kind);
+    seccompiler::apply_filter(program).map_err(|source| SeccompError::Install {
+        kind: kind.name(),
+        source,
+    })
+}
+
+/// For a thread that cannot hand an error back (a worker): confines it, or ends the VMM
+/// with the reason. A thread must never go on unconfined where the user asked for filters.
+pub fn confine_or_exit(kind: ThreadKind, program: &BpfProgram) {
+    if let Err(e) = confine_with(kind, program) {
+        eprintln!("vmm: error: {}", edge::error_chain(&e));
+        std::process::exit(edge::exit_code::FAILED.into());
+    }
+}
+
+#[cfg(test)]
+mod tests;

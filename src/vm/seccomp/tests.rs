@@ -1,0 +1,158 @@
+use super::*;
+
+#[test]
+fn every_thread_kind_has_a_filter_that_builds() {
+    for kind in [
+        ThreadKind::Vcpu,
+        ThreadKind::Events,
+        ThreadKind::Spawner,
+        ThreadKind::Blk,
+        ThreadKind::Net,
+        ThreadKind::Vsock,
+        ThreadKind::Balloon,
+        ThreadKind::Rng,
+    ] {
+        let program = compile(kind).unwrap();
+        assert!(!program.is_empty(), "{kind:?}");
+    }
+}
+
+#[test]
+fn every_worker_name_a_device_gives_has_a_kind() {
+    for kind in ThreadKind::WORKERS {
+        assert_eq!(ThreadKind::of_worker(kind.name()), Some(kind));
+    }
+    assert_eq!(ThreadKind::of_worker("test-worker"), None);
+}
+
+#[test]
+fn the_spawner_may_do_whatever_a_worker_may() {
+    let spawner = rules::rules(ThreadKind::Spawner);
+    for kind in ThreadKind::WORKERS {
+        for (nr, rules) in rules::rules(kind) {
+            let theirs = spawner
+                .get(&nr)
+                .unwrap_or_else(|| panic!("{kind:?}'s syscall {nr} is not the spawner's"));
+            assert!(
+                theirs.is_empty() || theirs.len() >= rules.len(),
+                "{kind:?}'s syscall {nr} is narrower in the spawner"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_kvm_ioctl_numbers_are_the_kernels() {
+    // _IO(KVMIO, 0x80), _IOR(KVMIO, 0x81, struct kvm_regs), _IOR(KVMIO, 0x83, struct kvm_sregs)
+    let ior = |nr: u64, size: usize| (2u64 << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
+    let vcpu = rules::rules(ThreadKind::Vcpu);
+    let ioctl_rules = &vcpu[&libc::SYS_ioctl];
+    // KVM's three, and the terminal's three (a panic gives it its settings back).
+    assert_eq!(ioctl_rules.len(), 6);
+    let rendered = format!("{ioctl_rules:?}");
+    for n in [
+        0xae80,
+        ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>()),
+        ior(0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
+    ] {
+        assert!(
+            rendered.contains(&format!("value: {n}")),
+            "{n:#x} not in {rendered}"
+        );
+    }
+}
+
+#[test]
+fn report_numbers_are_written_in_full() {
+    assert_eq!(report::format_for_test(0), "0");
+    assert_eq!(report::format_for_test(41), "41");
+    assert_eq!(report::format_for_test(-1), "-1");
+    assert_eq!(report::format_for_test(i32::MIN), "-2147483648");
+}
+
+/// The status of a test child that could not confine itself.
+const NOT_CONFINED: i32 = 90;
+
+/// A child process confines itself as a thread of `kind` does, then makes `syscall`
+/// (arguments all zero): its exit status and what it wrote on stderr.
+fn in_confined_child(kind: ThreadKind, syscall: i64) -> (i32, String) {
+    let program = compile(kind).unwrap();
+    // Here, not in the child: it allocates.
+    report::install_panic_hook();
+    let mut fds = [0; 2];
+    // SAFETY: a writable array of two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only makes async-signal-safe calls (dup2, prctl, seccomp through
+    // apply_filter on a program built before the fork, the syscall, _exit): it never
+    // allocates or takes a lock another thread of this test process might hold.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            libc::dup2(fds[1], 2);
+            if confine_with(kind, &program).is_err() {
+                libc::_exit(NOT_CONFINED);
+            }
+            libc::syscall(syscall, 0, 0, 0, 0, 0, 0);
+            libc::_exit(edge::exit_code::SUCCESS.into());
+        }
+    }
+    // SAFETY: closing our copy of the write end, which nothing else uses.
+    unsafe { libc::close(fds[1]) };
+    let mut out = Vec::new();
+    // SAFETY: the read end is ours alone; the File closes it.
+    let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+    std::io::Read::read_to_end(&mut file, &mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: our child, waited for once.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    (
+        libc::WEXITSTATUS(status),
+        String::from_utf8_lossy(&out).into_owned(),
+    )
+}
+
+#[test]
+fn a_disallowed_call_stops_the_vmm_with_a_report_naming_thread_and_call() {
+    for kind in [
+        ThreadKind::Vcpu,
+        ThreadKind::Events,
+        ThreadKind::Spawner,
+        ThreadKind::Blk,
+        ThreadKind::Net,
+        ThreadKind::Vsock,
+        ThreadKind::Balloon,
+        ThreadKind::Rng,
+    ] {
+        // execve: nothing in the VMM runs another program once the guest runs.
+        let (status, stderr) = in_confined_child(kind, libc::SYS_execve);
+        assert_eq!(status, report::EXIT_STATUS, "{kind:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "thread {} made system call {}",
+                kind.name(),
+                libc::SYS_execve
+            )),
+            "{kind:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_allowed_call_goes_through() {
+    // getrandom(NULL, 0, 0) is allowed everywhere and harmless.
+    let (status, stderr) = in_confined_child(ThreadKind::Vcpu, libc::SYS_getrandom);
+    assert_eq!(status, 0, "{stderr}");
+}
+
+#[test]
+fn a_vcpu_may_not_open_files_or_sockets_and_a_vsock_worker_only_unix_sockets() {
+    let (status, _) = in_confined_child(ThreadKind::Vcpu, libc::SYS_openat);
+    assert_eq!(status, report::EXIT_STATUS);
+    let (status, _) = in_confined_child(ThreadKind::Vcpu, libc::SYS_socket);
+    assert_eq!(status, report::EXIT_STATUS);
+    // socket(AF_UNSPEC = 0, ...) is not AF_UNIX.
+    let (status, _) = in_confined_child(ThreadKind::Vsock, libc::SYS_socket);
+    assert_eq!(status, report::EXIT_STATUS);
+}

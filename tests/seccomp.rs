@@ -1,0 +1,91 @@
+//! The VMM's threads run under their seccomp filters while the guest runs (Seccomp: 2 in
+//! /proc/PID/task/TID/status), one filter per kind of thread; `--no-seccomp` leaves them
+//! without. What each filter refuses is checked in the unit tests (src/vm/seccomp/tests.rs).
+
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{skip_without_kvm, spawn_guest};
+
+/// Each thread of `pid`: (name, seccomp mode).
+fn thread_modes(pid: u32) -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let mode = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        threads.push((name.trim().to_owned(), mode));
+    }
+    threads.sort();
+    threads
+}
+
+/// The test guest with two vCPUs and a balloon, paused in its balloon test while the
+/// balloon's worker runs: the vCPUs, the event loop, the spawner and a worker, alive.
+fn threads_of_a_running_vm(extra: &[&str]) -> (Vec<(String, u32)>, String) {
+    let mut args = vec!["--cpus", "2", "--balloon", "amount_mib=4"];
+    args.extend_from_slice(extra);
+    let mut vm = spawn_guest(&args, "tests=balloon");
+    let came = vm.wait_for_line("vmmtest: balloon ready", Duration::from_secs(10));
+    assert!(
+        came,
+        "the guest did not reach its balloon test:\n{}",
+        vm.output_so_far()
+    );
+    let modes = thread_modes(vm.pid());
+    // SAFETY: kill(2) of our own child, which `finish` reaps.
+    unsafe { libc::kill(vm.pid() as i32, libc::SIGKILL) };
+    let run = vm.finish(Duration::from_secs(10));
+    (modes, run.stderr)
+}
+
+#[test]
+fn every_thread_that_handles_the_guest_runs_under_its_filter() {
+    if skip_without_kvm("every_thread_that_handles_the_guest_runs_under_its_filter") {
+        return;
+    }
+    let (threads, _) = threads_of_a_running_vm(&[]);
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    for kind in ["vcpu0", "vcpu1", "vmm-events", "vmm-spawner", "vmm-balloon"] {
+        assert!(names.contains(&kind), "no thread {kind} in {threads:?}");
+    }
+    for (name, mode) in &threads {
+        // The thread that built the VM waits for it unconfined (see src/vm/seccomp/mod.rs);
+        // KVM's own worker thread (kvm-nx-lpage-recovery) is the kernel's.
+        let want = match name.as_str() {
+            "vmm" => 0,
+            n if n.starts_with("kvm") => continue,
+            _ => 2,
+        };
+        assert_eq!(*mode, want, "thread {name}: Seccomp {mode} in {threads:?}");
+    }
+}
+
+#[test]
+fn no_seccomp_leaves_the_threads_unfiltered_and_says_so() {
+    if skip_without_kvm("no_seccomp_leaves_the_threads_unfiltered_and_says_so") {
+        return;
+    }
+    let (threads, stderr) = threads_of_a_running_vm(&["--no-seccomp"]);
+    assert!(
+        threads
+            .iter()
+            .all(|(name, mode)| *mode == 0 || name.starts_with("kvm")),
+        "{threads:?}"
+    );
+    assert!(
+        stderr.contains("--no-seccomp: the VMM's threads run without seccomp filters"),
+        "{stderr}"
+    );
+}
