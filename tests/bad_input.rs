@@ -6,11 +6,23 @@
 
 mod common;
 
-use common::{run_vmm, scratch_dir, TEST_GUEST};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{run_vmm, run_vmm_with, scratch_dir, skip_without_kvm, GUEST_TIMEOUT, TEST_GUEST};
+
+/// How long refusing a file may take. Opening a FIFO used to block for ever (waiting for
+/// a writer); with this limit the test fails instead of hanging.
+const QUICK: Duration = Duration::from_secs(10);
 
 /// Asserts exit 2, exactly one stderr line containing every `needle`, and no panic.
 fn assert_bad_input(args: &[&str], needles: &[&str]) {
-    let run = run_vmm(args);
+    assert_bad_input_within(args, needles, GUEST_TIMEOUT);
+}
+
+/// [`assert_bad_input`], failing when vmm takes longer than `timeout`.
+fn assert_bad_input_within(args: &[&str], needles: &[&str], timeout: Duration) {
+    let run = run_vmm_with(args, b"", timeout);
     assert_eq!(run.code(), Some(2), "vmm {args:?}\n{}", run.describe());
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(
@@ -32,6 +44,17 @@ fn assert_bad_input(args: &[&str], needles: &[&str]) {
 fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A FIFO in `dir`: opening it for reading waits for a writer, and none comes.
+fn make_fifo(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {path:?}: {status}");
     path.to_string_lossy().into_owned()
 }
 
@@ -132,6 +155,95 @@ fn initrd_larger_than_guest_ram_is_refused() {
         &["initrd", "does not fit"],
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fifo_as_kernel_initrd_or_config_file_is_refused_at_once() {
+    let dir = scratch_dir("fifo-inputs");
+    let fifo = make_fifo(&dir, "fifo");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--kernel", &fifo], "kernel image"),
+        (&["--kernel", TEST_GUEST, "--initrd", &fifo], "initrd"),
+        (&["--config-file", &fifo], "config file"),
+    ];
+    for (args, role) in cases {
+        let needles = [role, fifo.as_str(), "is a FIFO, not a regular file"];
+        assert_bad_input_within(args, &needles, QUICK);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn character_device_as_kernel_is_refused() {
+    assert_bad_input_within(
+        &["--kernel", "/dev/zero"],
+        &["kernel image", "is a character device, not a regular file"],
+        QUICK,
+    );
+}
+
+#[test]
+fn fifo_or_directory_as_a_disk_is_refused_at_once() {
+    // Disks are opened once the VM exists, so these need /dev/kvm to get that far.
+    if skip_without_kvm("fifo_or_directory_as_a_disk_is_refused_at_once") {
+        return;
+    }
+    let dir = scratch_dir("fifo-disks");
+    let fifo = make_fifo(&dir, "fifo");
+    let subdir = dir.join("dir");
+    std::fs::create_dir(&subdir).unwrap();
+    let subdir = subdir.to_string_lossy().into_owned();
+    let fifo_ro = format!("{fifo},ro");
+    let dir_ro = format!("{subdir},ro");
+    let not_a_disk = "not a regular file or a block device";
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--disk", &fifo_ro], &fifo, "is a FIFO"),
+        (&["--disk", &fifo], &fifo, "is a FIFO"),
+        (&["--rootfs", &fifo], &fifo, "is a FIFO"),
+        // Read-only, a directory used to open and show the guest a disk of 2^54 sectors.
+        (&["--disk", &dir_ro], &subdir, "is a directory"),
+    ];
+    for (disk, path, kind) in cases {
+        let mut args = vec![
+            "--kernel",
+            TEST_GUEST,
+            "--cmdline",
+            "console=ttyS0 tests=none",
+        ];
+        args.extend_from_slice(disk);
+        assert_bad_input_within(&args, &["disk image", path, kind, not_a_disk], QUICK);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn balloon_larger_than_guest_ram_is_refused() {
+    assert_bad_input(
+        &[
+            "--kernel",
+            TEST_GUEST,
+            "--mem",
+            "64",
+            "--balloon",
+            "amount_mib=65",
+        ],
+        &["balloon amount_mib 65", "64 MiB"],
+    );
+}
+
+#[test]
+fn the_same_disk_id_twice_is_refused() {
+    assert_bad_input(
+        &[
+            "--kernel",
+            TEST_GUEST,
+            "--rootfs",
+            "/nonexistent/root.img",
+            "--disk",
+            "/nonexistent/data.img,id=rootfs",
+        ],
+        &["disk id \"rootfs\"", "two disks"],
+    );
 }
 
 #[test]

@@ -6,7 +6,12 @@
 
 mod common;
 
-use common::{run_vmm, scratch_dir, skip_without_kvm, TEST_GUEST};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{
+    run_vmm, run_vmm_watching_memory, run_vmm_with, scratch_dir, skip_without_kvm, TEST_GUEST,
+};
 
 fn write_config(name: &str, json: &str) -> (std::path::PathBuf, String) {
     let dir = scratch_dir(name);
@@ -110,6 +115,121 @@ fn drive_id_longer_than_20_bytes_is_refused_with_exit_2() {
         "{}",
         run.describe()
     );
+}
+
+/// `minimal_config` with `drives` (a JSON array) and `balloon` (an object or null).
+fn config_with(drives: &str, balloon: &str) -> String {
+    minimal_config("").replace(
+        "\"logger\": null",
+        &format!("\"drives\": {drives},\n  \"balloon\": {balloon},\n  \"logger\": null"),
+    )
+}
+
+/// Asserts exit 2 and one error line containing every `needle`.
+fn assert_refused(run: &common::Run, needles: &[&str]) {
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.describe());
+    for needle in needles {
+        assert!(
+            run.stderr.contains(needle),
+            "{needle:?}: {}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn two_drives_with_the_same_drive_id_are_refused_with_exit_2() {
+    let drive = |path: &str| {
+        format!(
+            "{{ \"drive_id\": \"data\", \"path_on_host\": \"{path}\", \"is_root_device\": false }}"
+        )
+    };
+    let drives = format!(
+        "[{}, {}]",
+        drive("/nonexistent/a.img"),
+        drive("/nonexistent/b.img")
+    );
+    let (dir, path) = write_config("fc-duplicate-drive", &config_with(&drives, "null"));
+    let run = run_vmm(&["--config-file", &path]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_refused(&run, &["disk id \"data\"", "two disks"]);
+}
+
+#[test]
+fn balloon_larger_than_guest_ram_is_refused_with_exit_2() {
+    // machine-config gives the guest 64 MiB.
+    let balloon = "{ \"amount_mib\": 65, \"deflate_on_oom\": false }";
+    let (dir, path) = write_config("fc-big-balloon", &config_with("[]", balloon));
+    let run = run_vmm(&["--config-file", &path]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_refused(&run, &["balloon amount_mib 65", "64 MiB"]);
+}
+
+#[test]
+fn config_file_over_1_mib_is_refused_with_exit_2() {
+    // A config that parses, then more than 1 MiB of blanks that JSON allows.
+    let json = minimal_config("") + &" ".repeat(1 << 20);
+    let (dir, path) = write_config("fc-huge", &json);
+    let run = run_vmm(&["--config-file", &path]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_refused(
+        &run,
+        &["config file", "vm_config.json", "larger than 1 MiB"],
+    );
+}
+
+#[test]
+fn config_file_dev_zero_is_refused_without_reading_it() {
+    // Read whole, /dev/zero grew vmm past 2 GB; the memory watch fails the test long
+    // before that.
+    let watched = run_vmm_watching_memory(
+        &["--config-file", "/dev/zero"],
+        Stdio::null(),
+        Duration::from_secs(10),
+        100 * 1024,
+    );
+    assert!(watched.peak_kib < 100 * 1024, "{watched:?}");
+    assert_eq!(
+        watched.status.and_then(|s| s.code()),
+        Some(2),
+        "{watched:?}"
+    );
+    assert!(
+        watched
+            .stderr
+            .contains("is a character device, not a regular file"),
+        "{watched:?}"
+    );
+}
+
+#[test]
+fn drive_that_is_a_fifo_is_refused_at_once() {
+    // Disks are opened once the VM exists, so this needs /dev/kvm to get that far.
+    if skip_without_kvm("drive_that_is_a_fifo_is_refused_at_once") {
+        return;
+    }
+    let dir = scratch_dir("fc-fifo-drive");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let drives = format!(
+        "[{{ \"drive_id\": \"data\", \"path_on_host\": \"{}\", \"is_root_device\": false, \"is_read_only\": true }}]",
+        fifo.display()
+    );
+    let path = dir.join("vm_config.json");
+    std::fs::write(&path, config_with(&drives, "null")).unwrap();
+    // A blocking open of the FIFO used to hang for ever; the limit makes that a failure.
+    let run = run_vmm_with(
+        &["--config-file", path.to_str().unwrap()],
+        b"",
+        Duration::from_secs(10),
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    assert_refused(&run, &["is a FIFO, not a regular file or a block device"]);
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub mod stop;
 #[allow(clippy::cast_possible_truncation)]
 pub mod testing;
 pub mod trigger;
+pub mod user_file;
 pub mod virtio;
 
 pub use boot_timer::{BootTimer, BOOT_TIMER_MAGIC};

@@ -295,7 +295,9 @@ fn in_running_vm(
 /// The process of `--exec-process`: JSON of the runtime's process config, at most 1 MiB.
 fn read_process(path: &Path) -> Result<runtime::config::ProcessConfig, RunError> {
     let bad = |why: String| RunError::BadInput(format!("--exec-process {path:?}: {why}"));
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    // The error's text starts with the path.
+    let file = devices::user_file::open(path, false, devices::user_file::Allowed::RegularFile)
+        .map_err(|e| RunError::BadInput(format!("--exec-process {e}")))?;
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut text)
         .map_err(|e| bad(e.to_string()))?;

@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use agent_protocol::protocol::{FileCopy, MAX_COPIED_BYTES};
+use devices::user_file::{self, Allowed};
 use runtime::config::{ContainerConfig, MountSpec};
 
 use super::error::RunError;
@@ -88,12 +89,11 @@ fn read_file(mount: &MountSpec, room: usize) -> Result<FileCopy, RunError> {
             mount.source, mount.destination
         ))
     };
-    let file = std::fs::File::open(&mount.source).map_err(failed)?;
+    // The file may have been replaced since `adapt` looked: a plain open of a FIFO would
+    // block for ever.
+    let file = user_file::open(&mount.source, false, Allowed::RegularFile)
+        .map_err(|e| failed(std::io::Error::other(e)))?;
     let meta = file.metadata().map_err(failed)?;
-    if !meta.is_file() {
-        // Replaced since `adapt` looked: a FIFO would block the read for ever.
-        return Err(failed(std::io::Error::other("not a regular file any more")));
-    }
     let mut content = Vec::new();
     file.take(room as u64 + 1)
         .read_to_end(&mut content)

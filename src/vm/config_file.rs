@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
 use super::error::VmError;
+use super::input;
 use super::spec_checks;
 
 #[derive(Debug, Deserialize)]
@@ -137,13 +138,17 @@ pub struct FileConfig {
     pub ignored: Vec<String>,
 }
 
+/// The largest config file read, in MiB. Firecracker's examples are a few KiB; the cap
+/// keeps a huge file named by mistake from being read into memory whole (`/dev/zero`, a
+/// FIFO and the like are refused before, as not regular files).
+const MAX_CONFIG_MIB: u64 = 1;
+
 pub fn load(path: &Path) -> Result<FileConfig, VmError> {
-    let err = |reason: String| VmError::ConfigFile {
+    let text = input::read_small_text_file("config file", path, MAX_CONFIG_MIB)?;
+    parse(&text).map_err(|reason| VmError::ConfigFile {
         path: path.to_path_buf(),
         reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    parse(&text).map_err(err)
+    })
 }
 
 pub fn parse(text: &str) -> Result<FileConfig, String> {

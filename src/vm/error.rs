@@ -22,14 +22,25 @@ pub enum VmError {
     CpusAboveKvmLimit { requested: u16, limit: usize },
     #[error("--cpus {requested} is above the {limit} vCPUs the MP table can describe")]
     CpusAboveTableLimit { requested: u16, limit: usize },
-    #[error("{what} {path:?}: {source}")]
+    /// A file the user named is missing, unreadable, or not a regular file; the source's
+    /// text starts with the path.
+    #[error("{what} {source}")]
     OpenFile {
+        what: &'static str,
+        source: devices::user_file::OpenError,
+    },
+    #[error("{what} {path:?}: {source}")]
+    ReadFile {
         what: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("{what} {path:?} is a directory, not a file")]
-    IsDirectory { what: &'static str, path: PathBuf },
+    #[error("{what} {path:?} is larger than {limit_mib} MiB")]
+    FileTooLarge {
+        what: &'static str,
+        path: PathBuf,
+        limit_mib: u64,
+    },
     #[error("{what} {path:?} is empty")]
     EmptyFile { what: &'static str, path: PathBuf },
     #[error("kernel image {path:?} is not an ELF vmlinux or a bzImage")]
@@ -54,6 +65,9 @@ pub enum VmError {
     CmdlineInvalid(#[source] BoxedError),
     #[error(transparent)]
     DeviceSpec(#[from] super::device_specs::SpecError),
+    /// Devices that do not fit together or with the VM's size.
+    #[error(transparent)]
+    InvalidSpec(#[from] super::spec_checks::InvalidSpec),
     #[error("too many virtio devices: a VM can have at most {max}")]
     TooManyDevices { max: usize },
     /// A device could not be made from its spec (a disk image that cannot be opened …).
@@ -136,7 +150,8 @@ impl VmError {
                 | CpusAboveKvmLimit { .. }
                 | CpusAboveTableLimit { .. }
                 | OpenFile { .. }
-                | IsDirectory { .. }
+                | ReadFile { .. }
+                | FileTooLarge { .. }
                 | EmptyFile { .. }
                 | UnknownKernelFormat { .. }
                 | BadKernel { .. }
@@ -144,6 +159,7 @@ impl VmError {
                 | CmdlineTooLong { .. }
                 | CmdlineInvalid(_)
                 | DeviceSpec(_)
+                | InvalidSpec(_)
                 | TooManyDevices { .. }
                 | Device { .. }
                 | ConfigFile { .. }

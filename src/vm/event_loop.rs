@@ -1,72 +1,24 @@
-//! The VMM's event loop (event-manager): console input to the serial port, and waking up
-//! when the VM is asked to stop (by a device, a vCPU, or a signal to the VMM).
+//! The VMM's event loop (event-manager): console input to the serial port
+//! ([`ConsoleInput`]), and waking up when the VM is asked to stop (by a device, a vCPU, or
+//! a signal to the VMM).
 
-use std::io::Read;
-use std::os::fd::{FromRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use devices::{Serial, StopSignal};
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 
+use super::console_input::ConsoleInput;
 use super::error::VmError;
 use super::signals;
 
-const STDIN: RawFd = 0;
+/// The loop's wait when nothing else bounds it: the window between the stop checks and
+/// the wait, in which a signal could arrive without waking the wait.
+const WAIT_MS: i32 = 250;
+/// The wait while console input waits for the guest to read (see [`ConsoleInput`]): how
+/// soon input goes on after the guest has made room.
+const INPUT_WAIT_MS: i32 = 10;
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
-
-/// Feeds the VMM's stdin to the guest's serial port.
-struct ConsoleInput {
-    serial: Arc<Mutex<Serial>>,
-    stdin: std::mem::ManuallyDrop<std::fs::File>,
-}
-
-impl ConsoleInput {
-    fn new(serial: Arc<Mutex<Serial>>) -> Self {
-        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop keeps this
-        // File from closing it.
-        let stdin = unsafe { std::fs::File::from_raw_fd(STDIN) };
-        Self {
-            serial,
-            stdin: std::mem::ManuallyDrop::new(stdin),
-        }
-    }
-
-    fn forward(&mut self, bytes: &[u8]) {
-        let mut serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        serial.enqueue_input(bytes);
-    }
-}
-
-impl MutEventSubscriber for ConsoleInput {
-    fn init(&mut self, ops: &mut EventOps) {
-        // epoll refuses regular files and /dev/null; input from a file is read whole.
-        if ops.add(Events::new(&*self.stdin, EventSet::IN)).is_err() {
-            let mut all = Vec::new();
-            if self.stdin.read_to_end(&mut all).is_ok() && !all.is_empty() {
-                self.forward(&all);
-            }
-        }
-    }
-
-    fn process(&mut self, events: Events, ops: &mut EventOps) {
-        let mut buf = [0u8; 512];
-        match self.stdin.read(&mut buf) {
-            Ok(0) => {
-                // End of input: stop watching, the guest keeps running.
-                let _ = ops.remove(events);
-            }
-            Ok(n) => self.forward(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                let _ = ops.remove(events);
-            }
-        }
-        if events.event_set().contains(EventSet::HANG_UP) {
-            let _ = ops.remove(events);
-        }
-    }
-}
 
 /// Wakes the loop when a stop is requested; the loop then checks why.
 struct StopWatch {
@@ -98,13 +50,15 @@ pub fn run_until_stop(
     // Held until the loop returns: a signal can wake the loop only while it waits.
     let _wake = signals::wake_on_termination(stop.eventfd())?;
     manager.add_subscriber(Arc::new(Mutex::new(StopWatch { stop: stop.clone() })));
-    if let Some(serial) = console_input {
-        manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial))));
-    }
+    let console_input = console_input.map(|serial| {
+        let input = Arc::new(Mutex::new(ConsoleInput::stdin(serial)));
+        let id = manager.add_subscriber(input.clone());
+        (input, id)
+    });
+    let mut input_waits = false;
     while !stop.is_requested() && signals::termination_signal().is_none() {
-        // The timeout bounds the window between the checks above and the wait below, in
-        // which a signal could arrive without waking the wait.
-        match manager.run_with_timeout(250) {
+        let timeout = if input_waits { INPUT_WAIT_MS } else { WAIT_MS };
+        match manager.run_with_timeout(timeout) {
             Ok(_) => {}
             Err(event_manager::Error::Epoll(e)) if e.errno() == libc::EINTR => {}
             Err(source) => {
@@ -113,6 +67,15 @@ pub fn run_until_stop(
                     source,
                 })
             }
+        }
+        if let Some((input, id)) = &console_input {
+            let mut input = input.lock().unwrap_or_else(PoisonError::into_inner);
+            if input.waiting_for_room() {
+                if let Ok(mut ops) = manager.event_ops(*id) {
+                    input.resume(&mut ops);
+                }
+            }
+            input_waits = input.waiting_for_room();
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 mod boot_sequence;
 pub mod config_file;
+mod console_input;
 pub mod console_log;
 pub mod device_metrics;
 mod device_slots;
@@ -112,6 +113,7 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
     if config.cpus == 0 {
         return Err(VmError::CpusZero);
     }
+    spec_checks::whole_vm(&config.devices, config.mem_mib)?;
     let mut kernel = loader::KernelImage::open(&config.kernel)?;
     let virtio_devices = virtio_setup::plan(&config.devices)?;
     let cmdline = virtio_setup::guest_cmdline(

@@ -1,13 +1,18 @@
 //! The rules a device spec must follow, in one place: the command-line options
 //! (`device_specs`) and the Firecracker config file (`config_file`) both call these, so a
 //! value is accepted or refused the same way whichever way it arrives. Each rule takes the
-//! value as the user wrote it and returns it checked (and parsed, for a MAC).
+//! value as the user wrote it and returns it checked (and parsed, for a MAC); the rules
+//! between devices and the VM's size are [`whole_vm`]'s, checked when the VM is built.
 //!
 //! The device models keep their own guards (`Block::new`, `Vsock::new`) for callers that
 //! build specs in code; the limits come from the same constants, so the two cannot differ.
 
+use std::collections::HashSet;
+
 use devices::virtio::blk::ID_LEN as DISK_ID_MAX_BYTES;
 use devices::virtio::vsock::GUEST_CIDS;
+
+use super::device_specs::DeviceSpecs;
 
 /// Tap names are at most IFNAMSIZ - 1 bytes.
 const TAP_NAME_MAX_BYTES: usize = 15;
@@ -35,6 +40,12 @@ pub enum InvalidSpec {
         "tap name {name:?} must be 1 to {TAP_NAME_MAX_BYTES} characters without '/', ':' or spaces"
     )]
     TapName { name: String },
+    #[error(
+        "disk id {id:?} is given to two disks; a disk's id (its virtio-blk serial) must be unique"
+    )]
+    DuplicateDiskId { id: String },
+    #[error("balloon amount_mib {amount_mib} is more than the guest's {mem_mib} MiB of RAM")]
+    BalloonAboveRam { amount_mib: u32, mem_mib: u64 },
 }
 
 /// A virtio-blk id: 1 to 20 ASCII bytes. Refused rather than cut: a cut id could name
@@ -96,9 +107,33 @@ pub fn tap_name(name: &str) -> Result<String, InvalidSpec> {
     Ok(name.to_string())
 }
 
+/// The rules that hold between a VM's devices and its size, checked once the whole VM is
+/// known (`--rootfs` and `--disk` together, `--mem` or `machine-config` with `--balloon`
+/// or `balloon`): no disk id twice, no balloon larger than guest RAM (Firecracker refuses
+/// both).
+pub fn whole_vm(devices: &DeviceSpecs, mem_mib: u64) -> Result<(), InvalidSpec> {
+    let mut ids = HashSet::new();
+    let disks = devices.rootfs.iter().chain(&devices.disks);
+    for id in disks.filter_map(|d| d.id.as_deref()) {
+        if !ids.insert(id) {
+            return Err(InvalidSpec::DuplicateDiskId { id: id.to_string() });
+        }
+    }
+    if let Some(balloon) = &devices.balloon {
+        if u64::from(balloon.amount_mib) > mem_mib {
+            return Err(InvalidSpec::BalloonAboveRam {
+                amount_mib: balloon.amount_mib,
+                mem_mib,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::device_specs::{BalloonSpec, DiskSpec};
 
     #[test]
     fn disk_id_of_20_bytes_is_accepted_and_21_refused() {
@@ -165,6 +200,49 @@ mod tests {
             mac("01:00:5e:00:00:01"),
             Err(InvalidSpec::MacMulticast { .. })
         ));
+    }
+
+    fn disk(id: &str) -> DiskSpec {
+        DiskSpec {
+            path: "d.img".into(),
+            read_only: false,
+            id: Some(id.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_same_disk_id_twice_is_refused_and_the_root_disk_counts() {
+        let mut devices = DeviceSpecs {
+            rootfs: Some(disk("rootfs")),
+            disks: vec![disk("data")],
+            ..Default::default()
+        };
+        assert_eq!(whole_vm(&devices, 128), Ok(()));
+        devices.disks.push(disk("rootfs"));
+        assert_eq!(
+            whole_vm(&devices, 128),
+            Err(InvalidSpec::DuplicateDiskId {
+                id: "rootfs".into()
+            })
+        );
+    }
+
+    #[test]
+    fn balloon_of_all_guest_ram_is_accepted_and_one_mib_more_refused() {
+        let balloon = |amount_mib| DeviceSpecs {
+            balloon: Some(BalloonSpec {
+                amount_mib,
+                deflate_on_oom: false,
+                stats_interval_s: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(whole_vm(&balloon(128), 128), Ok(()));
+        let err = whole_vm(&balloon(129), 128).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "balloon amount_mib 129 is more than the guest's 128 MiB of RAM"
+        );
     }
 
     #[test]

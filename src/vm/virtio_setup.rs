@@ -165,8 +165,8 @@ fn create_device(
     balloon_handle: &mut Option<BalloonHandle>,
 ) -> Result<Box<dyn VirtioDevice>, VmError> {
     use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
-    // The device's own error stays the source: "disk …: cannot open disk image …: Is a
-    // directory" is printed whole at the edge.
+    // The device's own error stays the source: "disk …: disk image … is a FIFO, not a
+    // regular file or a block device" is printed whole at the edge.
     fn device_err<E>(what: String) -> impl FnOnce(E) -> VmError
     where
         E: std::error::Error + Send + Sync + 'static,

@@ -308,9 +308,71 @@ pub fn fnv1a32(bytes: &[u8]) -> u32 {
 
 /// Resident set size of process `pid` in KiB (VmRSS of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// What [`run_vmm_watching_memory`] saw.
+#[derive(Debug)]
+pub struct Watched {
+    /// The exit status, when vmm ended by itself within the time given.
+    pub status: Option<ExitStatus>,
+    /// The most memory vmm held (the larger of VmHWM and the sampled VmRSS), in KiB.
+    pub peak_kib: u64,
+    pub stderr: String,
+}
+
+/// A field of /proc/PID/status in KiB ("VmRSS", "VmHWM").
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Runs `vmm ARGS` with `stdin` for up to `run_for`, watching its memory: it is killed at
+/// once when VmRSS passes `limit_kib`, so a VMM that buffers without bound fails the test
+/// quickly instead of exhausting the host. A VMM still running after `run_for` is killed
+/// too (`status` is then `None`).
+pub fn run_vmm_watching_memory(
+    args: &[&str],
+    stdin: Stdio,
+    run_for: Duration,
+    limit_kib: u64,
+) -> Watched {
+    let started = Instant::now();
+    let mut child = Command::new(VMM)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmm");
+    let mut err = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let pid = child.id();
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        let rss = status_kib(pid, "VmRSS").unwrap_or(0);
+        let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
+        peak_kib = peak_kib.max(rss).max(hwm);
+        if peak_kib > limit_kib || started.elapsed() > run_for {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Watched {
+        status,
+        peak_kib,
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+    }
 }

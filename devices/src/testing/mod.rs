@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::virtio::{ActivateError, Interrupt};
 pub use harness::DeviceHarness;
 pub use mmio_driver::MmioDriver;
-pub use ring::{reached, DriverQueue};
+pub use ring::{indirect_table, reached, DriverQueue};
 
 /// How long tests wait for a device before they call it stuck.
 pub const WAIT: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@
 use std::mem::size_of;
 use std::sync::atomic::Ordering;
 
-use virtio_bindings::virtio_ring::VRING_DESC_F_NEXT;
+use virtio_bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::{Queue, QueueT};
@@ -184,6 +184,23 @@ impl DriverQueue {
     pub fn used_reached(&self, target: u16) -> Result<bool, DriverError> {
         Ok(reached(self.used_idx()?, target))
     }
+}
+
+/// Writes `descs` at `at` as an indirect descriptor table and returns the descriptor that
+/// refers to it, as a driver that negotiated VIRTIO_RING_F_INDIRECT_DESC would: for tests
+/// that devices, which never offer it, refuse such chains.
+pub fn indirect_table(
+    mem: &GuestMemoryMmap,
+    at: u64,
+    descs: &[RawDescriptor],
+) -> Result<RawDescriptor, DriverError> {
+    let entry = size_of::<RawDescriptor>();
+    for (i, raw) in descs.iter().enumerate() {
+        mem.write_obj(*raw, GuestAddress(at + (entry * i) as u64))?;
+    }
+    let len = size_of_val(descs) as u32;
+    let desc = Descriptor::new(at, len, VRING_DESC_F_INDIRECT as u16, 0);
+    Ok(RawDescriptor::from(desc))
 }
 
 /// Whether free-running index `idx` is at or past `target`: within half the index

@@ -19,7 +19,7 @@ use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
     VIRTIO_F_VERSION_1,
 };
-use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -135,8 +135,8 @@ impl MmioTransport {
             DEVICE_ID => self.device.device_type(),
             VENDOR => VENDOR_ID,
             DEVICE_FEATURES => match self.device_features_sel {
-                0 => (self.device.avail_features() & 0xffff_ffff) as u32,
-                1 => (self.device.avail_features() >> 32) as u32,
+                0 => (self.offered_features() & 0xffff_ffff) as u32,
+                1 => (self.offered_features() >> 32) as u32,
                 _ => 0,
             },
             // 0 tells the driver the queue does not exist (§4.2.2.2).
@@ -245,10 +245,17 @@ impl MmioTransport {
         }
     }
 
+    /// The device's features less VIRTIO_RING_F_INDIRECT_DESC, which no queue here
+    /// follows (`chain` refuses indirect descriptors): a driver never sees it, and
+    /// accepting it anyway fails FEATURES_OK.
+    fn offered_features(&self) -> u64 {
+        self.device.avail_features() & !(1u64 << VIRTIO_RING_F_INDIRECT_DESC)
+    }
+
     fn features_acceptable(&self) -> bool {
         let version_1 = 1u64 << VIRTIO_F_VERSION_1;
         self.driver_features & version_1 != 0
-            && self.driver_features & !self.device.avail_features() == 0
+            && self.driver_features & !self.offered_features() == 0
     }
 
     fn activate(&mut self) {

@@ -1,11 +1,13 @@
 //! Virtio devices over the virtio-mmio transport (virtio 1.x, split queues from
 //! virtio-queue). `device` holds the contract between the transport and a device model;
-//! `mmio` the transport; `worker` the thread every device runs its queues on, `config`
-//! the configuration-space accesses and `metrics` the error counts all devices share;
+//! `mmio` the transport; `worker` the thread every device runs its queues on, `chain`
+//! the checked descriptor chains every device takes off its queues, `config` the
+//! configuration-space accesses and `metrics` the error counts all devices share;
 //! one file (or folder) per device.
 
 pub mod balloon;
 pub mod blk;
+pub mod chain;
 pub mod config;
 pub mod device;
 pub mod metrics;

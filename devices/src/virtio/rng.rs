@@ -10,10 +10,11 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
-use virtio_queue::{Queue, QueueOwnedT, QueueT, Writer};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::chain::{self, Writer};
 use super::device::DeviceQueue;
 use super::metrics::ErrorCounters;
 use super::worker::{continue_or_reset, Worker};
@@ -91,11 +92,11 @@ impl RequestQueue {
 
     fn process_queue(&mut self) -> Result<(), virtio_queue::Error> {
         let mut used = false;
-        while let Some(chain) = self.queue.iter(&self.mem)?.next() {
+        while let Some(chain) = chain::pop(&mut self.queue, &self.mem)? {
             let head = chain.head_index();
-            // A chain the Writer rejects (outside RAM, overflowing) or with nothing the
+            // A chain the Writer rejects (malformed, outside RAM) or with nothing the
             // device may write (read-only buffers) gets nothing: len 0.
-            let len = match Writer::new(&self.mem, chain) {
+            let len = match Writer::new(&self.mem, &chain) {
                 Ok(writer) if writer.available_bytes() == 0 => {
                     self.errors.chain_rejected();
                     0
@@ -171,7 +172,7 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     use super::*;
-    use crate::testing::{DeviceHarness, DriverQueue, Waited, WAIT};
+    use crate::testing::{indirect_table, DeviceHarness, DriverQueue, Waited, WAIT};
 
     const MEM_SIZE: usize = 0x40_0000;
     const BUF: u64 = 0x10_0000;
@@ -251,6 +252,38 @@ mod tests {
         );
         // The read-only chain and the one outside RAM are the device's rejections.
         assert_eq!(h.errors.snapshot().chains_rejected, 2);
+    }
+
+    #[test]
+    fn rng_refuses_an_indirect_chain_and_leaves_its_buffer_alone() {
+        let h = start();
+        let target = BUF + 0x1000;
+        let in_table = Descriptor::new(target, 64, VRING_DESC_F_WRITE as u16, 0);
+        let indirect = indirect_table(&h.mem, BUF, &[RawDescriptor::from(in_table)]).unwrap();
+        h.queues[0].add_desc_chains(&[indirect], 0).unwrap();
+        h.kick(0).unwrap();
+        wait_used(&h, 1);
+        assert_eq!(used_len(&h, 0), 0);
+        let mut got = [0xffu8; 64];
+        h.mem.read_slice(&mut got, GuestAddress(target)).unwrap();
+        assert_eq!(got, [0u8; 64]);
+        assert_eq!(h.errors.snapshot().chains_rejected, 1);
+    }
+
+    #[test]
+    fn rng_refuses_a_chain_longer_than_its_queue() {
+        let h = start();
+        // Descriptors 0 and 1 point at each other: the chain never ends.
+        let flags = (VRING_DESC_F_WRITE | VRING_DESC_F_NEXT) as u16;
+        let descs = [
+            RawDescriptor::from(Descriptor::new(BUF, 64, flags, 1)),
+            RawDescriptor::from(Descriptor::new(BUF + 0x1000, 64, flags, 0)),
+        ];
+        h.queues[0].add_desc_chains(&descs, 0).unwrap();
+        h.kick(0).unwrap();
+        wait_used(&h, 1);
+        assert_eq!(used_len(&h, 0), 0);
+        assert_eq!(h.errors.snapshot().chains_rejected, 1);
     }
 
     #[test]

@@ -11,13 +11,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT, Reader};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::stats::{PAGE_SIZE, STAT_LEN};
 use super::Shared;
+use crate::virtio::chain::{self, Reader};
 use crate::virtio::metrics::ErrorCounters;
 use crate::virtio::worker::continue_or_reset;
 use crate::virtio::{ActivateContext, ActivateError, Interrupt};
@@ -109,10 +110,11 @@ impl BalloonHandler {
 
     fn process(&mut self, q: usize) -> Result<(), virtio_queue::Error> {
         let mut used = false;
-        while let Some(chain) = self.queues[q].iter(&self.mem)?.next() {
+        while let Some(chain) = chain::pop(&mut self.queues[q], &self.mem)? {
             let head = chain.head_index();
-            // A chain outside RAM carries nothing we can act on: returned with len 0.
-            let buf = match Reader::new(&self.mem, chain) {
+            // A chain outside RAM, or malformed (`chain::pop`), carries nothing we can act
+            // on: returned with len 0.
+            let buf = match Reader::new(&self.mem, &chain) {
                 Ok(reader) => read_capped(reader, cap_for(q)),
                 Err(_) => {
                     self.errors.chain_rejected();

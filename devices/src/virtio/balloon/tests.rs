@@ -7,7 +7,7 @@ use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::*;
-use crate::testing::{self, DeviceHarness, DriverQueue, Waited, WAIT};
+use crate::testing::{self, indirect_table, DeviceHarness, DriverQueue, Waited, WAIT};
 
 const MEM_SIZE: usize = 0x80_0000;
 /// Rings of the three queues.
@@ -168,6 +168,21 @@ fn balloon_descriptor_loop_on_deflate_does_not_hang() {
         .unwrap();
     h.kick(1).unwrap();
     h.wait_used(1, 1);
+}
+
+#[test]
+fn balloon_indirect_inflate_chain_is_refused_and_releases_nothing() {
+    let h = Harness::start(Balloon::new(64, false, 0));
+    h.mem
+        .write_slice(&pfns(&[VICTIM / PAGE_SIZE]), GuestAddress(BUF))
+        .unwrap();
+    let in_table = RawDescriptor::from(Descriptor::new(BUF, 4, 0, 0));
+    let indirect = indirect_table(&h.mem, BUF + 0x1000, &[in_table]).unwrap();
+    h.queues[0].add_desc_chains(&[indirect], 0).unwrap();
+    h.kick(0).unwrap();
+    h.wait_used(0, 1);
+    assert_eq!(h.balloon().stats().inflated_pages, 0);
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
 }
 
 #[test]

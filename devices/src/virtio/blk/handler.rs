@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -13,6 +13,7 @@ use super::disk::Disk;
 use super::request::{
     self, Limits, Reject, Request, RequestType, Segment, STATUS_IOERR, STATUS_OK,
 };
+use crate::virtio::chain;
 use crate::virtio::device::{ActivateContext, DeviceQueue, Interrupt};
 use crate::virtio::metrics::ErrorCounters;
 
@@ -62,12 +63,10 @@ impl BlockHandler {
         };
         let mut used = false;
         let result = loop {
-            // A fresh iterator per chain: add_used needs the queue between chains.
-            let chain = match self.queue.iter(&self.mem) {
-                Ok(mut iter) => match iter.next() {
-                    Some(chain) => chain,
-                    None => break ControlFlow::Continue(()),
-                },
+            // One chain at a time: add_used needs the queue between chains.
+            let chain = match chain::pop(&mut self.queue, &self.mem) {
+                Ok(Some(chain)) => chain,
+                Ok(None) => break ControlFlow::Continue(()),
                 // The available index runs more than a queue ahead of us.
                 Err(_) => {
                     self.errors.chain_rejected();
@@ -75,7 +74,7 @@ impl BlockHandler {
                 }
             };
             let head = chain.head_index();
-            let parsed = request::parse(&self.mem, chain, limits, &mut self.descs, &mut self.segs);
+            let parsed = request::parse(&self.mem, &chain, limits, &mut self.descs, &mut self.segs);
             if parsed.is_err() {
                 self.errors.chain_rejected();
             }

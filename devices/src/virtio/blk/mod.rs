@@ -7,7 +7,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +25,7 @@ use self::handler::BlockHandler;
 use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
 use super::worker::Worker;
+use crate::user_file::{self, Allowed, OpenError};
 
 /// virtio device ID of a block device.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
@@ -42,12 +43,8 @@ pub const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 /// Why a disk could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("cannot open disk image {path:?}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("disk image {0}")]
+    Open(#[source] OpenError),
     #[error("cannot read the size of disk image {path:?}")]
     Size {
         path: PathBuf,
@@ -72,14 +69,8 @@ impl Block {
     /// answer (at most 20 bytes); without it one is derived from the file's device and
     /// inode numbers, stable across runs for the same file.
     pub fn new(path: &Path, read_only: bool, id: Option<String>) -> Result<Block, BlockError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(|source| BlockError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let mut file = user_file::open(path, !read_only, Allowed::RegularFileOrBlockDevice)
+            .map_err(BlockError::Open)?;
         let size_err = |source| BlockError::Size {
             path: path.to_path_buf(),
             source,

@@ -12,10 +12,10 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::DescriptorChain;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::SECTOR_SIZE;
+use crate::virtio::chain::Chain;
 
 /// Size of `struct virtio_blk_outhdr`.
 const HEADER_LEN: usize = 16;
@@ -67,7 +67,8 @@ pub enum Reject {
     /// There is no writable status byte to answer in: return the chain with length 0.
     NoStatus,
     /// The chain has no end (a loop, more descriptors than the queue holds, an unreadable
-    /// descriptor or next index): nothing in it can be trusted and the queue is broken.
+    /// descriptor or next index) or uses an indirect table, which was not negotiated:
+    /// nothing in it can be trusted and the queue is broken.
     Broken,
 }
 
@@ -82,22 +83,19 @@ pub struct Limits {
 
 /// Parses `chain`; `descs` and `data` are scratch vectors reused between requests so the
 /// fast path does not allocate.
-pub fn parse<M>(
+pub fn parse(
     mem: &GuestMemoryMmap,
-    chain: DescriptorChain<M>,
+    chain: &Chain,
     limits: Limits,
     descs: &mut Vec<Descriptor>,
     data: &mut Vec<Segment>,
-) -> Result<Request, Reject>
-where
-    M: std::ops::Deref<Target = GuestMemoryMmap>,
-{
+) -> Result<Request, Reject> {
     descs.clear();
     data.clear();
-    // virtio-queue ends the iteration silently on a loop (after queue-size descriptors),
-    // an out-of-range next index, an unreadable descriptor or a chain over 4 GiB; in all
-    // of those the last descriptor it gave still says NEXT.
-    for desc in chain {
+    // A loop, an out-of-range next index, an indirect table or a chain over 4 GiB: the
+    // chain has no end we can trust (`chain::pop` found it), and the queue is broken.
+    let chain = chain.descriptors().map_err(|_| Reject::Broken)?;
+    for &desc in chain {
         if descs.len() == limits.max_descriptors {
             return Err(Reject::Broken);
         }

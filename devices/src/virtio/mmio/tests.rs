@@ -30,6 +30,7 @@ struct Record {
 struct FakeDevice {
     record: Arc<Mutex<Record>>,
     config: [u8; 8],
+    features: u64,
 }
 
 impl VirtioDevice for FakeDevice {
@@ -40,7 +41,7 @@ impl VirtioDevice for FakeDevice {
         &[16, 8]
     }
     fn avail_features(&self) -> u64 {
-        VERSION_1 | FEATURE_X
+        self.features
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         crate::virtio::config::read(&self.config, offset, data);
@@ -75,11 +76,17 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_offering(VERSION_1 | FEATURE_X)
+}
+
+/// A fake device whose model offers `features`.
+fn fixture_offering(features: u64) -> Fixture {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let record = Arc::new(Mutex::new(Record::default()));
     let dev = FakeDevice {
         record: record.clone(),
         config: [1, 2, 3, 4, 5, 6, 7, 8],
+        features,
     };
     let d = MmioDriver::new(&mem, Box::new(dev)).unwrap();
     Fixture { d, record }
@@ -121,6 +128,16 @@ fn features_ok_is_refused_when_driver_does_not_accept_version_1() {
 fn features_ok_is_refused_when_driver_accepts_unoffered_feature() {
     let mut f = fixture();
     assert_eq!(f.d.negotiate(VERSION_1 | 1 << 7), STATUS_INIT);
+}
+
+#[test]
+fn indirect_descriptors_are_never_offered_nor_accepted_even_from_a_device_model() {
+    // The queues refuse indirect chains (`chain`), so a model offering the feature must
+    // not get it negotiated.
+    let indirect = 1u64 << VIRTIO_RING_F_INDIRECT_DESC;
+    let mut f = fixture_offering(VERSION_1 | FEATURE_X | indirect);
+    assert_eq!(f.d.offered_features(), VERSION_1 | FEATURE_X);
+    assert_eq!(f.d.negotiate(VERSION_1 | indirect), STATUS_INIT);
 }
 
 #[test]

@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT, Reader, Writer};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{NetBackend, NetCounters};
+use crate::virtio::chain::{self, Reader, Writer};
 use crate::virtio::device::DeviceQueue;
 use crate::virtio::metrics::ErrorCounters;
 use crate::virtio::tap::VNET_HDR_LEN;
@@ -228,11 +229,11 @@ impl NetHandler {
 
     /// Puts the frame in `rx_buf[..len]` into the next rx chain.
     fn deliver(&mut self, len: usize) -> Result<RxOutcome, virtio_queue::Error> {
-        let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+        let Some(chain) = chain::pop(&mut self.rx, &self.mem)? else {
             return Ok(RxOutcome::NoBuffers);
         };
         let head = chain.head_index();
-        let writer = Writer::new(&self.mem, chain)
+        let writer = Writer::new(&self.mem, &chain)
             .ok()
             .filter(|w| w.available_bytes() >= VNET_HDR_LEN);
         let Some(mut writer) = writer else {
@@ -275,11 +276,11 @@ impl NetHandler {
                 let _ = self.tx_evt.write(1);
                 break;
             }
-            let Some(chain) = self.tx.iter(&self.mem)?.next() else {
+            let Some(chain) = chain::pop(&mut self.tx, &self.mem)? else {
                 break;
             };
             let head = chain.head_index();
-            let outcome = match Reader::new(&self.mem, chain) {
+            let outcome = match Reader::new(&self.mem, &chain) {
                 Ok(reader) => send(
                     reader,
                     &mut self.tx_buf,

@@ -14,7 +14,7 @@ use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::testing::{wait_until, DeviceHarness, DriverQueue, Waited, WAIT};
+use crate::testing::{indirect_table, wait_until, DeviceHarness, DriverQueue, Waited, WAIT};
 use crate::virtio::VirtioDevice;
 
 const MEM_SIZE: usize = 0x20_0000;
@@ -244,7 +244,7 @@ fn net_tx_descriptor_outside_ram_is_used_with_len_0_and_device_keeps_working() {
 #[test]
 fn net_tx_descriptor_loop_and_4gib_length_do_not_hang() {
     let h = Harness::start();
-    // Descriptor 0 points at itself: the chain ends after queue-size descriptors.
+    // Descriptor 0 points at itself: a chain without end, refused as malformed.
     let looped = Descriptor::new(BUF, 64, VRING_DESC_F_NEXT as u16, 0);
     h.txq()
         .add_desc_chains(&[RawDescriptor::from(looped)], 0)
@@ -254,6 +254,64 @@ fn net_tx_descriptor_loop_and_4gib_length_do_not_hang() {
     h.wait_used(TX, 2);
     assert_eq!(Harness::used(h.txq(), 1), (1, 0));
     assert!(!h.interrupt.needs_reset());
+}
+
+/// Asserts that the backend got no frame.
+fn assert_nothing_sent(h: &Harness) {
+    h.peer.set_nonblocking(true).unwrap();
+    let mut got = [0u8; 256];
+    let sent = h.peer.recv(&mut got);
+    assert!(sent.is_err(), "a frame was sent: {sent:?}");
+}
+
+#[test]
+fn net_tx_indirect_chain_is_dropped_unsent_and_counted() {
+    let h = Harness::start();
+    h.mem.write_slice(&frame(72, 8), GuestAddress(BUF)).unwrap();
+    let in_table = RawDescriptor::from(Descriptor::new(BUF, 72, 0, 0));
+    let indirect = indirect_table(&h.mem, BUF + 0x1000, &[in_table]).unwrap();
+    h.txq().add_desc_chains(&[indirect], 0).unwrap();
+    h.kick(TX).unwrap();
+    h.wait_used(TX, 1);
+    assert_eq!(Harness::used(h.txq(), 0), (0, 0));
+    assert_eq!(h.dev.counters().malformed_chains.load(Ordering::Relaxed), 1);
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+    assert_nothing_sent(&h);
+}
+
+#[test]
+fn net_tx_chain_longer_than_the_queue_is_dropped_unsent_and_counted() {
+    let h = Harness::start();
+    let next = VRING_DESC_F_NEXT as u16;
+    let descs = [
+        RawDescriptor::from(Descriptor::new(BUF, 64, next, 1)),
+        RawDescriptor::from(Descriptor::new(BUF + 0x100, 64, next, 0)),
+    ];
+    h.txq().add_desc_chains(&descs, 0).unwrap();
+    h.kick(TX).unwrap();
+    h.wait_used(TX, 1);
+    assert_eq!(Harness::used(h.txq(), 0), (0, 0));
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+    assert_nothing_sent(&h);
+}
+
+#[test]
+fn net_rx_indirect_chain_is_returned_with_len_0_and_frame_kept() {
+    let h = Harness::start();
+    let in_table = Descriptor::new(BUF, 2048, VRING_DESC_F_WRITE as u16, 0);
+    let indirect = indirect_table(&h.mem, BUF + 0x1000, &[RawDescriptor::from(in_table)]).unwrap();
+    h.rxq().add_desc_chains(&[indirect], 0).unwrap();
+    h.kick(RX).unwrap();
+    let mut packet = vec![0u8; 12];
+    packet.extend(frame(60, 9));
+    h.peer.send(&packet).unwrap();
+    h.wait_used(RX, 1);
+    assert_eq!(Harness::used(h.rxq(), 0), (0, 0));
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+
+    h.add_rx_buffer(1, BUF + 0x2000, 2048, VRING_DESC_F_WRITE);
+    h.wait_used(RX, 2);
+    assert_eq!(Harness::used(h.rxq(), 1), (1, 72));
 }
 
 #[test]

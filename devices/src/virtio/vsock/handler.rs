@@ -14,6 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::muxer::Muxer;
 use super::packet::{self, HDR_SIZE, MAX_PAYLOAD};
+use crate::virtio::chain::{self, Reader, Writer};
 use crate::virtio::device::DeviceQueue;
 use crate::virtio::metrics::ErrorCounters;
 use crate::virtio::worker::{continue_or_reset, EventHandler, Interest};
@@ -50,7 +51,8 @@ struct Buffers {
     tx: Vec<u8>,
 }
 
-/// The driver handed us a chain we cannot map (e.g. a buffer outside guest RAM).
+/// The driver handed us a chain we cannot map (e.g. a buffer outside guest RAM, or one
+/// `chain::pop` found malformed).
 struct BrokenChain;
 
 impl VsockHandler {
@@ -109,11 +111,11 @@ impl VsockHandler {
     fn process_tx(&mut self, payload: &mut Vec<u8>) -> Result<bool, BrokenChain> {
         let mut used = false;
         while !self.muxer.tx_blocked() {
-            let Some(chain) = self.txq.pop_descriptor_chain(&self.mem) else {
+            let Some(chain) = chain::pop(&mut self.txq, &self.mem).map_err(|_| BrokenChain)? else {
                 break;
             };
             let head = chain.head_index();
-            let mut reader = chain.reader(&self.mem).map_err(|_| BrokenChain)?;
+            let mut reader = Reader::new(&self.mem, &chain).map_err(|_| BrokenChain)?;
             let avail = reader.available_bytes();
             match packet::read_packet(&mut reader, avail, payload) {
                 Ok(hdr) => self.muxer.handle_guest_packet(&hdr, payload),
@@ -137,11 +139,11 @@ impl VsockHandler {
     fn process_rx(&mut self, scratch: &mut [u8]) -> Result<bool, BrokenChain> {
         let mut used = false;
         while self.muxer.has_rx() {
-            let Some(chain) = self.rxq.pop_descriptor_chain(&self.mem) else {
+            let Some(chain) = chain::pop(&mut self.rxq, &self.mem).map_err(|_| BrokenChain)? else {
                 break;
             };
             let head = chain.head_index();
-            let mut writer = chain.writer(&self.mem).map_err(|_| BrokenChain)?;
+            let mut writer = Writer::new(&self.mem, &chain).map_err(|_| BrokenChain)?;
             let cap = writer.available_bytes();
             let written = if cap < HDR_SIZE {
                 // Too small for any packet; handed back empty so the driver can recycle it.

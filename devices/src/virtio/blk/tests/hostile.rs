@@ -112,6 +112,22 @@ fn descriptor_loop_sets_needs_reset_without_hanging() {
 }
 
 #[test]
+fn indirect_chain_sets_needs_reset_and_is_not_served() {
+    let (mut e, mem) = started();
+    let vq = ring(&mem);
+    e.write_header(VIRTIO_BLK_T_IN, 0);
+    // A well-formed read, but in an indirect table: the driver cannot have negotiated
+    // VIRTIO_RING_F_INDIRECT_DESC, which the device never offers.
+    let request = chain(0, &[(HDR, 16, R), (DATA, 512, W), (STATUS, 1, W)]);
+    let indirect = indirect_table(&mem, TABLE, &request).unwrap();
+    vq.add_desc_chains(&[indirect], 0).unwrap();
+    e.kick_and_wait(&vq, 1);
+    assert_ne!(e.d.read(REG_STATUS) & NEEDS_RESET, 0);
+    assert_eq!(e.status_byte(), 0xff);
+    assert_eq!(e.errors().chains_rejected, 1);
+}
+
+#[test]
 fn avail_index_past_queue_size_sets_needs_reset() {
     let (mut e, mem) = started();
     let vq = ring(&mem);

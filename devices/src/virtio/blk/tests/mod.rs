@@ -12,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
 use super::*;
-use crate::testing::{DriverQueue, MmioDriver, WAIT};
+use crate::testing::{indirect_table, DriverQueue, MmioDriver, WAIT};
 use crate::virtio::mmio::regs::STATUS as REG_STATUS;
 use crate::virtio::DeviceErrors;
 
@@ -23,6 +23,8 @@ const QSIZE: u16 = 16;
 const HDR: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
 const STATUS: u64 = 0x30_0000;
+/// Where a test puts an indirect descriptor table.
+const TABLE: u64 = 0x38_0000;
 const OUTSIDE_RAM: u64 = 0x1_0000_0000;
 const DISK_SECTORS: u64 = 64;
 const R: u16 = 0;

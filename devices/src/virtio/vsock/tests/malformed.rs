@@ -4,7 +4,11 @@
 use std::io::{Read, Write};
 
 use super::*;
+use crate::testing::indirect_table;
 use crate::virtio::vsock::packet::{OP_RST, OP_RW};
+
+/// Where a test puts an indirect descriptor table, clear of the rings and buffers.
+const TABLE: u64 = 0x20_0000;
 
 #[test]
 fn short_header_chain_is_consumed_without_reply() {
@@ -127,6 +131,43 @@ fn tx_descriptor_of_4_gib_sets_needs_reset() {
     let mut h = Harness::new();
     let base = h.stage_header(&guest_hdr(OP_REQUEST, 1, 2));
     h.publish_tx(&[desc(base, u32::MAX, 0)]);
+    wait_until("needs_reset", || h.interrupt.needs_reset());
+}
+
+#[test]
+fn tx_indirect_chain_sets_needs_reset() {
+    let mut h = Harness::new();
+    let base = h.stage_header(&guest_hdr(OP_REQUEST, 40000, 999));
+    let in_table = desc(base, HDR_SIZE as u32, 0);
+    let indirect = indirect_table(&h.mem, TABLE, &[in_table]).unwrap();
+    h.publish_tx(&[indirect]);
+    wait_until("needs_reset", || h.interrupt.needs_reset());
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+}
+
+#[test]
+fn tx_chain_longer_than_the_queue_sets_needs_reset() {
+    let h = Harness::new();
+    let base = h.stage_header(&guest_hdr(OP_REQUEST, 40000, 999));
+    // Descriptors 0 and 1 point at each other: the chain never ends.
+    let next = VRING_DESC_F_NEXT as u16;
+    let looped = [
+        RawDescriptor::from(SplitDescriptor::new(base, HDR_SIZE as u32, next, 1)),
+        RawDescriptor::from(SplitDescriptor::new(base, HDR_SIZE as u32, next, 0)),
+    ];
+    h.queues[TX].add_desc_chains(&looped, 0).unwrap();
+    h.kick(TX).unwrap();
+    wait_until("needs_reset", || h.interrupt.needs_reset());
+}
+
+#[test]
+fn rx_indirect_chain_sets_needs_reset() {
+    let mut h = Harness::with_rx_buffers(0);
+    let in_table = desc(0x1_0000, 4096, VRING_DESC_F_WRITE);
+    let indirect = indirect_table(&h.mem, TABLE, &[in_table]).unwrap();
+    h.post_rx_desc(indirect);
+    // A guest request to a missing listener gives the device a RST to deliver.
+    h.send(guest_hdr(OP_REQUEST, 40000, 999), &[]);
     wait_until("needs_reset", || h.interrupt.needs_reset());
 }
 
