@@ -167,12 +167,21 @@ pub struct VmArgs {
 
     /// Another virtio-blk disk (raw file), `ro` for read-only, `id=` for its serial
     /// (GET_ID). Repeat for more disks; they follow the root disk (/dev/vdb, …).
-    #[arg(long, value_name = "PATH[,ro][,id=NAME]", value_parser = parse_disk)]
+    /// `bw=` (bytes per second) and `ops=` (requests per second) rate limit it: token buckets
+    /// holding one second's worth, refilled over a second; a request beyond them waits.
+    /// Default: no limit.
+    #[arg(long, value_name = "PATH[,ro][,id=NAME][,bw=N][,ops=N]", value_parser = parse_disk)]
     pub disk: Vec<crate::vm::device_specs::DiskSpec>,
 
     /// A virtio-net NIC on a TAP device (opened, or created when missing: that needs
     /// CAP_NET_ADMIN). The MAC defaults to one the guest driver picks. Repeatable.
-    #[arg(long, value_name = "tap=NAME[,mac=MAC]", value_parser = parse_net)]
+    /// `rx_bw=`/`tx_bw=` (bytes per second) and `rx_ops=`/`tx_ops=` (frames per second)
+    /// rate limit receive and transmit apart, as `--disk`'s `bw=`/`ops=`. Default: no limit.
+    #[arg(
+        long,
+        value_name = "tap=NAME[,mac=MAC][,rx_bw=N][,rx_ops=N][,tx_bw=N][,tx_ops=N]",
+        value_parser = parse_net
+    )]
     pub net: Vec<crate::vm::device_specs::NetSpec>,
 
     /// A virtio-vsock device with Firecracker's host side: connect to PATH and write
@@ -181,9 +190,16 @@ pub struct VmArgs {
     #[arg(long, value_name = "cid=N,uds=PATH", value_parser = parse_vsock)]
     pub vsock: Option<crate::vm::device_specs::VsockSpec>,
 
-    /// A virtio-rng device fed by the host's getrandom(2).
-    #[arg(long)]
-    pub rng: bool,
+    /// A virtio-rng device fed by the host's getrandom(2). `bw=` (bytes per second) and
+    /// `ops=` (requests per second) rate limit it, as `--disk`'s. Default: no limit.
+    #[arg(
+        long,
+        value_name = "bw=N,ops=N",
+        num_args = 0..=1,
+        default_missing_value = "",
+        value_parser = parse_rng
+    )]
+    pub rng: Option<crate::vm::device_specs::RngSpec>,
 
     /// A virtio-balloon device: the guest returns `amount_mib` of its RAM to the host.
     /// stats_interval (seconds) > 0 enables memory statistics.
@@ -215,6 +231,10 @@ fn parse_disk(s: &str) -> Result<crate::vm::device_specs::DiskSpec, String> {
 
 fn parse_net(s: &str) -> Result<crate::vm::device_specs::NetSpec, String> {
     crate::vm::device_specs::parse_net(s).map_err(|e| e.reason)
+}
+
+fn parse_rng(s: &str) -> Result<crate::vm::device_specs::RngSpec, String> {
+    crate::vm::device_specs::parse_rng(s).map_err(|e| e.reason)
 }
 
 fn parse_vsock(s: &str) -> Result<crate::vm::device_specs::VsockSpec, String> {

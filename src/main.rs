@@ -107,11 +107,12 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
             path,
             read_only: false,
             id: Some("rootfs".into()),
+            rate_limiter: None,
         }),
         disks: args.disk.clone(),
         nets: args.net.clone(),
         vsock: args.vsock.clone(),
-        rng: args.rng,
+        rng: args.rng.clone(),
         balloon: args.balloon.clone(),
     };
     Ok(vm::VmConfig {

@@ -65,6 +65,8 @@ impl HostLink {
         NetSpec {
             tap: self.tap.clone(),
             mac: Some([0x06, 0x00, a, b, c, d]),
+            rx_rate_limiter: None,
+            tx_rate_limiter: None,
         }
     }
 

@@ -154,6 +154,7 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
                 path: image,
                 read_only: true,
                 id: Some("rootfs".into()),
+                rate_limiter: None,
             }],
             vsock: Some(VsockSpec {
                 guest_cid: GUEST_CID,

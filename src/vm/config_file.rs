@@ -1,15 +1,17 @@
 //! Firecracker's JSON configuration file (`--config-file`), so that an existing Firecracker
 //! config boots unchanged. Unknown fields are refused with their name (serde's
-//! `deny_unknown_fields`); Firecracker features `vmm` does not have (rate limiters, MMDS,
-//! logger, metrics, custom CPU templates) are accepted and reported as ignored.
+//! `deny_unknown_fields`); Firecracker features `vmm` does not have (MMDS, logger, metrics,
+//! custom CPU templates) are accepted and reported as ignored. Rate limiters are read by
+//! `rate_limits`.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
+use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, RngSpec, VsockSpec};
 use super::error::VmError;
 use super::input;
+use super::rate_limits::{self, RateLimiterJson};
 use super::spec_checks;
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +68,7 @@ struct Drive {
     #[serde(default)]
     io_engine: Option<String>,
     #[serde(default)]
-    rate_limiter: Option<serde_json::Value>,
+    rate_limiter: Option<RateLimiterJson>,
     #[serde(default)]
     socket: Option<String>,
 }
@@ -94,9 +96,9 @@ struct NetworkInterface {
     #[serde(default)]
     guest_mac: Option<String>,
     #[serde(default)]
-    rx_rate_limiter: Option<serde_json::Value>,
+    rx_rate_limiter: Option<RateLimiterJson>,
     #[serde(default)]
-    tx_rate_limiter: Option<serde_json::Value>,
+    tx_rate_limiter: Option<RateLimiterJson>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +115,7 @@ struct Vsock {
 #[serde(deny_unknown_fields)]
 struct Entropy {
     #[serde(default)]
-    rate_limiter: Option<serde_json::Value>,
+    rate_limiter: Option<RateLimiterJson>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,18 +176,11 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             note("machine-config.huge_pages", h != "None");
         }
     }
-    note(
-        "entropy.rate_limiter",
-        fc.entropy
-            .as_ref()
-            .is_some_and(|e| e.rate_limiter.is_some()),
-    );
 
     let mut devices = DeviceSpecs::default();
     let mut roots = 0;
     for (i, drive) in fc.drives.iter().enumerate() {
         let field = |name: &str| format!("drives[{i}] ({:?}).{name}", drive.drive_id);
-        note(&field("rate_limiter"), drive.rate_limiter.is_some());
         note(&field("partuuid"), drive.partuuid.is_some());
         if let Some(engine) = &drive.io_engine {
             if engine != "Sync" {
@@ -219,6 +214,10 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             path,
             read_only: drive.is_read_only.unwrap_or(false),
             id: Some(id),
+            rate_limiter: rate_limits::from_json(
+                drive.rate_limiter.as_ref(),
+                &field("rate_limiter"),
+            )?,
         };
         if drive.is_root_device {
             roots += 1;
@@ -232,10 +231,6 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
     }
     for (i, nic) in fc.network_interfaces.iter().enumerate() {
         let field = |name: &str| format!("network-interfaces[{i}] ({:?}).{name}", nic.iface_id);
-        note(
-            &field("rate_limiter"),
-            nic.rx_rate_limiter.is_some() || nic.tx_rate_limiter.is_some(),
-        );
         let tap = spec_checks::tap_name(&nic.host_dev_name)
             .map_err(|e| format!("{}: {e}", field("host_dev_name")))?;
         let mac = match &nic.guest_mac {
@@ -244,7 +239,18 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             }
             None => None,
         };
-        devices.nets.push(NetSpec { tap, mac });
+        devices.nets.push(NetSpec {
+            tap,
+            mac,
+            rx_rate_limiter: rate_limits::from_json(
+                nic.rx_rate_limiter.as_ref(),
+                &field("rx_rate_limiter"),
+            )?,
+            tx_rate_limiter: rate_limits::from_json(
+                nic.tx_rate_limiter.as_ref(),
+                &field("tx_rate_limiter"),
+            )?,
+        });
     }
     if let Some(v) = &fc.vsock {
         let guest_cid =
@@ -254,7 +260,14 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
             uds_path: v.uds_path.clone(),
         });
     }
-    devices.rng = fc.entropy.is_some();
+    if let Some(entropy) = &fc.entropy {
+        devices.rng = Some(RngSpec {
+            rate_limiter: rate_limits::from_json(
+                entropy.rate_limiter.as_ref(),
+                "entropy.rate_limiter",
+            )?,
+        });
+    }
     devices.balloon = fc.balloon.as_ref().map(|b| BalloonSpec {
         amount_mib: b.amount_mib,
         deflate_on_oom: b.deflate_on_oom,
@@ -323,7 +336,7 @@ mod tests {
         assert_eq!(c.devices.nets[0].tap, "tap0");
         assert_eq!(c.devices.nets[0].mac, Some([6, 0, 0xac, 0x10, 0, 2]));
         assert_eq!(c.devices.vsock.as_ref().unwrap().guest_cid, 3);
-        assert!(c.devices.rng);
+        assert_eq!(c.devices.rng, Some(RngSpec::default()));
         assert_eq!(c.devices.balloon.as_ref().unwrap().stats_interval_s, 1);
         assert!(c.ignored.is_empty(), "{:?}", c.ignored);
     }
@@ -364,13 +377,81 @@ mod tests {
     }
 
     #[test]
-    fn rate_limiters_are_reported_as_ignored() {
+    fn drive_rate_limiter_is_read_not_ignored() {
         let text = FIRECRACKER_EXAMPLE.replace(
             "\"rate_limiter\": null",
-            "\"rate_limiter\": {\"bandwidth\": {\"size\": 1, \"refill_time\": 1}}",
+            r#""rate_limiter": {"bandwidth": {"size": 4096, "one_time_burst": 8192, "refill_time": 100}}"#,
         );
         let c = parse(&text).unwrap();
-        assert!(c.ignored.iter().any(|i| i.contains("rate_limiter")));
+        let limit = c.devices.rootfs.unwrap().rate_limiter.unwrap();
+        assert_eq!(
+            limit.bandwidth,
+            Some(devices::virtio::TokenBucketConfig {
+                size: 4096,
+                one_time_burst: 8192,
+                refill_time_ms: 100
+            })
+        );
+        assert_eq!(limit.ops, None);
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    }
+
+    #[test]
+    fn nic_and_entropy_rate_limiters_are_read() {
+        let bucket = r#"{"ops": {"size": 10, "refill_time": 1000}}"#;
+        let text = FIRECRACKER_EXAMPLE
+            .replace(
+                "\"host_dev_name\": \"tap0\"",
+                &format!("\"host_dev_name\": \"tap0\", \"tx_rate_limiter\": {bucket}"),
+            )
+            .replace(
+                "\"entropy\": {}",
+                &format!("\"entropy\": {{\"rate_limiter\": {bucket}}}"),
+            );
+        let c = parse(&text).unwrap();
+        let nic = &c.devices.nets[0];
+        assert_eq!(nic.rx_rate_limiter, None);
+        assert!(nic.tx_rate_limiter.unwrap().limits_anything());
+        let rng = c.devices.rng.unwrap();
+        assert!(rng.rate_limiter.unwrap().limits_anything());
+    }
+
+    #[test]
+    fn rate_limiter_that_never_refills_is_refused_with_its_path() {
+        let text = FIRECRACKER_EXAMPLE.replace(
+            "\"rate_limiter\": null",
+            r#""rate_limiter": {"ops": {"size": 100, "refill_time": 0}}"#,
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.starts_with("drives[0] (\"rootfs\").rate_limiter.ops: refill_time is 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rate_limiter_with_a_negative_size_or_unknown_field_is_refused() {
+        for (limiter, needle) in [
+            (
+                r#"{"bandwidth": {"size": -1, "refill_time": 100}}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"bandwidth": {"size": 1, "refill_time": 100, "burst": 2}}"#,
+                "unknown field `burst`",
+            ),
+            (
+                r#"{"iops": {"size": 1, "refill_time": 100}}"#,
+                "unknown field `iops`",
+            ),
+        ] {
+            let text = FIRECRACKER_EXAMPLE.replace(
+                "\"rate_limiter\": null",
+                &format!("\"rate_limiter\": {limiter}"),
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(needle), "{limiter}: {err}");
+        }
     }
 
     // The boundaries of the rules in `spec_checks`, through the config-file path; the

@@ -1,5 +1,6 @@
 //! What went wrong in each virtio device of a VM: failed requests and rejected chains,
-//! counted by the devices themselves (`devices::virtio::metrics`).
+//! counted by the devices themselves (`devices::virtio::metrics`); and how often a rate
+//! limiter held a device's queue back.
 //!
 //! A caller that wants the numbers (a harness such as `vmm compare`, a test) makes a
 //! [`DeviceMetrics`] handle, passes a clone in [`RunOptions`](super::RunOptions) and
@@ -29,6 +30,8 @@ pub struct DeviceSnapshot {
     /// The base of its virtio-mmio window, which tells two devices of a kind apart.
     pub base: u64,
     pub errors: DeviceErrors,
+    /// Times a queue waited for its rate limiter (not an error: the user's limit).
+    pub throttled: u64,
 }
 
 impl DeviceMetrics {
@@ -57,6 +60,7 @@ impl DeviceMetrics {
                 kind: d.kind,
                 base: d.base,
                 errors: d.errors.snapshot(),
+                throttled: d.errors.throttled_count(),
             })
             .collect()
     }
@@ -69,10 +73,17 @@ impl DeviceMetrics {
             .into_iter()
             .filter(|d| all || d.errors.any())
             .map(|d| {
-                format!(
+                let mut line = format!(
                     "vmm: virtio-mmio ({}) at {:#x}: {} requests failed, {} chains rejected",
                     d.kind, d.base, d.errors.requests_failed, d.errors.chains_rejected
-                )
+                );
+                if d.throttled > 0 {
+                    line.push_str(&format!(
+                        ", rate limiter held a queue back {} times",
+                        d.throttled
+                    ));
+                }
+                line
             })
             .collect()
     }
@@ -114,7 +125,8 @@ mod tests {
                 errors: DeviceErrors {
                     requests_failed: 1,
                     chains_rejected: 1
-                }
+                },
+                throttled: 0,
             }
         );
         assert_eq!(snapshot[1].errors, DeviceErrors::default());
@@ -129,6 +141,20 @@ mod tests {
         assert_eq!(
             metrics.summary_lines(false),
             vec!["vmm: virtio-mmio (blk) at 0xd0000000: 0 requests failed, 1 chains rejected"]
+        );
+    }
+
+    #[test]
+    fn summary_says_how_often_a_rate_limiter_held_a_device_back() {
+        let (metrics, blk) = metrics();
+        blk.rate_limiter_throttled();
+        assert_eq!(metrics.snapshot()[0].throttled, 1);
+        // Throttling is no error: it alone does not make a line unless all are asked for.
+        assert!(metrics.summary_lines(false).is_empty());
+        assert_eq!(
+            metrics.summary_lines(true)[0],
+            "vmm: virtio-mmio (blk) at 0xd0000000: 0 requests failed, 0 chains rejected, \
+             rate limiter held a queue back 1 times"
         );
     }
 }

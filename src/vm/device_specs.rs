@@ -1,11 +1,15 @@
 //! The devices a VM gets, as the user describes them on the command line
-//! (`--disk PATH[,ro][,id=NAME]`, `--net tap=NAME[,mac=MAC]`, `--vsock cid=N,uds=PATH`,
+//! (`--disk PATH[,ro][,id=NAME][,bw=N][,ops=N]`, `--net tap=NAME[,mac=MAC][,rx_bw=N]…`,
+//! `--vsock cid=N,uds=PATH`, `--rng [bw=N][,ops=N]`,
 //! `--balloon amount_mib=N[,deflate_on_oom][,stats_interval=S]`) or in a Firecracker
 //! config file. Parsing errors name the option and the offending part; whether a value is
-//! allowed is `spec_checks`'s to say, for both ways in.
+//! allowed is `spec_checks`'s to say (`rate_limits`'s for rate limits), for both ways in.
 
 use std::path::PathBuf;
 
+use devices::virtio::RateLimiterConfig;
+
+use super::rate_limits::{self, Bucket};
 use super::spec_checks::{self, InvalidSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,12 +17,24 @@ pub struct DiskSpec {
     pub path: PathBuf,
     pub read_only: bool,
     pub id: Option<String>,
+    /// How fast the guest may use the disk; `None`: as fast as it can.
+    pub rate_limiter: Option<RateLimiterConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSpec {
     pub tap: String,
     pub mac: Option<[u8; 6]>,
+    /// How fast frames may reach the guest.
+    pub rx_rate_limiter: Option<RateLimiterConfig>,
+    /// How fast the guest may send frames.
+    pub tx_rate_limiter: Option<RateLimiterConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RngSpec {
+    /// How fast the guest may draw entropy.
+    pub rate_limiter: Option<RateLimiterConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +59,7 @@ pub struct DeviceSpecs {
     pub disks: Vec<DiskSpec>,
     pub nets: Vec<NetSpec>,
     pub vsock: Option<VsockSpec>,
-    pub rng: bool,
+    pub rng: Option<RngSpec>,
     pub balloon: Option<BalloonSpec>,
 }
 
@@ -71,6 +87,18 @@ fn rule_err<'a>(
     move |e| spec_err(option, value, e.to_string())
 }
 
+/// A per-second rate-limit part `key=n` of `option`'s `value`: sets `bucket` of `limit`.
+fn per_second(
+    option: &'static str,
+    value: &str,
+    limit: &mut Option<RateLimiterConfig>,
+    bucket: Bucket,
+    key: &str,
+    n: &str,
+) -> Result<(), SpecError> {
+    rate_limits::set_per_second(limit, bucket, key, n).map_err(|r| spec_err(option, value, r))
+}
+
 /// Splits `a=1,b,c=2` into (key, optional value) pairs.
 fn fields(value: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     value.split(',').map(|part| match part.split_once('=') {
@@ -84,12 +112,17 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, SpecError> {
     let mut parts = value.split(',');
     let path = parts.next().unwrap_or_default();
     if path.is_empty() {
-        return Err(spec_err(OPT, value, "expected PATH[,ro][,id=NAME]"));
+        return Err(spec_err(
+            OPT,
+            value,
+            "expected PATH[,ro][,id=NAME][,bw=N][,ops=N]",
+        ));
     }
     let mut spec = DiskSpec {
         path: PathBuf::from(path),
         read_only: false,
         id: None,
+        rate_limiter: None,
     };
     for part in parts {
         match part.split_once('=') {
@@ -98,11 +131,24 @@ pub fn parse_disk(value: &str) -> Result<DiskSpec, SpecError> {
             Some(("id", id)) => {
                 spec.id = Some(spec_checks::disk_id(id).map_err(rule_err(OPT, value))?)
             }
+            Some((key @ "bw", n)) => per_second(
+                OPT,
+                value,
+                &mut spec.rate_limiter,
+                Bucket::Bandwidth,
+                key,
+                n,
+            )?,
+            Some((key @ "ops", n)) => {
+                per_second(OPT, value, &mut spec.rate_limiter, Bucket::Ops, key, n)?
+            }
             _ => {
                 return Err(spec_err(
                     OPT,
                     value,
-                    format!("unknown part {part:?}; expected ro or id=NAME"),
+                    format!(
+                    "unknown part {part:?}; expected ro, id=NAME, bw=BYTES_PER_S or ops=OPS_PER_S"
+                ),
                 ))
             }
         }
@@ -114,23 +160,35 @@ pub fn parse_net(value: &str) -> Result<NetSpec, SpecError> {
     const OPT: &str = "--net";
     let mut tap = None;
     let mut mac = None;
+    let (mut rx, mut tx) = (None, None);
     for (key, v) in fields(value) {
         match (key, v) {
             ("tap", Some(name)) => {
                 tap = Some(spec_checks::tap_name(name).map_err(rule_err(OPT, value))?)
             }
             ("mac", Some(m)) => mac = Some(parse_mac(m).map_err(|r| spec_err(OPT, value, r))?),
+            ("rx_bw", Some(n)) => per_second(OPT, value, &mut rx, Bucket::Bandwidth, key, n)?,
+            ("rx_ops", Some(n)) => per_second(OPT, value, &mut rx, Bucket::Ops, key, n)?,
+            ("tx_bw", Some(n)) => per_second(OPT, value, &mut tx, Bucket::Bandwidth, key, n)?,
+            ("tx_ops", Some(n)) => per_second(OPT, value, &mut tx, Bucket::Ops, key, n)?,
             _ => {
                 return Err(spec_err(
                     OPT,
                     value,
-                    format!("unknown part {key:?}; expected tap=NAME[,mac=MAC]"),
+                    format!(
+                        "unknown part {key:?}; expected tap=NAME[,mac=MAC][,rx_bw=N][,rx_ops=N][,tx_bw=N][,tx_ops=N]"
+                    ),
                 ))
             }
         }
     }
     let tap = tap.ok_or_else(|| spec_err(OPT, value, "tap=NAME is required"))?;
-    Ok(NetSpec { tap, mac })
+    Ok(NetSpec {
+        tap,
+        mac,
+        rx_rate_limiter: rx,
+        tx_rate_limiter: tx,
+    })
 }
 
 /// The `mac=` part of `--net`: [`spec_checks::mac`], its refusal as the reason text.
@@ -167,6 +225,30 @@ fn parse_cid(option: &'static str, value: &str, n: &str) -> Result<u64, SpecErro
         .parse()
         .map_err(|_| spec_err(option, value, format!("cid {n:?} is not a number")))?;
     spec_checks::guest_cid(cid).map_err(rule_err(option, value))
+}
+
+/// `--rng`'s value: empty (`--rng` alone: no limit), or `bw=N` and `ops=N` parts.
+pub fn parse_rng(value: &str) -> Result<RngSpec, SpecError> {
+    const OPT: &str = "--rng";
+    let mut spec = RngSpec::default();
+    if value.is_empty() {
+        return Ok(spec);
+    }
+    let limit = &mut spec.rate_limiter;
+    for (key, v) in fields(value) {
+        match (key, v) {
+            ("bw", Some(n)) => per_second(OPT, value, limit, Bucket::Bandwidth, key, n)?,
+            ("ops", Some(n)) => per_second(OPT, value, limit, Bucket::Ops, key, n)?,
+            _ => {
+                return Err(spec_err(
+                    OPT,
+                    value,
+                    format!("unknown part {key:?}; expected bw=BYTES_PER_S or ops=OPS_PER_S"),
+                ))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 pub fn parse_balloon(value: &str) -> Result<BalloonSpec, SpecError> {
@@ -208,6 +290,11 @@ pub fn parse_balloon(value: &str) -> Result<BalloonSpec, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devices::virtio::TokenBucketConfig;
+
+    fn per_second(n: u64) -> Option<TokenBucketConfig> {
+        Some(TokenBucketConfig::per_second(n))
+    }
 
     #[test]
     fn disk_spec_takes_ro_and_id() {
@@ -308,6 +395,61 @@ mod tests {
         for bad in ["06:00:ac:10:00", "01:00:5e:00:00:01", "+6:00:ac:10:00:02"] {
             let err = parse_net(&format!("tap=tap0,mac={bad}")).unwrap_err();
             assert!(err.reason.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn disk_bw_and_ops_are_per_second_limits() {
+        let d = parse_disk("a.img,ro,bw=1048576,ops=100").unwrap();
+        let limit = d.rate_limiter.unwrap();
+        assert_eq!(limit.bandwidth, per_second(1_048_576));
+        assert_eq!(limit.ops, per_second(100));
+        assert_eq!(
+            parse_disk("a.img,ops=5")
+                .unwrap()
+                .rate_limiter
+                .unwrap()
+                .bandwidth,
+            None
+        );
+        assert_eq!(parse_disk("a.img").unwrap().rate_limiter, None);
+    }
+
+    #[test]
+    fn net_rx_and_tx_limits_are_apart() {
+        let n = parse_net("tap=tap0,rx_bw=1000,tx_ops=50").unwrap();
+        let (rx, tx) = (n.rx_rate_limiter.unwrap(), n.tx_rate_limiter.unwrap());
+        assert_eq!((rx.bandwidth, rx.ops), (per_second(1000), None));
+        assert_eq!((tx.bandwidth, tx.ops), (None, per_second(50)));
+    }
+
+    #[test]
+    fn rng_alone_has_no_limit_and_takes_bw_and_ops() {
+        assert_eq!(parse_rng("").unwrap(), RngSpec::default());
+        let limit = parse_rng("bw=4096,ops=10").unwrap().rate_limiter.unwrap();
+        assert_eq!(limit.bandwidth, per_second(4096));
+        assert_eq!(limit.ops, per_second(10));
+    }
+
+    #[test]
+    fn bad_rate_limits_are_refused_naming_the_part() {
+        for (err, needle) in [
+            (parse_disk("a.img,bw=0").unwrap_err(), "bw=0"),
+            (parse_disk("a.img,bw=-1").unwrap_err(), "bw \"-1\""),
+            (parse_disk("a.img,ops=lots").unwrap_err(), "ops \"lots\""),
+            (
+                parse_disk("a.img,iops=5").unwrap_err(),
+                "unknown part \"iops=5\"",
+            ),
+            (parse_net("tap=t0,rx_bw=1.5").unwrap_err(), "rx_bw \"1.5\""),
+            (
+                parse_net("tap=t0,bw=10").unwrap_err(),
+                "unknown part \"bw\"",
+            ),
+            (parse_rng("bw=").unwrap_err(), "bw \"\""),
+            (parse_rng("rate=5").unwrap_err(), "unknown part \"rate\""),
+        ] {
+            assert!(err.to_string().contains(needle), "{err}");
         }
     }
 }

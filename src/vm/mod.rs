@@ -21,6 +21,7 @@ mod kvm_setup;
 pub mod loader;
 pub mod memory;
 mod outcome;
+mod rate_limits;
 pub mod seccomp;
 mod signals;
 pub mod spec_checks;

@@ -207,6 +207,7 @@ mod tests {
             path: "d.img".into(),
             read_only: false,
             id: Some(id.to_string()),
+            rate_limiter: None,
         }
     }
 

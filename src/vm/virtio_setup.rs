@@ -6,7 +6,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use devices::virtio::mmio::{cmdline_arg, MmioTransport, QUEUE_NOTIFY_OFFSET};
-use devices::virtio::{BalloonHandle, VirtioDevice};
+use devices::virtio::rate_limiter::RateLimiterError;
+use devices::virtio::{BalloonHandle, RateLimiterConfig, VirtioDevice};
 use devices::Bus;
 use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
@@ -14,7 +15,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device_metrics::DeviceMetrics;
 use super::device_slots::{DeviceSlot, DeviceSlots};
-use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
+use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, RngSpec, VsockSpec};
 use super::error::VmError;
 use super::exit_stats::{DeviceNames, Registers};
 
@@ -23,7 +24,7 @@ pub enum VirtioSpec {
     Disk(DiskSpec),
     Net(NetSpec),
     Vsock(VsockSpec),
-    Rng,
+    Rng(RngSpec),
     Balloon(BalloonSpec),
 }
 
@@ -34,7 +35,7 @@ impl VirtioSpec {
             VirtioSpec::Disk(_) => "blk",
             VirtioSpec::Net(_) => "net",
             VirtioSpec::Vsock(_) => "vsock",
-            VirtioSpec::Rng => "rng",
+            VirtioSpec::Rng(_) => "rng",
             VirtioSpec::Balloon(_) => "balloon",
         }
     }
@@ -57,7 +58,7 @@ pub fn plan(specs: &DeviceSpecs) -> Result<Vec<PlannedDevice>, VmError> {
         .map(VirtioSpec::Disk)
         .chain(specs.nets.iter().cloned().map(VirtioSpec::Net))
         .chain(specs.vsock.iter().cloned().map(VirtioSpec::Vsock))
-        .chain(specs.rng.then_some(VirtioSpec::Rng))
+        .chain(specs.rng.iter().cloned().map(VirtioSpec::Rng))
         .chain(specs.balloon.iter().cloned().map(VirtioSpec::Balloon));
     ordered
         .map(|spec| {
@@ -164,7 +165,7 @@ fn create_device(
     spec: &VirtioSpec,
     balloon_handle: &mut Option<BalloonHandle>,
 ) -> Result<Box<dyn VirtioDevice>, VmError> {
-    use devices::virtio::{Balloon, Block, Net, Rng, Tap, Vsock};
+    use devices::virtio::{Balloon, Block, Net, QueueLimiter, Rng, Tap, Vsock};
     // The device's own error stays the source: "disk …: disk image … is a FIFO, not a
     // regular file or a block device" is printed whole at the edge.
     fn device_err<E>(what: String) -> impl FnOnce(E) -> VmError
@@ -176,21 +177,41 @@ fn create_device(
             source: Box::new(e),
         }
     }
+    // The limits were checked when parsed: only making a limiter's timerfd can fail here.
+    fn limiter(
+        config: Option<RateLimiterConfig>,
+        device: impl Fn() -> String,
+    ) -> Result<QueueLimiter, VmError> {
+        QueueLimiter::from_config(config).map_err(|e| match e {
+            RateLimiterError::Timer(source) => VmError::DeviceIo {
+                device: device(),
+                op: "creating its rate limiter's timerfd",
+                source,
+            },
+            bad => device_err(device())(bad),
+        })
+    }
     Ok(match spec {
-        VirtioSpec::Disk(d) => Box::new(
-            Block::new(&d.path, d.read_only, d.id.clone())
-                .map_err(device_err(format!("disk {:?}", d.path)))?,
-        ),
+        VirtioSpec::Disk(d) => {
+            let what = || format!("disk {:?}", d.path);
+            let block =
+                Block::new(&d.path, d.read_only, d.id.clone()).map_err(device_err(what()))?;
+            Box::new(block.with_rate_limiter(limiter(d.rate_limiter, what)?))
+        }
         VirtioSpec::Net(n) => {
-            let tap = Tap::open_or_create(&n.tap)
-                .map_err(device_err(format!("network tap {:?}", n.tap)))?;
-            Box::new(Net::new(tap, n.mac))
+            let what = || format!("network tap {:?}", n.tap);
+            let rx = limiter(n.rx_rate_limiter, what)?;
+            let tx = limiter(n.tx_rate_limiter, what)?;
+            let tap = Tap::open_or_create(&n.tap).map_err(device_err(what()))?;
+            Box::new(Net::new(tap, n.mac).with_rate_limiters(rx, tx))
         }
         VirtioSpec::Vsock(v) => Box::new(
             Vsock::new(v.guest_cid, &v.uds_path)
                 .map_err(device_err(format!("vsock on {:?}", v.uds_path)))?,
         ),
-        VirtioSpec::Rng => Box::new(Rng::new()),
+        VirtioSpec::Rng(r) => {
+            Box::new(Rng::new().with_rate_limiter(limiter(r.rate_limiter, || "rng".into())?))
+        }
         VirtioSpec::Balloon(b) => {
             let balloon = Balloon::new(b.amount_mib, b.deflate_on_oom, b.stats_interval_s);
             *balloon_handle = Some(balloon.handle());
@@ -256,6 +277,7 @@ mod tests {
             path: PathBuf::from(path),
             read_only: false,
             id: None,
+            rate_limiter: None,
         }
     }
 
@@ -264,7 +286,7 @@ mod tests {
         let specs = DeviceSpecs {
             rootfs: Some(disk("root.img")),
             disks: vec![disk("data.img")],
-            rng: true,
+            rng: Some(RngSpec::default()),
             ..Default::default()
         };
         let planned = plan(&specs).unwrap();
@@ -273,7 +295,7 @@ mod tests {
             VirtioSpec::Disk(d) => assert_eq!(d.path, PathBuf::from("root.img")),
             other => panic!("first device is {other:?}"),
         }
-        assert!(matches!(planned[2].spec, VirtioSpec::Rng));
+        assert!(matches!(planned[2].spec, VirtioSpec::Rng(_)));
     }
 
     #[test]

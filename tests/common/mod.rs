@@ -183,6 +183,11 @@ pub fn spawn_guest(vmm_args: &[&str], guest_cmdline: &str) -> LiveVm {
         cmdline,
     ];
     args.extend(vmm_args.iter().map(|s| s.to_string()));
+    spawn_vmm(args)
+}
+
+/// Starts `vmm ARGS` (e.g. `--config-file`), stdin closed.
+pub fn spawn_vmm(args: Vec<String>) -> LiveVm {
     let started = Instant::now();
     let mut child = Command::new(VMM)
         .args(&args)

@@ -1,7 +1,8 @@
 /* Tests `blk` (the first virtio-blk device: capacity, read, write, FLUSH, GET_ID, and its
- * interrupt through the IOAPIC) and `blkro` (the second one, attached read-only: a write
- * fails with IOERR or UNSUPP, a read works). The host built the disk images and checks
- * the hashes and what landed on disk. */
+ * interrupt through the IOAPIC), `blkro` (the second one, attached read-only: a write
+ * fails with IOERR or UNSUPP, a read works) and `blkrate` (reads from the first one, which
+ * the host rate limits and times). The host built the disk images and checks the hashes
+ * and what landed on disk. */
 #include "guest.h"
 #include "virtio.h"
 #include "x86.h"
@@ -191,5 +192,36 @@ void test_blkro(struct test *t) {
     st = blk_request(&q, VIRTIO_BLK_T_OUT, RO_WRITE_SECTOR, blk_data, SECTOR, 0, 0);
     kprintf("vmmtest: fact blkro_write_status=%d\n", st);
     check(t, st == VIRTIO_BLK_S_IOERR || st == VIRTIO_BLK_S_UNSUPP, "write to a read-only disk: status %d", st);
+    virtio_reset(d);
+}
+
+/* `blkrate`: BLKRATE_READS reads of sectors 0..7 (4 KiB) from the first virtio-blk, one
+ * after the other, between the lines `vmmtest: blkrate start` and `vmmtest: blkrate done`,
+ * which the host times: it limited the disk's bandwidth, so the reads wait in the device
+ * (each up to REQ_TIMEOUT_US). A handful of requests, polled: little guest work. */
+#define BLKRATE_READS 6
+void test_blkrate(struct test *t) {
+    struct virtio_dev *d = virtio_find(VIRTIO_ID_BLOCK, 0);
+    check(t, d != NULL, "no virtio-blk device on the command line");
+    if (!d) return;
+    struct vq q;
+    const char *why;
+    if (blk_init(d, &q, &blk_ring, &why)) {
+        check(t, 0, "init: %s (status 0x%x)", why, virtio_status(d));
+        return;
+    }
+    int done = 0;
+    kprintf("vmmtest: blkrate start\n");
+    for (int i = 0; i < BLKRATE_READS; i++) {
+        int st = blk_request(&q, VIRTIO_BLK_T_IN, 0, blk_data, sizeof(blk_data), 1, 0);
+        if (st != VIRTIO_BLK_S_OK) {
+            check(t, 0, "read %d of %d: status %d", i + 1, BLKRATE_READS, st);
+            break;
+        }
+        done++;
+    }
+    kprintf("vmmtest: blkrate done\n");
+    kprintf("vmmtest: fact blkrate_reads=%d\n", done);
+    if (done) kprintf("vmmtest: fact blkrate_fnv1a=0x%08x\n", fnv1a32(blk_data, sizeof(blk_data)));
     virtio_reset(d);
 }

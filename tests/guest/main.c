@@ -19,6 +19,7 @@ static const struct {
     {"smp", test_smp},
     /* virtio-mmio devices (virtio.h) */
     {"virtio", test_virtio}, {"blk", test_blk},       {"blkro", test_blkro},
+    {"blkrate", test_blkrate},
     {"rng", test_rng},       {"net", test_net},       {"vsock", test_vsock},
     {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"hostile", test_hostile},
 };

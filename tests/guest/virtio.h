@@ -187,6 +187,7 @@ int rng_read64(const char **why, u8 *out);
 void test_virtio(struct test *t);
 void test_blk(struct test *t);
 void test_blkro(struct test *t);
+void test_blkrate(struct test *t);
 void test_rng(struct test *t);
 void test_net(struct test *t);
 void test_vsock(struct test *t);

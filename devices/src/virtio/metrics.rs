@@ -1,6 +1,8 @@
 //! What went wrong in a device, counted: the requests it could not carry out and the
-//! descriptor chains it refused. The transport makes one set per device and hands it to
-//! the device at activation; the VMM reads it for its exit summary and for harnesses.
+//! descriptor chains it refused; and, beside them, how often its rate limiter held a queue
+//! back (the user's limit at work, not an error). The transport makes one set per device
+//! and hands it to the device at activation; the VMM reads it for its exit summary and
+//! for harnesses.
 //!
 //! Counted with relaxed atomics: the numbers are statistics read after the fact, never
 //! used to order other memory.
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ErrorCounters {
     requests_failed: AtomicU64,
     chains_rejected: AtomicU64,
+    rate_limiter_throttled: AtomicU64,
 }
 
 impl ErrorCounters {
@@ -25,6 +28,18 @@ impl ErrorCounters {
     /// wrong direction): returned with an error status or length 0, or the queue stopped.
     pub fn chain_rejected(&self) {
         self.chains_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A queue stopped because its rate limiter had no tokens for the next request, which
+    /// waits in the ring for the limiter's timer.
+    pub fn rate_limiter_throttled(&self) {
+        self.rate_limiter_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times a queue was held back by its rate limiter (kept apart from
+    /// [`DeviceErrors`]: it is not an error).
+    pub fn throttled_count(&self) -> u64 {
+        self.rate_limiter_throttled.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> DeviceErrors {
@@ -51,6 +66,15 @@ impl DeviceErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_is_counted_apart_from_errors() {
+        let counters = ErrorCounters::default();
+        counters.rate_limiter_throttled();
+        counters.rate_limiter_throttled();
+        assert_eq!(counters.throttled_count(), 2);
+        assert!(!counters.snapshot().any());
+    }
 
     #[test]
     fn snapshot_counts_each_kind_apart() {

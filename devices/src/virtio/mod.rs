@@ -2,8 +2,9 @@
 //! virtio-queue). `device` holds the contract between the transport and a device model;
 //! `mmio` the transport; `worker` the thread every device runs its queues on, `chain`
 //! the checked descriptor chains every device takes off its queues, `config` the
-//! configuration-space accesses and `metrics` the error counts all devices share;
-//! one file (or folder) per device.
+//! configuration-space accesses, `metrics` the counts all devices share and
+//! `rate_limiter` the token buckets blk, net and rng may be limited by; one file (or
+//! folder) per device.
 
 pub mod balloon;
 pub mod blk;
@@ -13,6 +14,7 @@ pub mod device;
 pub mod metrics;
 pub mod mmio;
 pub mod net;
+pub mod rate_limiter;
 pub mod rng;
 pub mod tap;
 pub mod vsock;
@@ -24,6 +26,7 @@ pub use device::{ActivateContext, ActivateError, DeviceQueue, Interrupt, VirtioD
 pub use metrics::{DeviceErrors, ErrorCounters};
 pub use mmio::MmioTransport;
 pub use net::Net;
+pub use rate_limiter::{QueueLimiter, RateLimiterConfig, TokenBucketConfig};
 pub use rng::Rng;
 pub use tap::{Tap, TapError};
 pub use vsock::{Vsock, VsockError};

@@ -2,7 +2,8 @@
 //!
 //! One request queue; the driver posts writable buffers and the device fills each with
 //! random bytes. A request is capped at [`MAX_REQUEST_LEN`] so one huge buffer cannot keep
-//! the worker (and the host's entropy pool) busy; the driver simply asks again.
+//! the worker (and the host's entropy pool) busy; the driver simply asks again. A rate
+//! limiter may hold the queue back (each request is an op and counts the bytes it gets).
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;
@@ -10,13 +11,14 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::chain::{self, Writer};
 use super::device::DeviceQueue;
 use super::metrics::ErrorCounters;
+use super::rate_limiter::QueueLimiter;
 use super::worker::{continue_or_reset, Worker};
 use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
 
@@ -24,9 +26,15 @@ pub const RNG_QUEUE_SIZE: u16 = 256;
 /// Most bytes handed out per request.
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 const QUEUE_SIZES: [u16; 1] = [RNG_QUEUE_SIZE];
+/// The worker's tokens: the request queue's eventfd, and the rate limiter's timer when the
+/// device has a limiter.
+const QUEUE_TOKEN: usize = 0;
+const LIMITER_TOKEN: usize = 1;
 
 #[derive(Default)]
 pub struct Rng {
+    /// Kept here across resets, so a reset does not refill its buckets.
+    limiter: QueueLimiter,
     /// Dropping it stops and joins the thread.
     worker: Option<Worker>,
 }
@@ -34,6 +42,12 @@ pub struct Rng {
 impl Rng {
     pub fn new() -> Rng {
         Rng::default()
+    }
+
+    /// Limits the request queue by `limiter` (by default nothing limits it).
+    pub fn with_rate_limiter(mut self, limiter: QueueLimiter) -> Rng {
+        self.limiter = limiter;
+        self
     }
 }
 
@@ -55,13 +69,15 @@ impl VirtioDevice for Rng {
             evt,
             interrupt: ctx.interrupt,
             errors: ctx.errors,
+            limiter: self.limiter.clone(),
             buf: vec![0; MAX_REQUEST_LEN],
         };
-        let fds = [rq.evt.as_raw_fd()];
+        let mut fds = vec![rq.evt.as_raw_fd()];
+        fds.extend(self.limiter.timer_fd());
         // The driver may have posted buffers before DRIVER_OK reached us: start with a
         // kick of our own.
         rq.evt.write(1).map_err(ActivateError::Worker)?;
-        let worker = Worker::spawn("vmm-virtio-rng", &fds, move |_| rq.on_queue_event())
+        let worker = Worker::spawn("vmm-virtio-rng", &fds, move |token| rq.on_event(token))
             .map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
         Ok(())
@@ -79,12 +95,19 @@ struct RequestQueue {
     evt: EventFd,
     interrupt: Arc<Interrupt>,
     errors: Arc<ErrorCounters>,
+    limiter: QueueLimiter,
     buf: Vec<u8>,
 }
 
 impl RequestQueue {
-    fn on_queue_event(&mut self) -> ControlFlow<()> {
-        let _ = self.evt.read();
+    fn on_event(&mut self, token: usize) -> ControlFlow<()> {
+        match token {
+            QUEUE_TOKEN => {
+                let _ = self.evt.read();
+            }
+            LIMITER_TOKEN => self.limiter.on_timer(),
+            _ => return ControlFlow::Continue(()),
+        }
         // Broken rings (index past the queue size, ring outside RAM) stop the device.
         let result = self.process_queue();
         continue_or_reset(result, &self.interrupt, &self.errors)
@@ -101,13 +124,22 @@ impl RequestQueue {
                     self.errors.chain_rejected();
                     0
                 }
-                Ok(mut writer) => match fill(&mut writer, &mut self.buf) {
-                    Some(len) => len,
-                    None => {
-                        self.errors.request_failed();
-                        0
+                Ok(mut writer) => {
+                    let bytes = writer.available_bytes().min(MAX_REQUEST_LEN) as u64;
+                    if !self.limiter.consume(bytes, 1) {
+                        // Back in the ring; the limiter's timer resumes the queue.
+                        self.errors.rate_limiter_throttled();
+                        self.queue.go_to_previous_position();
+                        break;
                     }
-                },
+                    match fill(&mut writer, &mut self.buf) {
+                        Some(len) => len,
+                        None => {
+                            self.errors.request_failed();
+                            0
+                        }
+                    }
+                }
                 Err(_) => {
                     self.errors.chain_rejected();
                     0
@@ -284,6 +316,45 @@ mod tests {
         wait_used(&h, 1);
         assert_eq!(used_len(&h, 0), 0);
         assert_eq!(h.errors.snapshot().chains_rejected, 1);
+    }
+
+    #[test]
+    fn rng_requests_beyond_its_bandwidth_wait_for_the_limiter_timer() {
+        use crate::virtio::{RateLimiterConfig, TokenBucketConfig};
+        // 64 bytes per 100 ms: three 64-byte requests take at least 200 ms.
+        let config = RateLimiterConfig {
+            bandwidth: Some(TokenBucketConfig {
+                size: 64,
+                one_time_burst: 0,
+                refill_time_ms: 100,
+            }),
+            ops: None,
+        };
+        let limiter = QueueLimiter::from_config(Some(config)).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+        let vq = DriverQueue::new(&mem, 0, 16).unwrap();
+        let rng = Rng::new().with_rate_limiter(limiter);
+        let h = DeviceHarness::activate(rng, &mem, vec![vq]).unwrap();
+        let descs: Vec<RawDescriptor> = (0..3)
+            .map(|i| {
+                let addr = BUF + 0x100 * i;
+                RawDescriptor::from(Descriptor::new(addr, 64, VRING_DESC_F_WRITE as u16, 0))
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        h.queues[0].add_desc_chains(&descs, 0).unwrap();
+        h.kick(0).unwrap();
+        wait_used(&h, 1);
+        // Checked only before the bucket can have refilled, so a slow host cannot fail it.
+        std::thread::sleep(Duration::from_millis(30));
+        let used = h.queues[0].used_idx().unwrap();
+        if start.elapsed() < Duration::from_millis(100) {
+            assert_eq!(used, 1, "a throttled request was served");
+        }
+        wait_used(&h, 3);
+        assert!(start.elapsed() >= Duration::from_millis(190));
+        assert_eq!([used_len(&h, 1), used_len(&h, 2)], [64, 64]);
+        assert!(h.errors.throttled_count() >= 1);
     }
 
     #[test]

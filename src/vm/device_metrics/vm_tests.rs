@@ -36,8 +36,9 @@ fn hostile_chains_raise_the_blk_error_count_seen_through_run_options() {
                 path: disk.as_path().to_path_buf(),
                 read_only: false,
                 id: None,
+                rate_limiter: None,
             }],
-            rng: true,
+            rng: Some(Default::default()),
             ..Default::default()
         },
         boot_timer: None,

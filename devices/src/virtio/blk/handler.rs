@@ -1,11 +1,13 @@
 //! The virtio-blk queue handler that runs on the device's worker thread: takes chains off
-//! the available ring, runs them against the disk and returns them on the used ring.
+//! the available ring, runs them against the disk and returns them on the used ring. A
+//! request its rate limiter has no tokens for goes back to the ring, and the queue waits
+//! for the limiter's timer.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -16,6 +18,12 @@ use super::request::{
 use crate::virtio::chain;
 use crate::virtio::device::{ActivateContext, DeviceQueue, Interrupt};
 use crate::virtio::metrics::ErrorCounters;
+use crate::virtio::rate_limiter::QueueLimiter;
+
+/// The worker's tokens: the request queue's eventfd, and the rate limiter's timer when the
+/// device has a limiter.
+const QUEUE_TOKEN: usize = 0;
+const LIMITER_TOKEN: usize = 1;
 
 /// The request queue, owned by the worker thread.
 pub struct BlockHandler {
@@ -25,13 +33,19 @@ pub struct BlockHandler {
     interrupt: Arc<Interrupt>,
     errors: Arc<ErrorCounters>,
     disk: Arc<Disk>,
+    limiter: QueueLimiter,
     /// Scratch space reused by every request, so the fast path does not allocate.
     descs: Vec<Descriptor>,
     segs: Vec<Segment>,
 }
 
 impl BlockHandler {
-    pub fn new(ctx: ActivateContext, request_queue: DeviceQueue, disk: Arc<Disk>) -> Self {
+    pub fn new(
+        ctx: ActivateContext,
+        request_queue: DeviceQueue,
+        disk: Arc<Disk>,
+        limiter: QueueLimiter,
+    ) -> Self {
         let DeviceQueue { queue, evt } = request_queue;
         let size = usize::from(queue.size());
         Self {
@@ -41,13 +55,26 @@ impl BlockHandler {
             interrupt: ctx.interrupt,
             errors: ctx.errors,
             disk,
+            limiter,
             descs: Vec::with_capacity(size),
             segs: Vec::with_capacity(size),
         }
     }
 
-    /// The worker's callback: the queue eventfd fired.
-    pub fn on_queue_event(&mut self) -> ControlFlow<()> {
+    /// The worker's callback: the fd of `token` is readable.
+    pub fn on_event(&mut self, token: usize) -> ControlFlow<()> {
+        match token {
+            QUEUE_TOKEN => self.on_queue_event(),
+            LIMITER_TOKEN => {
+                self.limiter.on_timer();
+                self.process_queue()
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// The queue eventfd fired.
+    fn on_queue_event(&mut self) -> ControlFlow<()> {
         // Read before draining: a notify that arrives while we drain fires the fd again,
         // so no request is left behind. EAGAIN (spurious wakeup) is harmless.
         let _ = self.queue_evt.read();
@@ -80,6 +107,12 @@ impl BlockHandler {
             }
             let len = match parsed {
                 Ok(req) => {
+                    if !self.limiter.consume(disk_bytes(&req), 1) {
+                        // Back in the ring; the limiter's timer resumes the queue.
+                        self.errors.rate_limiter_throttled();
+                        self.queue.go_to_previous_position();
+                        break ControlFlow::Continue(());
+                    }
                     let (code, len) = execute(&self.mem, &self.disk, &req, &self.segs);
                     if code != STATUS_OK {
                         self.errors.request_failed();
@@ -115,6 +148,15 @@ impl BlockHandler {
             self.interrupt.signal_used_queue();
         }
         result
+    }
+}
+
+/// The bytes a request moves to or from the disk: what a bandwidth bucket charges it
+/// (FLUSH and GET_ID move none; every request is one op).
+fn disk_bytes(req: &Request) -> u64 {
+    match req.kind {
+        RequestType::In | RequestType::Out => u64::from(req.data_len),
+        RequestType::Flush | RequestType::GetId => 0,
     }
 }
 

@@ -1,5 +1,6 @@
 //! virtio-blk (device ID 2) over a raw disk image: one request queue served by a worker
-//! thread; reads, writes, FLUSH (a real fdatasync) and GET_ID.
+//! thread; reads, writes, FLUSH (a real fdatasync) and GET_ID, optionally rate limited
+//! (every request is an op, reads and writes count their data bytes).
 
 mod disk;
 mod handler;
@@ -24,6 +25,7 @@ use self::disk::Disk;
 use self::handler::BlockHandler;
 use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
+use super::rate_limiter::QueueLimiter;
 use super::worker::Worker;
 use crate::user_file::{self, Allowed, OpenError};
 
@@ -61,6 +63,8 @@ pub struct Block {
     avail_features: u64,
     /// `struct virtio_blk_config` up to `blk_size`, little endian.
     config: [u8; 24],
+    /// Kept here across resets, so a reset does not refill its buckets.
+    limiter: QueueLimiter,
     worker: Option<Worker>,
 }
 
@@ -105,8 +109,15 @@ impl Block {
             }),
             avail_features,
             config: config_space(capacity),
+            limiter: QueueLimiter::default(),
             worker: None,
         })
+    }
+
+    /// Limits the request queue by `limiter` (by default nothing limits it).
+    pub fn with_rate_limiter(mut self, limiter: QueueLimiter) -> Block {
+        self.limiter = limiter;
+        self
     }
 
     /// Capacity in 512-byte sectors.
@@ -159,11 +170,14 @@ impl VirtioDevice for Block {
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), ActivateError> {
         let [request_queue] = ctx.take_queues()?;
-        let fd = request_queue.evt.as_raw_fd();
-        let mut handler = BlockHandler::new(ctx, request_queue, self.disk.clone());
+        // Token 0 is the queue's eventfd, token 1 the limiter's timer (see `handler`).
+        let mut fds = vec![request_queue.evt.as_raw_fd()];
+        fds.extend(self.limiter.timer_fd());
+        let mut handler =
+            BlockHandler::new(ctx, request_queue, self.disk.clone(), self.limiter.clone());
         // A second activation without reset would leave two workers on one queue.
         self.reset();
-        let worker = Worker::spawn("vmm-virtio-blk", &[fd], move |_| handler.on_queue_event())
+        let worker = Worker::spawn("vmm-virtio-blk", &fds, move |token| handler.on_event(token))
             .map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
         Ok(())

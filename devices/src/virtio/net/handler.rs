@@ -10,6 +10,11 @@
 //! in the ring and the worker waits for EPOLLOUT: back-pressure, not loss. The backend
 //! fd's interest is set through the worker's [`Interest`] after every event, from what rx
 //! and tx wait for at that moment.
+//!
+//! Rate limits: each queue may have a limiter, whose timer fd is one more fd of the
+//! worker. A frame its limiter has no tokens for stays where it is (an rx frame in
+//! `rx_frame`, a tx chain in the ring) until the timer fires; while rx is held back the
+//! backend is not polled for EPOLLIN either, so the tap's own queue holds what comes in.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
@@ -28,6 +33,7 @@ use super::{NetBackend, NetCounters};
 use crate::virtio::chain::{self, Reader, Writer};
 use crate::virtio::device::DeviceQueue;
 use crate::virtio::metrics::ErrorCounters;
+use crate::virtio::rate_limiter::QueueLimiter;
 use crate::virtio::tap::VNET_HDR_LEN;
 use crate::virtio::worker::{continue_or_reset, EventHandler, Interest};
 use crate::virtio::{ActivateContext, ActivateError, Interrupt};
@@ -38,7 +44,8 @@ pub(super) const MAX_FRAME_LEN: usize = 65562;
 /// Chains handled per wake-up, so a flood on one queue cannot starve the other.
 const BATCH: usize = 256;
 
-/// Worker tokens: the index of each fd in [`NetHandler::fds`].
+/// Worker tokens: the index of each fd in [`NetHandler::fds`]; the limiters' timers, when
+/// the queues have limiters, come after these.
 const RX_QUEUE_TOKEN: usize = 0;
 const TX_QUEUE_TOKEN: usize = 1;
 const BACKEND_TOKEN: usize = 2;
@@ -61,6 +68,8 @@ enum RxOutcome {
     TooBig,
     /// The chain was malformed and returned with length 0; the frame is kept.
     BadChain,
+    /// The rx limiter has no tokens for it: keep the frame, wait for the limiter's timer.
+    Throttled,
 }
 
 pub(super) struct NetHandler {
@@ -83,6 +92,14 @@ pub(super) struct NetHandler {
     /// Length of a frame in `rx_buf` that still waits for a guest buffer.
     rx_frame: Option<usize>,
     tx_buf: Vec<u8>,
+    rx_limiter: QueueLimiter,
+    tx_limiter: QueueLimiter,
+    /// The rx limiter refused the held frame: the backend is not polled for EPOLLIN until
+    /// its timer fires.
+    rx_throttled: bool,
+    /// The worker tokens of the limiters' timers, for those that have one.
+    rx_limiter_token: Option<usize>,
+    tx_limiter_token: Option<usize>,
 }
 
 impl NetHandler {
@@ -90,8 +107,13 @@ impl NetHandler {
         mut ctx: ActivateContext,
         backend: NetBackend,
         counters: Arc<NetCounters>,
+        [rx_limiter, tx_limiter]: [QueueLimiter; 2],
     ) -> Result<Self, ActivateError> {
         let [rx, tx]: [DeviceQueue; 2] = ctx.take_queues()?;
+        let rx_limiter_token = rx_limiter.timer_fd().map(|_| BACKEND_TOKEN + 1);
+        let tx_limiter_token = tx_limiter
+            .timer_fd()
+            .map(|_| rx_limiter_token.unwrap_or(BACKEND_TOKEN) + 1);
         Ok(NetHandler {
             mem: ctx.mem,
             rx: rx.queue,
@@ -108,16 +130,25 @@ impl NetHandler {
             rx_buf: vec![0; MAX_FRAME_LEN],
             rx_frame: None,
             tx_buf: Vec::with_capacity(MAX_FRAME_LEN),
+            rx_limiter,
+            tx_limiter,
+            rx_throttled: false,
+            rx_limiter_token,
+            tx_limiter_token,
         })
     }
 
     /// The fds the worker waits on, indexed by the tokens above.
-    pub(super) fn fds(&self) -> [RawFd; 3] {
-        [
+    pub(super) fn fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![
             self.rx_evt.as_raw_fd(),
             self.tx_evt.as_raw_fd(),
             self.backend.as_raw_fd(),
-        ]
+        ];
+        // In token order: rx's timer first.
+        fds.extend(self.rx_limiter.timer_fd());
+        fds.extend(self.tx_limiter.timer_fd());
+        fds
     }
 
     /// A malformed chain, returned with length 0: counted for the data path's statistics
@@ -132,7 +163,7 @@ impl NetHandler {
     /// What the backend fd must be polled for now (see module docs).
     fn backend_interest(&self) -> EventSet {
         let mut want = EventSet::empty();
-        if self.rx_wanted && self.backend_alive {
+        if self.rx_wanted && self.backend_alive && !self.rx_throttled {
             want |= EventSet::IN;
         }
         if self.tx_blocked {
@@ -176,6 +207,10 @@ impl NetHandler {
                     self.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 RxOutcome::BadChain => used = true,
+                RxOutcome::Throttled => {
+                    self.rx_throttled = true;
+                    break;
+                }
                 RxOutcome::NoBuffers => {
                     self.rx_wanted = false;
                     break;
@@ -246,6 +281,12 @@ impl NetHandler {
             self.rx.go_to_previous_position();
             return Ok(RxOutcome::TooBig);
         }
+        if !self.rx_limiter.consume(len as u64, 1) {
+            // The buffer goes back untouched too; the limiter's timer resumes rx.
+            self.errors.rate_limiter_throttled();
+            self.rx.go_to_previous_position();
+            return Ok(RxOutcome::Throttled);
+        }
         // No GUEST_CSUM/GSO was offered, so the header must say nothing (§5.1.6.4.1);
         // without MRG_RXBUF each frame is exactly one buffer.
         self.rx_buf[..VNET_HDR_LEN].fill(0);
@@ -280,20 +321,32 @@ impl NetHandler {
                 break;
             };
             let head = chain.head_index();
-            let outcome = match Reader::new(&self.mem, &chain) {
-                Ok(reader) => send(
-                    reader,
-                    &mut self.tx_buf,
-                    &*self.backend,
-                    &self.counters,
-                    &self.errors,
-                ),
+            let reader = match Reader::new(&self.mem, &chain) {
+                Ok(reader) => reader,
                 Err(_) => {
                     self.chain_rejected();
-                    TxOutcome::Dropped
+                    self.tx.add_used(&self.mem, head, 0)?;
+                    used = true;
+                    continue;
                 }
             };
+            let bytes = reader.available_bytes() as u64;
+            if !self.tx_limiter.consume(bytes, 1) {
+                // Back in the ring; the limiter's timer resumes tx.
+                self.errors.rate_limiter_throttled();
+                self.tx.go_to_previous_position();
+                break;
+            }
+            let outcome = send(
+                reader,
+                &mut self.tx_buf,
+                &*self.backend,
+                &self.counters,
+                &self.errors,
+            );
             if let TxOutcome::WouldBlock = outcome {
+                // Not sent: it is retried, and pays then.
+                self.tx_limiter.give_back(bytes, 1);
                 self.tx.go_to_previous_position();
                 self.tx_blocked = true;
                 break;
@@ -334,6 +387,15 @@ impl EventHandler for NetHandler {
                 self.process_tx()
             }
             BACKEND_TOKEN => self.on_backend_event(events),
+            t if Some(t) == self.rx_limiter_token => {
+                self.rx_limiter.on_timer();
+                self.rx_throttled = false;
+                self.process_rx()
+            }
+            t if Some(t) == self.tx_limiter_token => {
+                self.tx_limiter.on_timer();
+                self.process_tx()
+            }
             _ => Ok(()),
         };
         interest.set(BACKEND_TOKEN, self.backend_interest());

@@ -4,10 +4,13 @@
 //! MAC (when the user gave one; otherwise the guest picks a random one) and STATUS (the
 //! link is always up). No offloads and no mergeable rx buffers: every frame is one chain
 //! with the 12-byte `virtio_net_hdr_v1` in front, which is what the tap speaks with
-//! `IFF_VNET_HDR`, so frames cross without reformatting.
+//! `IFF_VNET_HDR`, so frames cross without reformatting. Receive and transmit may each
+//! have a rate limiter (a frame is an op and counts its bytes, the vnet header included).
 
 mod handler;
 
+#[cfg(test)]
+mod rate_limit_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +23,7 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP};
 
 use super::config;
+use super::rate_limiter::QueueLimiter;
 use super::tap::Tap;
 use super::worker::Worker;
 use super::{ActivateContext, ActivateError, VirtioDevice};
@@ -60,6 +64,9 @@ pub struct Net {
     backend: NetBackend,
     mac: Option<[u8; 6]>,
     counters: Arc<NetCounters>,
+    /// Kept here across resets, so a reset does not refill their buckets.
+    rx_limiter: QueueLimiter,
+    tx_limiter: QueueLimiter,
     /// Dropping it stops and joins the thread.
     worker: Option<Worker>,
 }
@@ -76,8 +83,18 @@ impl Net {
             backend,
             mac,
             counters: Arc::default(),
+            rx_limiter: QueueLimiter::default(),
+            tx_limiter: QueueLimiter::default(),
             worker: None,
         }
+    }
+
+    /// Limits the frames that reach the guest by `rx` and those it sends by `tx` (by
+    /// default nothing limits either).
+    pub fn with_rate_limiters(mut self, rx: QueueLimiter, tx: QueueLimiter) -> Net {
+        self.rx_limiter = rx;
+        self.tx_limiter = tx;
+        self
     }
 
     pub fn mac(&self) -> Option<[u8; 6]> {
@@ -120,7 +137,8 @@ impl VirtioDevice for Net {
     }
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        let handler = NetHandler::new(ctx, self.backend.clone(), self.counters.clone())?;
+        let limiters = [self.rx_limiter.clone(), self.tx_limiter.clone()];
+        let handler = NetHandler::new(ctx, self.backend.clone(), self.counters.clone(), limiters)?;
         let fds = handler.fds();
         // A second activation without reset would leave two workers on one queue.
         self.worker = None;

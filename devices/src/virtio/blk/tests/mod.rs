@@ -1,7 +1,9 @@
 //! virtio-blk through the real transport and worker, driven by the test driver
-//! (`crate::testing`) with its rings in guest memory. `hostile` holds the malformed chains a broken driver can send.
+//! (`crate::testing`) with its rings in guest memory. `hostile` holds the malformed chains a broken driver can send;
+//! `rate_limit` a disk with a rate limiter.
 
 mod hostile;
+mod rate_limit;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
