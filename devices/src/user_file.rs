@@ -22,6 +22,10 @@ pub enum Allowed {
     RegularFile,
     /// A regular file or a host block device: a disk image.
     RegularFileOrBlockDevice,
+    /// A regular file or a pipe (a FIFO): what one program hands another, written in
+    /// full and closed by the time it is read (`vmm run --exec-process` from vmm-runc).
+    /// A FIFO without a writer reads as empty rather than blocking.
+    RegularFileOrPipe,
 }
 
 impl Allowed {
@@ -29,6 +33,7 @@ impl Allowed {
         match self {
             Allowed::RegularFile => kind.is_file(),
             Allowed::RegularFileOrBlockDevice => kind.is_file() || kind.is_block_device(),
+            Allowed::RegularFileOrPipe => kind.is_file() || kind.is_fifo(),
         }
     }
 
@@ -36,6 +41,7 @@ impl Allowed {
         match self {
             Allowed::RegularFile => "a regular file",
             Allowed::RegularFileOrBlockDevice => "a regular file or a block device",
+            Allowed::RegularFileOrPipe => "a regular file or a pipe",
         }
     }
 }

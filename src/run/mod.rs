@@ -296,9 +296,10 @@ fn in_running_vm(
 /// The process of `--exec-process`: JSON of the runtime's process config, at most 1 MiB.
 fn read_process(path: &Path) -> Result<runtime::config::ProcessConfig, RunError> {
     let bad = |why: String| RunError::BadInput(format!("--exec-process {path:?}: {why}"));
-    // The error's text starts with the path.
-    let file = devices::user_file::open(path, false, devices::user_file::Allowed::RegularFile)
-        .map_err(|e| RunError::BadInput(format!("--exec-process {e}")))?;
+    // The error's text starts with the path. vmm-runc passes the process on a pipe.
+    let file =
+        devices::user_file::open(path, false, devices::user_file::Allowed::RegularFileOrPipe)
+            .map_err(|e| RunError::BadInput(format!("--exec-process {e}")))?;
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(file, 1 << 20), &mut text)
         .map_err(|e| bad(e.to_string()))?;
@@ -398,4 +399,52 @@ pub(crate) fn check_can_boot_linux(level: &'static str) -> Result<(), RunError> 
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use super::*;
+
+    fn sample_process() -> runtime::config::ProcessConfig {
+        let options = runtime::options::RunOptions::new(std::env::temp_dir(), vec!["true".into()]);
+        runtime::options::config_from_options(&options)
+            .unwrap()
+            .process
+    }
+
+    #[test]
+    fn exec_process_comes_from_a_pipe_as_vmm_runc_passes_it() {
+        let mut fds = [0; 2];
+        // SAFETY: a writable array of two ints.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 made both; nothing else owns them.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let process = sample_process();
+        std::fs::File::from(w)
+            .write_all(&serde_json::to_vec(&process).unwrap())
+            .unwrap();
+        let path = PathBuf::from(format!("/proc/self/fd/{}", r.as_raw_fd()));
+        assert_eq!(read_process(&path).unwrap(), process);
+    }
+
+    #[test]
+    fn exec_process_from_a_fifo_without_a_writer_fails_at_once() {
+        let fifo = std::env::temp_dir().join(format!("vmm-exec-fifo-{}", std::process::id()));
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let result = read_process(&fifo);
+        let _ = std::fs::remove_file(&fifo);
+        let message = edge::error_chain(&result.unwrap_err());
+        assert!(message.contains("does not parse"), "{message}");
+    }
+
+    #[test]
+    fn exec_process_that_is_a_directory_is_refused() {
+        let message = edge::error_chain(&read_process(Path::new("/")).unwrap_err());
+        assert!(message.contains("is a directory"), "{message}");
+    }
 }
