@@ -17,9 +17,7 @@ const EVERY_THREAD: &[i64] = &[
     libc::SYS_exit,
     libc::SYS_exit_group,
     libc::SYS_futex,
-    libc::SYS_mmap,
     libc::SYS_munmap,
-    libc::SYS_mprotect,
     libc::SYS_madvise,
     libc::SYS_brk,
     libc::SYS_rt_sigprocmask,
@@ -105,6 +103,11 @@ pub fn rules(kind: ThreadKind) -> Rules {
         ioctl_numbers(&[libc::TCGETS, libc::TCSETS, libc::TCSETSW]),
     );
     add(&mut rules, &[libc::SYS_getpid, libc::SYS_rt_sigaction]);
+    // Memory, but never executable: nothing the VMM maps once the guest runs holds code,
+    // so a thread taken over cannot map some in.
+    for nr in [libc::SYS_mmap, libc::SYS_mprotect] {
+        rules.insert(nr, vec![no_exec_rule()]);
+    }
     rules.insert(libc::SYS_tgkill, vec![rule(&[(2, libc::SIGABRT as u64)])]);
     match kind {
         ThreadKind::Vcpu => {
@@ -255,6 +258,19 @@ fn union(mut a: Rules, b: Rules) -> Rules {
 /// One rule per ioctl request number: argument 1 equals it.
 fn ioctl_numbers(numbers: &[impl Copy + Into<u64>]) -> Vec<SeccompRule> {
     numbers.iter().map(|&n| rule(&[(1, n.into())])).collect()
+}
+
+/// The protection argument (2 of mmap and mprotect) has no PROT_EXEC.
+#[allow(clippy::expect_used)] // valid by construction: argument index 2
+fn no_exec_rule() -> SeccompRule {
+    let condition = SeccompCondition::new(
+        2,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+        0,
+    )
+    .expect("a valid seccomp condition");
+    SeccompRule::new(vec![condition]).expect("a valid seccomp rule")
 }
 
 /// A rule whose conditions are (argument index, value) equalities. The conditions are

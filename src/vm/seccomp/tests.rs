@@ -147,6 +147,38 @@ fn an_allowed_call_goes_through() {
 }
 
 #[test]
+fn no_thread_may_map_executable_memory() {
+    for kind in [ThreadKind::Vcpu, ThreadKind::Spawner, ThreadKind::Blk] {
+        let program = compile(kind).unwrap();
+        report::install_panic_hook();
+        // SAFETY: as in `in_confined_child`: only async-signal-safe calls in the child.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: see above; the mappings are the child's own and never used.
+            unsafe {
+                if confine_with(kind, &program).is_err() {
+                    libc::_exit(NOT_CONFINED);
+                }
+                let rw = libc::PROT_READ | libc::PROT_WRITE;
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let page = libc::mmap(std::ptr::null_mut(), 4096, rw, flags, -1, 0);
+                if page == libc::MAP_FAILED {
+                    libc::_exit(NOT_CONFINED);
+                }
+                // Allowed: read-write. Not: executable, which traps.
+                libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC);
+                libc::_exit(edge::exit_code::SUCCESS.into());
+            }
+        }
+        let mut status = 0;
+        // SAFETY: our child, waited for once.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{kind:?}: status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), report::EXIT_STATUS, "{kind:?}");
+    }
+}
+
+#[test]
 fn a_vcpu_may_not_open_files_or_sockets_and_a_vsock_worker_only_unix_sockets() {
     let (status, _) = in_confined_child(ThreadKind::Vcpu, libc::SYS_openat);
     assert_eq!(status, report::EXIT_STATUS);
