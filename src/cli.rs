@@ -223,6 +223,9 @@ pub struct VmArgs {
     /// that off, for debugging only.
     #[arg(long)]
     pub no_seccomp: bool,
+
+    #[command(flatten)]
+    pub jail: crate::jail::JailArgs,
 }
 
 fn parse_disk(s: &str) -> Result<crate::vm::device_specs::DiskSpec, String> {

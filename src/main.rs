@@ -13,6 +13,7 @@ mod demo;
 mod doctor;
 mod guest_image;
 mod host;
+mod jail;
 mod lab;
 mod run;
 mod runc;
@@ -75,10 +76,28 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
         no_seccomp: args.no_seccomp,
         ..Default::default()
     };
-    match vm_config_from(args, started) {
-        Ok(config) => exit_code_of(vm::run_with(&config, options)),
-        Err(e) => exit_code_of(Err(e)),
+    let jail = match jail::JailSpec::from_args(&args.jail) {
+        Ok(jail) => jail,
+        Err(e) => return report_jail_error(&e),
+    };
+    let config = match vm_config_from(args, started) {
+        Ok(config) => config,
+        Err(e) => return exit_code_of(Err(e)),
+    };
+    let Some(jail) = jail else {
+        return exit_code_of(vm::run_with(&config, options));
+    };
+    match jail::enter(&jail, &config) {
+        Ok(jail::Entered::Parent(code)) => code,
+        Ok(jail::Entered::Jailed(config)) => exit_code_of(vm::run_with(&config, options)),
+        Err(e) => report_jail_error(&e),
     }
+}
+
+/// Prints a jail error on one line; 2 when the input was at fault, else 1.
+fn report_jail_error(e: &jail::JailError) -> ExitCode {
+    eprintln!("vmm: error: {}", error_chain(e));
+    ExitCode::from(exit_code::of_error(e.is_bad_input()))
 }
 
 /// The VM to build, from the command line or from a Firecracker config file.

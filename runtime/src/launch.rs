@@ -75,13 +75,14 @@ pub(crate) fn pipe() -> Result<(File, File)> {
 }
 
 /// Blocks the forwarded signals and SIGCHLD for the runtime; restores the mask on drop.
-struct SignalMask {
-    set: libc::sigset_t,
-    saved: libc::sigset_t,
+/// Public for `vmm --jail`, which waits for its jailed VMM the same way.
+pub struct SignalMask {
+    pub set: libc::sigset_t,
+    pub saved: libc::sigset_t,
 }
 
 impl SignalMask {
-    fn block() -> Result<Self> {
+    pub fn block() -> Result<Self> {
         let mut set = signal_set(&FORWARDED_SIGNALS);
         // SAFETY: `set` is a valid sigset and SIGCHLD a valid signal.
         unsafe { libc::sigaddset(&mut set, libc::SIGCHLD) };

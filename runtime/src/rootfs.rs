@@ -389,8 +389,8 @@ fn create_devices<S: Syscall>(sys: &S, root: &Path, userns: bool) -> Result<()> 
 }
 
 /// pivot_root into `root` without a directory for the old root: stack the old root under
-/// the new one, then detach it (runc's `pivotRoot`).
-fn pivot<S: Syscall>(sys: &S, root: &Path) -> Result<()> {
+/// the new one, then detach it (runc's `pivotRoot`). Public for `vmm --jail`.
+pub fn pivot<S: Syscall>(sys: &S, root: &Path) -> Result<()> {
     sys.chdir(root)
         .map_err(sys_err(format!("chdir into {root:?}")))?;
     sys.pivot_root(Path::new("."), Path::new("."))
