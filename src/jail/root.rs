@@ -4,7 +4,8 @@
 //! directory unchanged and nothing is left to remove when the namespace goes: each host
 //! file is bound onto an empty file at `/NAME`, the vsock socket's directory onto
 //! `/vsock`, and the device nodes are made afresh (as the jailer's `mknod`) and given to
-//! the jail's user. The tmpfs is then made read-only and becomes the root by pivot_root.
+//! the jail's user. The tmpfs is then made read-only and becomes the root by pivot_root
+//! (or, on a host whose root is the initial ramfs, by a move over `/` and a chroot).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -197,8 +198,41 @@ pub fn build<S: Syscall>(sys: &S, plan: &RootPlan, uid: u32, gid: u32) -> Result
         None,
     )
     .map_err(JailError::setup("make the jail's root read-only"))?;
-    runtime::rootfs::pivot(sys, dir)?;
-    Ok(())
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if root_is_initial_ramfs(&mountinfo) {
+        // pivot_root refuses to move the initial ramfs (EINVAL): a host booted from an
+        // initramfs, as the nested tier's outer guest is. Then move the jail's root over
+        // `/` and chroot into it (runc's msMoveRoot). The old root stays under it, out of
+        // reach: getting back out of a chroot takes CAP_SYS_CHROOT, which the jailed VMM
+        // drops next.
+        move_root(sys, dir)
+    } else {
+        runtime::rootfs::pivot(sys, dir).map_err(JailError::from)
+    }
+}
+
+/// Whether `/` is the kernel's initial ramfs (fs type `rootfs` in mountinfo).
+fn root_is_initial_ramfs(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(mount), Some(fs)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        mount.split(' ').nth(4) == Some("/") && fs.split(' ').next() == Some("rootfs")
+    })
+}
+
+fn move_root<S: Syscall>(sys: &S, dir: &Path) -> Result<(), JailError> {
+    sys.chdir(dir)
+        .map_err(JailError::setup(format!("chdir into {dir:?}")))?;
+    sys.mount(Some(dir), Path::new("/"), None, libc::MS_MOVE, None)
+        .map_err(JailError::setup(format!(
+            "move the jail's root {dir:?} over /"
+        )))?;
+    sys.chroot(Path::new("."))
+        .map_err(JailError::setup(format!("chroot into {dir:?}")))?;
+    sys.chdir(Path::new("/"))
+        .map_err(JailError::setup("chdir / in the jail"))
 }
 
 fn bind_file<S: Syscall>(sys: &S, dir: &Path, f: &FileBind) -> Result<(), JailError> {
@@ -303,6 +337,15 @@ pub fn check_access(plan: &RootPlan, uid: u32, gid: u32) -> Result<(), JailError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_initial_ramfs_is_told_from_a_mounted_root() {
+        let initramfs = "1 1 0:2 / / rw - rootfs rootfs rw\n22 1 0:21 / /proc rw - proc proc rw\n";
+        let disk = "25 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
+        assert!(super::root_is_initial_ramfs(initramfs));
+        assert!(!super::root_is_initial_ramfs(disk));
+        assert!(!super::root_is_initial_ramfs(""));
+    }
+
     use super::*;
     use crate::vm::device_specs::{DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
 

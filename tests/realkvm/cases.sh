@@ -28,7 +28,8 @@ distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
-compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle ctr_run_vmc_annotation podman_run_vmc_annotation"
+compare_vm_levels_as_expected labs_with_linux_guests_pass runc_vmc_lifecycle ctr_run_vmc_annotation podman_run_vmc_annotation
+jailed_vmm_boots_linux_on_cgroup_v2"
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
@@ -769,6 +770,22 @@ EOF
     [ -z "$left" ] || { WHY="podman stop and rm left a container"; return 1; }
     ! ps -o args | grep -v grep | grep -q "vmm run" || { WHY="podman stop left the VMM running"; return 1; }
     grep -e hi-from-the-vm -e exec-in -e -tty= "$OUT" | sed 's/^/  podman: /'
+}
+
+# --- the VMM jailed (vmm --jail): Linux boots with the VMM as an unprivileged user in a
+# root of its own files, under a cgroup v2 memory limit (the outer guest's cgroups are
+# v2; the host tests run on hybrid v1). The files are the user's, as the jailer asks.
+case_jailed_vmm_boots_linux_on_cgroup_v2() {
+    outer_as_host
+    local dir=/tmp/jail files=/tmp/jail-files
+    rm -rf "$dir" "$files"
+    mkdir -p "$dir" "$files"
+    cp "$DISTRO_BZIMAGE" "$files/bzImage"
+    cp "$GUEST_INITRD" "$files/initrd"
+    chown -R 65534:65534 "$files"
+    boot "$files/bzImage" --initrd "$files/initrd" --mem 512 --cpus 1 --jail "$dir" \
+        --uid 65534 --gid 65534 --cgroup memory.max=600M -- realkvm.end=reboot
+    expect_status 0 && expect_line init-reached && expect_line "root=rootfs:rootfs:rw"
 }
 
 # run_all [ONLY]: every case (or only those in the comma-separated ONLY list).
