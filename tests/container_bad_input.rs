@@ -120,3 +120,49 @@ fn unknown_capability_is_rejected() {
     let out = run(&rootfs, &name, &["--cap-add", "CAP_TELEPORT"], &["true"]);
     assert_bad_input(&out, &name, "CAP_TELEPORT");
 }
+
+#[test]
+fn hostname_longer_than_the_kernel_takes_is_rejected() {
+    let Some(rootfs) = rootfs_or_skip("long_hostname") else {
+        return;
+    };
+    let name = unique("longhost");
+    let out = run(&rootfs, &name, &["--hostname", &"h".repeat(300)], &["true"]);
+    assert_bad_input(&out, &name, "--hostname");
+    assert!(stderr(&out).contains("300 bytes"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn hostname_with_a_slash_is_rejected() {
+    let Some(rootfs) = rootfs_or_skip("slash_hostname") else {
+        return;
+    };
+    let name = unique("slashhost");
+    let out = run(&rootfs, &name, &["--hostname", "a/b"], &["true"]);
+    assert_bad_input(&out, &name, "a/b");
+}
+
+#[test]
+fn workdir_missing_from_the_rootfs_is_rejected_not_made() {
+    let Some(rootfs) = rootfs_or_skip("missing_workdir") else {
+        return;
+    };
+    let name = unique("noworkdir");
+    let dir = format!("/no-such-workdir-{}", std::process::id());
+    let out = run(&rootfs, &name, &["--workdir", &dir], &["true"]);
+    assert_bad_input(&out, &name, &dir);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(!rootfs.join(&dir[1..]).exists(), "the workdir was made");
+    assert!(host_mounts_under(&rootfs).is_empty());
+}
+
+#[test]
+fn workdir_that_is_a_file_is_rejected() {
+    let Some(rootfs) = rootfs_or_skip("file_workdir") else {
+        return;
+    };
+    let name = unique("fileworkdir");
+    let out = run(&rootfs, &name, &["--workdir", "/bin/sh"], &["true"]);
+    assert_bad_input(&out, &name, "/bin/sh");
+}

@@ -151,3 +151,110 @@ fn cgroup_namespace_shows_the_container_group_as_root() {
         assert!(line.ends_with(":/"), "{out}");
     }
 }
+
+/// A bundle whose workload says "ready" and waits for a line on stdin, with
+/// `linux.resources` = `resources`.
+fn waiting_bundle(
+    rootfs: &std::path::Path,
+    tag: &str,
+    resources: serde_json::Value,
+) -> std::path::PathBuf {
+    let bundle = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bundle-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&bundle).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false, "user": { "uid": 0, "gid": 0 },
+            "args": ["sh", "-c", "echo ready; read x || true"],
+            "env": ["PATH=/bin:/sbin"], "cwd": "/"
+        },
+        "root": { "path": rootfs, "readonly": true },
+        "mounts": [{ "destination": "/proc", "type": "proc", "source": "proc" }],
+        "linux": {
+            "namespaces": [{ "type": "pid" }, { "type": "mount" }],
+            "resources": resources
+        }
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    bundle
+}
+
+#[test]
+fn bundle_swap_reservation_swappiness_and_burst_are_written_to_the_cgroup() {
+    let Some(rootfs) = rootfs_or_skip("bundle_resources") else {
+        return;
+    };
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let name = unique("resources");
+    let mut memory = serde_json::json!({
+        "limit": 64 << 20, "swap": 96 << 20, "reservation": 16 << 20
+    });
+    if !v2 {
+        memory["swappiness"] = 7.into();
+    }
+    let bundle = waiting_bundle(
+        &rootfs,
+        "resources",
+        serde_json::json!({
+            "memory": memory,
+            "cpu": { "quota": 40000, "period": 100000, "burst": 10000 }
+        }),
+    );
+    let mut child = std::process::Command::new(VMM)
+        .args(["container", "run", "--state-root"])
+        .arg(state_root())
+        .args(["--name", &name, "--bundle"])
+        .arg(&bundle)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let read = |controller: &str, file: &str| {
+        let dir = v1_dir(controller, &name)
+            .unwrap_or_else(|| std::path::Path::new("/sys/fs/cgroup/vmm").join(&name));
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| format!("{file}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    let seen = if v2 {
+        vec![
+            read("memory", "memory.swap.max"),
+            read("memory", "memory.low"),
+            read("cpu", "cpu.max.burst"),
+        ]
+    } else {
+        vec![
+            read("memory", "memory.memsw.limit_in_bytes"),
+            read("memory", "memory.soft_limit_in_bytes"),
+            read("memory", "memory.swappiness"),
+            read("cpu", "cpu.cfs_burst_us"),
+        ]
+    };
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&bundle);
+    assert_eq!(line, "ready\n");
+    assert!(status.success());
+    let expected: Vec<String> = if v2 {
+        vec![
+            (32u64 << 20).to_string(),
+            (16u64 << 20).to_string(),
+            "10000".into(),
+        ]
+    } else {
+        vec![
+            (96u64 << 20).to_string(),
+            (16u64 << 20).to_string(),
+            "7".into(),
+            "10000".into(),
+        ]
+    };
+    assert_eq!(seen, expected);
+    assert!(cgroup_dirs(&name).is_empty(), "{:?}", cgroup_dirs(&name));
+}

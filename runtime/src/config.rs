@@ -284,7 +284,7 @@ impl MountSpec {
 /// cgroup limits. `None` leaves the limit unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
-    /// Memory limit in bytes (swap is limited to the same total).
+    /// Memory limit in bytes (swap is limited to the same total unless `memory_swap`).
     pub memory: Option<i64>,
     /// Maximum number of tasks.
     pub pids: Option<i64>,
@@ -293,12 +293,49 @@ pub struct Resources {
     /// Relative CPU weight, as cgroup v1's `cpu.shares` (2–262144; 1024 is the default).
     #[serde(default)]
     pub cpu_shares: Option<u64>,
+    /// With `memory`: the limit of memory plus swap in bytes (at least `memory`), or -1
+    /// for no swap limit (v1 `memory.memsw.limit_in_bytes`; v2 `memory.swap.max` is this
+    /// less `memory`).
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
+    /// Soft memory limit in bytes, kept under memory pressure (v1
+    /// `memory.soft_limit_in_bytes`, v2 `memory.low`).
+    #[serde(default)]
+    pub memory_reservation: Option<i64>,
+    /// v1 `memory.swappiness`, 0–100 (cgroup v2 has no per-group swappiness: refused).
+    #[serde(default)]
+    pub memory_swappiness: Option<u64>,
+    /// CPU time in µs a group may bank and burst above its quota, at most the quota (v1
+    /// `cpu.cfs_burst_us`, v2 `cpu.max.burst`; Linux 5.14+).
+    #[serde(default)]
+    pub cpu_burst: Option<u64>,
+}
+
+impl Resources {
+    /// True when a limit needs the memory controller.
+    pub fn uses_memory(&self) -> bool {
+        self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.memory_reservation.is_some()
+            || self.memory_swappiness.is_some()
+    }
+
+    /// True when a limit needs the cpu controller.
+    pub fn uses_cpu(&self) -> bool {
+        self.cpu.is_some() || self.cpu_shares.is_some() || self.cpu_burst.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuQuota {
+    /// µs per period, or [`CpuQuota::UNLIMITED`] (a period set without a quota).
     pub quota: i64,
     pub period: u64,
+}
+
+impl CpuQuota {
+    /// No quota (v1's -1, v2's `max`).
+    pub const UNLIMITED: i64 = -1;
 }
 
 /// A seccomp policy, as an OCI profile states it: a call that no rule matches gets `default`;

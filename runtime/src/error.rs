@@ -5,6 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::state_dir::StateDirError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error("rootfs {0:?} does not exist or is not a directory")]
@@ -54,6 +56,13 @@ pub enum ContainerError {
         path: PathBuf,
         reason: String,
     },
+    #[error("working directory {0:?} does not exist in the container, or is not a directory")]
+    MissingWorkdir(PathBuf),
+    /// Another live run holds the container's ID (and with it, its cgroup).
+    #[error("container {id} is in use by another run{holder}: choose another name, or wait for it to end")]
+    InUse { id: String, holder: String },
+    #[error(transparent)]
+    State(#[from] StateDirError),
     /// An error the container's first process reported before it could exec.
     #[error("{message}")]
     Child { message: String, bad_input: bool },
@@ -73,6 +82,11 @@ impl ContainerError {
                 | Self::InvalidValue { .. }
                 | Self::MissingMountSource(_)
                 | Self::Seccomp(_)
+                | Self::MissingWorkdir(_)
+                | Self::InUse { .. }
+                | Self::State(
+                    StateDirError::BadId(_) | StateDirError::NotFound(_) | StateDirError::Busy(_),
+                )
                 | Self::Child {
                     bad_input: true,
                     ..

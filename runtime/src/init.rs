@@ -156,8 +156,12 @@ pub fn exec_workload<S: Syscall>(
         sys.set_parent_death_signal(libc::SIGKILL)
             .map_err(sys_err("set the parent death signal"))?;
     }
-    sys.chdir(&p.cwd).map_err(|e| {
-        ContainerError::sys(format!("chdir to the working directory {:?}", p.cwd), e)
+    // A missing working directory is the caller's mistake, refused before the workload
+    // runs. It is not made, as runc would make it: that would write into the caller's
+    // rootfs (and fail on a read-only one); Podman and Docker make WORKDIR themselves.
+    sys.chdir(&p.cwd).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => ContainerError::MissingWorkdir(p.cwd.clone()),
+        _ => ContainerError::sys(format!("chdir to the working directory {:?}", p.cwd), e),
     })?;
     let program = resolve_command(sys, &p.args[0], &p.env)?;
     sys.umask(p.umask);

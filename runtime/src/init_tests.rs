@@ -231,6 +231,35 @@ fn failing_step_stops_setup_and_is_named() {
 }
 
 #[test]
+fn missing_working_directory_is_bad_input_naming_it() {
+    let sys = FakeSyscall {
+        fail_on: Some("chdir /no/such/dir".into()),
+        fail_errno: Some(libc::ENOENT),
+        ..fake()
+    };
+    let cfg = config_with(|o| o.workdir = PathBuf::from("/no/such/dir"));
+    let err = run(&sys, &cfg, &[]);
+    assert!(err.is_bad_input(), "{err}");
+    assert!(err.to_string().contains("/no/such/dir"), "{err}");
+    assert!(sys.position("execve").is_none());
+}
+
+#[test]
+fn working_directory_failing_otherwise_is_a_failure() {
+    let sys = FakeSyscall {
+        fail_on: Some("chdir /work".into()),
+        fail_errno: Some(libc::EIO),
+        ..fake()
+    };
+    let err = run(
+        &sys,
+        &config_with(|o| o.workdir = PathBuf::from("/work")),
+        &[],
+    );
+    assert!(!err.is_bad_input(), "{err}");
+}
+
+#[test]
 fn without_mount_namespace_chroot_replaces_pivot_root() {
     let sys = fake();
     let mut cfg = config();

@@ -302,18 +302,29 @@ impl Outcome {
 /// Run the container to completion with the runtime's own stdio, passing on the signals
 /// the runtime receives (SIGINT, SIGTERM, ...) to the workload.
 pub fn run(cfg: &ContainerConfig) -> Result<Outcome> {
+    run_recording(cfg, &mut |_| Ok(()))
+}
+
+/// [`run`], telling `record` the container's cgroup directories as soon as they exist,
+/// before any process is in them: a caller that records them (in its state directory)
+/// lets whoever comes after a killed runtime find and remove them. An error from
+/// `record` ends the run before it starts.
+pub fn run_recording(cfg: &ContainerConfig, record: CgroupRecorder<'_>) -> Result<Outcome> {
     let mask = SignalMask::block()?;
-    let running = spawn(cfg, Stdio::default(), &mask.saved)?;
+    let running = spawn_with(cfg, Stdio::default(), &mask.saved, None, Some(record))?.0;
     let status = wait_forwarding(running.pid(), &mask.set)?;
     Ok(running.finish(status))
 }
+
+/// What [`run_recording`] calls with the new cgroup's directories.
+pub type CgroupRecorder<'a> = &'a mut dyn FnMut(&[std::path::PathBuf]) -> Result<()>;
 
 /// Create the container and start its command; returns once the command is about to be
 /// executed (or with the error that stopped the setup). `child_mask` is the signal mask
 /// the workload starts with. Call it while this process has a single thread: the child of
 /// the raw `clone` runs Rust code until it execs.
 pub fn spawn(cfg: &ContainerConfig, stdio: Stdio, child_mask: &libc::sigset_t) -> Result<Running> {
-    spawn_with(cfg, stdio, child_mask, None).map(|(running, _)| running)
+    spawn_with(cfg, stdio, child_mask, None, None).map(|(running, _)| running)
 }
 
 /// What an OCI runtime's `create` gives the container's first process to wait on.
@@ -378,7 +389,7 @@ pub fn create(cfg: &ContainerConfig, stdio: Stdio, options: CreateOptions) -> Re
     let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: a NULL new set only reads the current mask into `mask`.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, ptr::null(), &mut mask) };
-    let (running, commit) = spawn_with(cfg, stdio, &mask, Some(options))?;
+    let (running, commit) = spawn_with(cfg, stdio, &mask, Some(options), None)?;
     let commit = commit.ok_or_else(|| ContainerError::Setup("no commit pipe".into()))?;
     Ok(Created { running, commit })
 }
@@ -388,6 +399,7 @@ fn spawn_with(
     stdio: Stdio,
     child_mask: &libc::sigset_t,
     create: Option<CreateOptions>,
+    record: Option<CgroupRecorder<'_>>,
 ) -> Result<(Running, Option<File>)> {
     if cfg.net_link.is_some() && !cfg.namespaces.net {
         return Err(ContainerError::Unsupported(
@@ -410,6 +422,9 @@ fn spawn_with(
     } else {
         None
     };
+    if let (Some(record), Some(cgroup)) = (record, &cgroup) {
+        record(&cgroup.dirs())?;
+    }
     let host = HostInfo {
         cgroup2: mode == CgroupMode::V2,
         cgroup_v1: match &cgroup {

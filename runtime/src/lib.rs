@@ -6,6 +6,8 @@
 //! Flow: options ([`options`]) or bundle ([`spec`]) → [`config::ContainerConfig`] →
 //! [`launch::run`] (cgroup, clone, [`init::setup_and_exec`] in the child, wait) → exit
 //! status. [`launch::spawn`] is the same without the wait, for callers with an event loop.
+//! On the host, [`run_state::run`] wraps [`launch::run`] holding the container's ID in a
+//! locked directory ([`state_dir`], vmm-runc's lock too), so no two runs share a cgroup.
 
 pub mod caps;
 pub mod cgroup;
@@ -14,6 +16,7 @@ pub mod defaults;
 pub mod error;
 pub mod exec;
 pub mod hooks;
+pub mod hostname;
 pub mod init;
 pub mod launch;
 pub mod mount_opts;
@@ -22,8 +25,10 @@ pub mod netlink;
 pub mod options;
 pub mod paths;
 pub mod rootfs;
+pub mod run_state;
 pub mod seccomp;
 pub mod spec;
+pub mod state_dir;
 pub mod sys;
 
 #[cfg(test)]

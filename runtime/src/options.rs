@@ -11,6 +11,7 @@ use super::config::{
 };
 use super::defaults;
 use super::error::{ContainerError, Result};
+use super::hostname;
 use super::mount_opts::mount_spec;
 use super::netif::LinkAddresses;
 
@@ -272,6 +273,9 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
     }
     let id = args.name.clone().unwrap_or_else(default_id);
     check_id(&id)?;
+    if let Some(name) = &args.hostname {
+        hostname::check("--hostname", name)?;
+    }
     if !args.workdir.is_absolute() {
         return Err(ContainerError::invalid(
             "--workdir",
@@ -329,7 +333,11 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
     };
 
     Ok(ContainerConfig {
-        hostname: Some(args.hostname.clone().unwrap_or_else(|| id.clone())),
+        hostname: Some(
+            args.hostname
+                .clone()
+                .unwrap_or_else(|| hostname::default_for(&id)),
+        ),
         id,
         rootfs,
         root_switch: RootSwitch::PivotRoot,
@@ -362,7 +370,7 @@ pub fn config_from_options(args: &RunOptions) -> Result<ContainerConfig> {
                 quota: (c * CPU_PERIOD_US as f64).round() as i64,
                 period: CPU_PERIOD_US,
             }),
-            cpu_shares: None,
+            ..Resources::default()
         },
         seccomp: args.seccomp.then(defaults::seccomp_profile),
         net_link,

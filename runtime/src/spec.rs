@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Capabilities, LinuxNamespaceType, LinuxResources, Mount, Spec};
+use oci_spec::runtime::{Capabilities, LinuxNamespaceType, Mount, Spec};
+
+mod resources;
 
 use super::caps;
 use super::config::{
-    CapabilitySets, ConsoleSize, ContainerConfig, CpuQuota, DeviceRule, Hook, Hooks, IdMapping,
-    JoinNamespace, MountSpec, Namespaces, ProcessConfig, Resources, Rlimit, RootSwitch,
+    CapabilitySets, ConsoleSize, ContainerConfig, Hook, Hooks, IdMapping, JoinNamespace, MountSpec,
+    Namespaces, ProcessConfig, Rlimit, RootSwitch,
 };
 use super::error::{ContainerError, Result};
 use super::mount_opts::mount_spec;
@@ -51,8 +53,21 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
     if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(unsupported("linux.devices"));
     }
-    if linux.intel_rdt().is_some() || linux.personality().is_some() {
-        return Err(unsupported("linux.intelRdt / linux.personality"));
+    let unapplied = [
+        ("intelRdt", linux.intel_rdt().is_some()),
+        ("personality", linux.personality().is_some()),
+        ("memoryPolicy", linux.memory_policy().is_some()),
+        (
+            "netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        (
+            "timeOffsets",
+            linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
+        ),
+    ];
+    if let Some((field, _)) = unapplied.iter().find(|(_, set)| *set) {
+        return Err(unsupported(format!("linux.{field}")));
     }
     if let Some(p) = linux.rootfs_propagation() {
         if !matches!(p.as_str(), "private" | "rprivate" | "slave" | "rslave" | "") {
@@ -142,13 +157,17 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         None => default_id(),
     };
     check_id(&id)?;
+    let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+    if let Some(name) = &hostname {
+        super::hostname::check("hostname", name)?;
+    }
 
     Ok(ContainerConfig {
         id,
         rootfs,
         root_switch: RootSwitch::PivotRoot,
         readonly_root: root.readonly().unwrap_or(false),
-        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        hostname,
         process: process_config,
         namespaces,
         uid_mappings,
@@ -158,7 +177,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         masked_paths: paths(linux.masked_paths()),
         readonly_paths: paths(linux.readonly_paths()),
         cgroup: true,
-        resources: resources(linux.resources().as_ref())?,
+        resources: resources::resources(linux.resources().as_ref())?,
         seccomp: linux
             .seccomp()
             .as_ref()
@@ -177,7 +196,7 @@ pub fn config_from_spec(spec: &Spec, bundle: &Path) -> Result<ContainerConfig> {
         cgroup_path: linux.cgroups_path().clone(),
         hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
         join_namespaces,
-        device_rules: device_rules(linux.resources().as_ref()),
+        device_rules: resources::device_rules(linux.resources().as_ref()),
     })
 }
 
@@ -307,93 +326,4 @@ fn mount_from_spec(m: &Mount, bundle: &Path) -> Result<MountSpec> {
         )));
     }
     Ok(spec)
-}
-
-/// `linux.resources.devices` as v1 rules: a missing type is `a`, a missing number `*`,
-/// missing access `rwm`.
-fn device_rules(r: Option<&LinuxResources>) -> Vec<DeviceRule> {
-    let number = |n: Option<i64>| n.map_or("*".to_owned(), |n| n.to_string());
-    r.and_then(|r| r.devices().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| DeviceRule {
-            allow: d.allow(),
-            rule: format!(
-                "{} {}:{} {}",
-                d.typ().map_or("a".to_owned(), |t| t.as_str().to_owned()),
-                number(d.major()),
-                number(d.minor()),
-                d.access().clone().unwrap_or_else(|| "rwm".to_owned())
-            ),
-        })
-        .collect()
-}
-
-fn resources(r: Option<&LinuxResources>) -> Result<Resources> {
-    let Some(r) = r else {
-        return Ok(Resources::default());
-    };
-    if r.block_io().is_some()
-        || r.hugepage_limits().is_some()
-        || r.network().is_some()
-        || r.rdma().is_some()
-        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
-    {
-        return Err(unsupported(
-            "linux.resources other than memory, pids, cpu and devices",
-        ));
-    }
-    if let Some(m) = r.memory() {
-        // swap is accepted: the runtime limits memory plus swap to the memory limit, so a
-        // larger swap allowance is not granted (never more than asked for).
-        let refused = [
-            ("reservation", m.reservation().is_some()),
-            ("kernel", m.kernel().is_some()),
-            ("kernelTCP", m.kernel_tcp().is_some()),
-            ("swappiness", m.swappiness().is_some()),
-            ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
-        ];
-        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-            return Err(unsupported(format!("linux.resources.memory.{field}")));
-        }
-    }
-    let memory = r
-        .memory()
-        .as_ref()
-        .and_then(|m| m.limit())
-        .filter(|l| *l > 0);
-    let pids = r.pids().as_ref().map(|p| p.limit()).filter(|l| *l > 0);
-    let cpu_shares = r.cpu().as_ref().and_then(|c| c.shares());
-    if let Some(shares) = cpu_shares {
-        if !(2..=262_144).contains(&shares) {
-            return Err(ContainerError::invalid(
-                "linux.resources.cpu.shares",
-                &shares.to_string(),
-                "must be 2 to 262144",
-            ));
-        }
-    }
-    let cpu = match r.cpu() {
-        Some(c) => {
-            if c.cpus().is_some()
-                || c.mems().is_some()
-                || c.realtime_runtime().is_some()
-                || c.realtime_period().is_some()
-                || c.idle().is_some()
-            {
-                return Err(unsupported("linux.resources.cpu cpus/mems/realtime/idle"));
-            }
-            c.quota().filter(|q| *q > 0).map(|quota| CpuQuota {
-                quota,
-                period: c.period().unwrap_or(super::options::CPU_PERIOD_US),
-            })
-        }
-        None => None,
-    };
-    Ok(Resources {
-        memory,
-        pids,
-        cpu,
-        cpu_shares,
-    })
 }

@@ -336,3 +336,242 @@ fn device_rules_keep_their_order_and_wildcards() {
         ]
     );
 }
+
+/// RUNC_SPEC with `linux.resources` replaced by the JSON object body `body`.
+fn with_resources(body: &str) -> String {
+    let start = RUNC_SPEC.find("\"resources\": {").unwrap();
+    let end = start + RUNC_SPEC[start..].find("},\n    \"namespaces\"").unwrap();
+    format!(
+        "{}\"resources\": {{ {body} }}{}",
+        &RUNC_SPEC[..start],
+        &RUNC_SPEC[end + 1..]
+    )
+}
+
+fn resources_of(name: &str, body: &str) -> super::config::Resources {
+    let b = Bundle::new(name, &with_resources(body));
+    config_from_bundle(b.path()).unwrap().resources
+}
+
+fn resources_err(name: &str, body: &str) -> ContainerError {
+    load_err(name, &with_resources(body))
+}
+
+#[test]
+fn memory_swap_reservation_and_swappiness_are_kept() {
+    let r = resources_of(
+        "memory",
+        r#""memory": { "limit": 67108864, "swap": 134217728, "reservation": 33554432,
+            "swappiness": 10, "useHierarchy": true, "checkBeforeUpdate": true }"#,
+    );
+    assert_eq!(r.memory, Some(64 << 20));
+    assert_eq!(r.memory_swap, Some(128 << 20));
+    assert_eq!(r.memory_reservation, Some(32 << 20));
+    assert_eq!(r.memory_swappiness, Some(10));
+    let unlimited_swap = resources_of("swap-1", r#""memory": { "limit": 67108864, "swap": -1 }"#);
+    assert_eq!(unlimited_swap.memory_swap, Some(-1));
+}
+
+#[test]
+fn zero_and_minus_one_mean_no_limit() {
+    let r = resources_of(
+        "nolimit",
+        r#""memory": { "limit": -1, "reservation": 0, "swap": -1 }, "pids": { "limit": -1 },
+           "cpu": { "quota": -1 }"#,
+    );
+    assert_eq!(r, super::config::Resources::default());
+}
+
+#[test]
+fn negative_limits_other_than_minus_one_are_refused_by_field() {
+    for (name, body, field) in [
+        ("neg-mem", r#""memory": { "limit": -5 }"#, "memory.limit"),
+        (
+            "neg-res",
+            r#""memory": { "reservation": -2 }"#,
+            "memory.reservation",
+        ),
+        (
+            "neg-swap",
+            r#""memory": { "limit": 1048576, "swap": -7 }"#,
+            "memory.swap",
+        ),
+        ("neg-pids", r#""pids": { "limit": -3 }"#, "pids.limit"),
+        ("neg-quota", r#""cpu": { "quota": -50000 }"#, "cpu.quota"),
+    ] {
+        let err = resources_err(name, body);
+        assert!(err.is_bad_input(), "{name}: {err}");
+        assert!(err.to_string().contains(field), "{name}: {err}");
+    }
+}
+
+#[test]
+fn swap_below_the_memory_limit_or_without_one_is_refused() {
+    let below = resources_err(
+        "swap-below",
+        r#""memory": { "limit": 67108864, "swap": 1048576 }"#,
+    );
+    assert!(
+        below.is_bad_input() && below.to_string().contains("memory.swap"),
+        "{below}"
+    );
+    let alone = resources_err("swap-alone", r#""memory": { "swap": 67108864 }"#);
+    assert!(
+        alone.is_bad_input() && alone.to_string().contains("memory.limit"),
+        "{alone}"
+    );
+}
+
+#[test]
+fn swappiness_over_100_is_refused() {
+    let err = resources_err("swappiness", r#""memory": { "swappiness": 101 }"#);
+    assert!(
+        err.is_bad_input() && err.to_string().contains("swappiness"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cpu_period_alone_is_kept_without_a_quota() {
+    let r = resources_of("period", r#""cpu": { "period": 50000 }"#);
+    assert_eq!(
+        r.cpu.map(|c| (c.quota, c.period)),
+        Some((super::config::CpuQuota::UNLIMITED, 50_000))
+    );
+}
+
+#[test]
+fn cpu_quota_and_period_the_kernel_refuses_are_bad_input() {
+    for (name, body, field) in [
+        ("tiny-quota", r#""cpu": { "quota": 500 }"#, "cpu.quota"),
+        (
+            "tiny-period",
+            r#""cpu": { "quota": 50000, "period": 999 }"#,
+            "cpu.period",
+        ),
+        (
+            "huge-period",
+            r#""cpu": { "period": 2000000 }"#,
+            "cpu.period",
+        ),
+    ] {
+        let err = resources_err(name, body);
+        assert!(
+            err.is_bad_input() && err.to_string().contains(field),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn cpu_burst_is_kept_within_the_quota_and_refused_beyond_or_without_it() {
+    let r = resources_of("burst", r#""cpu": { "quota": 50000, "burst": 20000 }"#);
+    assert_eq!(r.cpu_burst, Some(20_000));
+    for (name, body) in [
+        ("burst-over", r#""cpu": { "quota": 50000, "burst": 60000 }"#),
+        ("burst-alone", r#""cpu": { "burst": 1000 }"#),
+    ] {
+        let err = resources_err(name, body);
+        assert!(
+            err.is_bad_input() && err.to_string().contains("burst"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn resource_fields_the_runtime_does_not_apply_are_refused_by_name() {
+    for (name, body, field) in [
+        ("blkio", r#""blockIO": { "weight": 500 }"#, "blockIO"),
+        (
+            "huge",
+            r#""hugepageLimits": [{ "pageSize": "2MB", "limit": 1048576 }]"#,
+            "hugepageLimits",
+        ),
+        ("net", r#""network": { "classID": 1 }"#, "network"),
+        (
+            "rdma",
+            r#""rdma": { "mlx5_0": { "hcaHandles": 3 } }"#,
+            "rdma",
+        ),
+        (
+            "unified",
+            r#""unified": { "memory.high": "1000000" }"#,
+            "unified",
+        ),
+        (
+            "kmem",
+            r#""memory": { "kernel": 1048576 }"#,
+            "memory.kernel",
+        ),
+        (
+            "kmem-tcp",
+            r#""memory": { "kernelTCP": 1048576 }"#,
+            "memory.kernelTCP",
+        ),
+        (
+            "oom",
+            r#""memory": { "disableOOMKiller": true }"#,
+            "memory.disableOOMKiller",
+        ),
+        (
+            "flat",
+            r#""memory": { "useHierarchy": false }"#,
+            "memory.useHierarchy",
+        ),
+        ("cpus", r#""cpu": { "cpus": "0-1" }"#, "cpu.cpus"),
+        ("mems", r#""cpu": { "mems": "0" }"#, "cpu.mems"),
+        (
+            "rt",
+            r#""cpu": { "realtimeRuntime": 950000 }"#,
+            "cpu.realtimeRuntime",
+        ),
+        ("idle", r#""cpu": { "idle": 1 }"#, "cpu.idle"),
+    ] {
+        let err = resources_err(name, body);
+        assert!(err.is_bad_input(), "{name}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("linux.resources.{field}")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn empty_resource_fields_ask_for_nothing() {
+    let r = resources_of(
+        "empty",
+        r#""blockIO": {}, "hugepageLimits": [], "unified": {}, "cpu": { "cpus": "" }"#,
+    );
+    assert_eq!(r, super::config::Resources::default());
+}
+
+#[test]
+fn an_overlong_hostname_is_bad_input() {
+    let long = "h".repeat(300);
+    let err = load_err(
+        "hostname",
+        &RUNC_SPEC.replace(
+            "\"hostname\": \"runc\"",
+            &format!("\"hostname\": \"{long}\""),
+        ),
+    );
+    assert!(
+        err.is_bad_input() && err.to_string().contains("hostname"),
+        "{err}"
+    );
+}
+
+#[test]
+fn linux_fields_the_runtime_does_not_apply_are_refused_by_name() {
+    let spec = RUNC_SPEC.replace(
+        "\"namespaces\": [",
+        "\"timeOffsets\": { \"monotonic\": { \"secs\": 1 } },\n    \"namespaces\": [",
+    );
+    let err = load_err("timeoffsets", &spec);
+    assert!(
+        err.is_bad_input() && err.to_string().contains("timeOffsets"),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use runtime::options::{parse_bytes, parse_cpus, parse_env, parse_mount, parse_rlimit, parse_user};
 use runtime::options::{BindMount, CpuFraction, RlimitArg, RunOptions, UserArg};
+use runtime::run_state;
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
@@ -15,6 +16,14 @@ pub enum ContainerCommand {
     /// signal N). Either --rootfs with the options below, or --bundle with an OCI
     /// config.json.
     Run(Box<RunArgs>),
+    /// Remove what a run of container ID left behind when it was killed (its cgroups and
+    /// its state); refused while a run holds the ID. The next run of the ID does the same.
+    Delete {
+        #[command(flatten)]
+        state: StateRoot,
+        /// The container's name (`--name` of its run).
+        id: String,
+    },
     /// Benchmark container start against crun and runc (what `vmm bench container-start`
     /// runs).
     #[command(hide = true)]
@@ -23,6 +32,14 @@ pub enum ContainerCommand {
         #[arg(long, default_value_t = 30)]
         runs: u32,
     },
+}
+
+/// Where each run holds its container ID while it lives (a locked directory per ID).
+#[derive(Debug, Args)]
+pub struct StateRoot {
+    /// Directory of the running containers' state.
+    #[arg(long = "state-root", value_name = "DIR", default_value = run_state::DEFAULT_ROOT, hide = true)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,9 +76,12 @@ pub struct RunArgs {
         "mounts", "env", "workdir", "user", "cap_add", "cap_drop", "rlimits", "command",
     ])]
     pub bundle: Option<PathBuf>,
-    /// Container name, used for its cgroup [default: vmm-<pid>].
+    /// Container name, used for its cgroup [default: vmm-<pid>]. A name is held by one
+    /// run at a time.
     #[arg(long, value_name = "ID")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub state: StateRoot,
     /// Hostname inside the container [default: the container name].
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,

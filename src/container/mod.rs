@@ -8,11 +8,15 @@ use std::process::ExitCode;
 
 use edge::{error_chain, exit_code};
 use runtime::error::ContainerError;
-use runtime::{defaults, launch, options, spec};
+use runtime::{defaults, options, run_state, spec};
 
 pub fn run(cmd: cli::ContainerCommand) -> ExitCode {
     match cmd {
         cli::ContainerCommand::Run(args) => run_container(&args),
+        cli::ContainerCommand::Delete { state, id } => match run_state::delete(&state.dir, &id) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(&e),
+        },
         cli::ContainerCommand::BenchStart { runs } => bench::bench_container_start(runs),
     }
 }
@@ -32,7 +36,7 @@ fn run_container(args: &cli::RunArgs) -> ExitCode {
             options::check_id(name)?;
             c.id = name.clone();
         }
-        Ok((launch::run(&c)?, c))
+        Ok((run_state::run(&args.state.dir, &c)?, c))
     });
     match outcome {
         Ok((outcome, config)) => {

@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// vmm-<pid>].
     #[arg(long, value_name = "ID")]
     pub name: Option<String>,
+    // At the container level, where the run holds its name while it lives (as `vmm
+    // container run` does).
+    #[command(flatten)]
+    pub state: crate::container::cli::StateRoot,
     /// An OCI bundle (config.json and its rootfs) instead of --rootfs and the options
     /// that shape the workload.
     #[arg(long, value_name = "DIR", conflicts_with_all = [

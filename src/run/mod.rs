@@ -108,7 +108,13 @@ pub fn run(args: &RunArgs, started: Instant) -> ExitCode {
 fn run_on_host(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let config = args::workload_config(args)?;
     timings.mark("checked");
-    let outcome = runtime::launch::run(&config)?;
+    // A cgroup on the host (the container level) is held by its name, as `vmm container
+    // run` holds it; the process level makes none.
+    let outcome = if config.cgroup {
+        runtime::run_state::run(&args.state.dir, &config)?
+    } else {
+        runtime::launch::run(&config)?
+    };
     timings.mark("ended");
     Ok(WaitReply {
         status: outcome.status,

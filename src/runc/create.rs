@@ -16,7 +16,7 @@ use runtime::spec::config_from_spec;
 use super::cli::CreateArgs;
 use super::error::RuncError;
 use super::in_vm;
-use super::state::{self, Locked, Saved, Status};
+use super::state::{self, Locked, Record, Saved, Status};
 
 /// The config.json annotation that chooses where the container runs.
 pub const ISOLATION_ANNOTATION: &str = "io.vmm.isolation";
@@ -67,7 +67,7 @@ fn set_up(
     spec: Spec,
     config: ContainerConfig,
 ) -> Result<Made, (std::path::PathBuf, RuncError)> {
-    let dir = locked.dir.clone();
+    let dir = locked.dir().to_path_buf();
     let fail = |e: RuncError| (dir.clone(), e);
     let fifo = make_exec_fifo(&locked).map_err(fail)?;
     let exec_fifo = open_path(&fifo).map_err(fail)?;

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use runtime::error::ContainerError;
+use runtime::state_dir::StateDirError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
@@ -38,6 +39,19 @@ pub enum RuncError {
     },
     #[error(transparent)]
     Container(#[from] ContainerError),
+}
+
+/// The state directory's errors in runc's words (clients match on "does not exist").
+impl From<StateDirError> for RuncError {
+    fn from(e: StateDirError) -> Self {
+        match e {
+            StateDirError::BadId(id) => Self::BadId(id),
+            StateDirError::NotFound(id) => Self::NotFound(id),
+            StateDirError::Busy(id) => Self::Busy(id),
+            StateDirError::Corrupt { path, reason } => Self::CorruptState { path, reason },
+            StateDirError::Io { action, source } => Self::Io { action, source },
+        }
+    }
 }
 
 impl RuncError {

@@ -10,12 +10,12 @@ use runtime::launch;
 use super::cli::ExecArgs;
 use super::create::write_pid_file;
 use super::error::RuncError;
-use super::state::{self, Status};
+use super::state::{self, Record, Status};
 
 pub fn exec(root: &Path, args: &ExecArgs) -> Result<ExitCode, RuncError> {
     let locked = state::open(root, &args.id)?;
     let saved = locked.load()?;
-    let status = saved.status(&locked.dir);
+    let status = saved.status(locked.dir());
     if status != Status::Running {
         return Err(RuncError::WrongStatus {
             id: args.id.clone(),

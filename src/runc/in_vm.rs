@@ -21,7 +21,7 @@ use super::cli::{CreateArgs, ExecArgs};
 use super::console;
 use super::create::{make_exec_fifo, write_pid_file, Made};
 use super::error::RuncError;
-use super::state::{self, Locked, Saved};
+use super::state::{self, Locked, Record, Saved};
 
 /// The longest failure message taken from `vmm run` (one error chain).
 const READY_MESSAGE_MAX: u64 = 64 << 10;
@@ -34,7 +34,7 @@ pub fn set_up(
     config: ContainerConfig,
     level: &'static str,
 ) -> Result<Made, (PathBuf, RuncError)> {
-    let dir = locked.dir.clone();
+    let dir = locked.dir().to_path_buf();
     let fail = |e: RuncError| (dir.clone(), e);
     let terminal = host_terminal(config.terminal, args.console_socket.as_deref()).map_err(fail)?;
     let fifo = make_exec_fifo(&locked).map_err(fail)?;

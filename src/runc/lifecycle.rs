@@ -13,7 +13,7 @@ use runtime::hooks;
 use super::cli::ListFormat;
 use super::error::RuncError;
 use super::signals;
-use super::state::{self, Locked, Saved, Status};
+use super::state::{self, Locked, Record, Saved, Status};
 
 /// How long `delete` waits for a killed container to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub fn start(root: &Path, id: &str) -> Result<(), RuncError> {
 /// Lets the created container's process go: opens the exec FIFO, whose other end the
 /// process opens when it is ready, and reads its byte; then the poststart hooks.
 pub fn start_locked(locked: &Locked, saved: &Saved) -> Result<(), RuncError> {
-    let status = saved.status(&locked.dir);
+    let status = saved.status(locked.dir());
     if status != Status::Created {
         return Err(RuncError::WrongStatus {
             id: saved.id.clone(),
@@ -76,7 +76,7 @@ pub fn start_locked(locked: &Locked, saved: &Saved) -> Result<(), RuncError> {
 pub fn state(root: &Path, id: &str) -> Result<String, RuncError> {
     let locked = state::open(root, id)?;
     let saved = locked.load()?;
-    let status = saved.status(&locked.dir);
+    let status = saved.status(locked.dir());
     // `{:#}` is serde_json's pretty printer, which cannot fail for a Value.
     Ok(format!("{:#}", saved.state_json(status)))
 }
@@ -85,7 +85,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), RuncEr
     let sig = signals::parse(signal)?;
     let locked = state::open(root, id)?;
     let saved = locked.load()?;
-    if saved.status(&locked.dir) == Status::Stopped {
+    if saved.status(locked.dir()) == Status::Stopped {
         return Err(RuncError::WrongStatus {
             id: id.to_owned(),
             op: "kill",
@@ -128,14 +128,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), RuncError> {
     let saved = match locked.load() {
         Ok(saved) => saved,
         // A `create` that died before recording: only the directory is left.
-        Err(RuncError::NotFound(_)) => return locked.remove(),
+        Err(RuncError::NotFound(_)) => return Ok(locked.remove()?),
         Err(e) => return Err(e),
     };
     delete_locked(locked, &saved, force)
 }
 
 pub fn delete_locked(locked: Locked, saved: &Saved, force: bool) -> Result<(), RuncError> {
-    let status = saved.status(&locked.dir);
+    let status = saved.status(locked.dir());
     if status == Status::Running && !force {
         return Err(RuncError::WrongStatus {
             id: saved.id.clone(),
@@ -154,7 +154,7 @@ pub fn delete_locked(locked: Locked, saved: &Saved, force: bool) -> Result<(), R
     if let Err(e) = hooks::run("poststop", &saved.config.hooks.poststop, state.as_bytes()) {
         eprintln!("vmm-runc: warning: {e}");
     }
-    locked.remove()
+    Ok(locked.remove()?)
 }
 
 /// SIGKILL to every process of the container, then wait (bounded) until none is left.
@@ -185,7 +185,7 @@ pub fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<String, Runc
             continue;
         };
         let Ok(saved) = locked.load() else { continue };
-        rows.push((saved.status(&locked.dir), saved));
+        rows.push((saved.status(locked.dir()), saved));
     }
     if quiet {
         return Ok(rows.iter().map(|(_, s)| format!("{}\n", s.id)).collect());

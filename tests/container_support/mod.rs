@@ -1,6 +1,7 @@
 //! Helpers shared by the container integration tests: the busybox rootfs (built once into
-//! the target's temp dir by resources/container-rootfs.sh), running `vmm container run`, and
-//! finding the container's cgroup directories on the host.
+//! the target's temp dir by resources/container-rootfs.sh), running `vmm container run`
+//! (and `delete`) under a private state root, and finding the container's cgroup
+//! directories on the host.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,23 @@ impl Drop for OwnRootfs {
     }
 }
 
+/// The tests' state root for `vmm container run` (`--state-root`), where each run holds
+/// its name: private to the test target, not the host's /run/vmm/containers.
+pub fn state_root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("container-state")
+}
+
+/// `vmm container delete NAME` under the tests' state root, output captured.
+pub fn delete(name: &str) -> Output {
+    Command::new(VMM)
+        .args(["container", "delete", "--state-root"])
+        .arg(state_root())
+        .arg(name)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vmm")
+}
+
 /// A container name unique to this test process.
 pub fn unique(test: &str) -> String {
     format!("t-{test}-{}", std::process::id())
@@ -86,6 +104,8 @@ pub fn command(rootfs: &Path, name: &str, options: &[&str], cmd: &[&str]) -> Com
     let mut c = Command::new(VMM);
     c.args(["container", "run", "--rootfs"])
         .arg(rootfs)
+        .arg("--state-root")
+        .arg(state_root())
         .args(["--name", name])
         .args(options)
         .arg("--")

@@ -144,6 +144,16 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
     })
 }
 
+/// Refuses `field` (a bundle's, by its OCI name) when this host's group lacks `path`, the
+/// file that would apply it, saying `why`.
+pub(crate) fn require(path: &Path, field: &str, why: &str) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(ContainerError::Unsupported(format!("{field}: {why}")))
+    }
+}
+
 pub(crate) fn mkdir(path: &Path) -> Result<()> {
     match std::fs::create_dir(path) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(ContainerError::Cgroup {
@@ -208,6 +218,26 @@ pub fn remove_dir(path: &Path) {
                 return;
             }
         }
+    }
+}
+
+/// Removes the group directories a dead runtime left behind: whatever still runs in them
+/// is killed first (SIGKILL, again while new ones appear, for at most two seconds).
+pub fn remove_leftovers(dirs: &[std::path::PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for dir in dirs {
+        loop {
+            let procs = Cgroup::procs_of(dir);
+            if procs.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for pid in procs {
+                // SAFETY: kill(2) with plain integers; a pid that already exited is ESRCH.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        remove_dir(dir);
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::config::{DeviceRule, Resources};
 use super::super::error::{ContainerError, Result};
-use super::{mkdir, mkdir_all, remove_dir, stat_value, write};
+use super::{mkdir, mkdir_all, remove_dir, require, stat_value, write};
 
 /// A mounted v1 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,13 +83,13 @@ impl V1Cgroup {
     ) -> Result<Self> {
         let path = path.map(super::checked_path).transpose()?;
         let mut wanted = vec!["devices"];
-        if resources.memory.is_some() {
+        if resources.uses_memory() {
             wanted.push("memory");
         }
         if resources.pids.is_some() {
             wanted.push("pids");
         }
-        if resources.cpu.is_some() || resources.cpu_shares.is_some() {
+        if resources.uses_cpu() {
             wanted.push("cpu");
         }
         if path.is_some() {
@@ -216,16 +216,7 @@ fn apply_device_rules(dir: &Path, rules: &[DeviceRule]) {
 /// Write the limits `controller` is responsible for.
 pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
     match controller {
-        "memory" => {
-            if let Some(bytes) = r.memory {
-                write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
-                // Memory plus swap limited to the same total: no swapping past the limit.
-                let memsw = dir.join("memory.memsw.limit_in_bytes");
-                if memsw.exists() {
-                    write(&memsw, &bytes.to_string())?;
-                }
-            }
-        }
+        "memory" => apply_memory(dir, r)?,
         "pids" => {
             if let Some(n) = r.pids {
                 write(&dir.join("pids.max"), &n.to_string())?;
@@ -239,6 +230,15 @@ pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
                 write(&dir.join("cpu.cfs_period_us"), &cpu.period.to_string())?;
                 write(&dir.join("cpu.cfs_quota_us"), &cpu.quota.to_string())?;
             }
+            if let Some(burst) = r.cpu_burst {
+                let file = dir.join("cpu.cfs_burst_us");
+                require(
+                    &file,
+                    "linux.resources.cpu.burst",
+                    "this kernel has no CFS burst (Linux 5.14+)",
+                )?;
+                write(&file, &burst.to_string())?;
+            }
         }
         "cpuset" => {
             for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -250,6 +250,35 @@ pub fn apply(controller: &str, dir: &Path, r: &Resources) -> Result<()> {
             allow_defaults(dir);
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// The memory controller's limits; the limit before memory plus swap, which may not be
+/// below it.
+fn apply_memory(dir: &Path, r: &Resources) -> Result<()> {
+    if let Some(bytes) = r.memory {
+        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+    }
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    match (r.memory_swap, r.memory) {
+        (Some(total), _) => {
+            require(
+                &memsw,
+                "linux.resources.memory.swap",
+                "this host does not account swap (no memory.memsw files: boot with swapaccount=1)",
+            )?;
+            write(&memsw, &total.to_string())?;
+        }
+        // Memory plus swap limited to the same total: no swapping past the limit.
+        (None, Some(bytes)) if memsw.exists() => write(&memsw, &bytes.to_string())?,
+        (None, _) => {}
+    }
+    if let Some(bytes) = r.memory_reservation {
+        write(&dir.join("memory.soft_limit_in_bytes"), &bytes.to_string())?;
+    }
+    if let Some(swappiness) = r.memory_swappiness {
+        write(&dir.join("memory.swappiness"), &swappiness.to_string())?;
     }
     Ok(())
 }
@@ -298,6 +327,7 @@ mod tests {
                 period: 100_000,
             }),
             cpu_shares: Some(512),
+            ..Resources::default()
         };
         for c in ["memory", "pids", "cpu"] {
             apply(c, &dir, &r).unwrap();
@@ -308,6 +338,75 @@ mod tests {
         assert_eq!(read("cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu.cfs_period_us"), "100000");
         assert_eq!(read("cpu.shares"), "512");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_group(name: &str, files: &[&str]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vmm-v1-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in files {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn swap_reservation_swappiness_and_burst_are_written_to_v1_files() {
+        let dir = temp_group("more", &["memory.memsw.limit_in_bytes", "cpu.cfs_burst_us"]);
+        let r = Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            memory_reservation: Some(32 << 20),
+            memory_swappiness: Some(10),
+            cpu: Some(CpuQuota {
+                quota: 50_000,
+                period: 100_000,
+            }),
+            cpu_burst: Some(20_000),
+            ..Resources::default()
+        };
+        apply("memory", &dir, &r).unwrap();
+        apply("cpu", &dir, &r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("memory.limit_in_bytes"), "67108864");
+        assert_eq!(read("memory.memsw.limit_in_bytes"), "134217728");
+        assert_eq!(read("memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(read("memory.swappiness"), "10");
+        assert_eq!(read("cpu.cfs_burst_us"), "20000");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_period_alone_leaves_the_quota_unlimited() {
+        let dir = temp_group("period", &[]);
+        let r = Resources {
+            cpu: Some(CpuQuota {
+                quota: CpuQuota::UNLIMITED,
+                period: 50_000,
+            }),
+            ..Resources::default()
+        };
+        apply("cpu", &dir, &r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("cpu.cfs_period_us"), "50000");
+        assert_eq!(read("cpu.cfs_quota_us"), "-1");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn swap_on_a_host_without_swap_accounting_is_refused() {
+        let dir = temp_group("nomemsw", &[]);
+        let r = Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            ..Resources::default()
+        };
+        let err = apply("memory", &dir, &r).unwrap_err();
+        assert!(
+            err.is_bad_input() && err.to_string().contains("swap"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::config::Resources;
 use super::super::error::{ContainerError, Result};
-use super::{mkdir, remove_dir, stat_value, write};
+use super::{mkdir, remove_dir, require, stat_value, write};
 
 /// The directory under the hierarchy root that holds the containers' groups.
 pub const PARENT: &str = "vmm";
@@ -39,14 +39,19 @@ impl V2Cgroup {
             Some((p, false)) => root.join(PARENT).join(p),
             None => root.join(PARENT).join(id),
         };
+        if resources.memory_swappiness.is_some() {
+            return Err(ContainerError::Unsupported(
+                "linux.resources.memory.swappiness: cgroup v2 has no per-group swappiness".into(),
+            ));
+        }
         let mut needed = Vec::new();
-        if resources.memory.is_some() {
+        if resources.uses_memory() {
             needed.push("memory");
         }
         if resources.pids.is_some() {
             needed.push("pids");
         }
-        if resources.cpu.is_some() || resources.cpu_shares.is_some() {
+        if resources.uses_cpu() {
             needed.push("cpu");
         }
         let available =
@@ -106,10 +111,30 @@ impl V2Cgroup {
     fn apply(&self, r: &Resources) -> Result<()> {
         if let Some(bytes) = r.memory {
             write(&self.dir.join("memory.max"), &bytes.to_string())?;
-            let swap = self.dir.join("memory.swap.max");
-            if swap.exists() {
-                write(&swap, "0")?;
+        }
+        let swap = self.dir.join("memory.swap.max");
+        let swap_max = match (r.memory_swap, r.memory) {
+            (Some(total), memory) => {
+                require(
+                    &swap,
+                    "linux.resources.memory.swap",
+                    "this host does not account swap (no memory.swap.max)",
+                )?;
+                // v1's memory-plus-swap total, as v2's swap alone (runc's conversion).
+                Some(match memory {
+                    Some(bytes) if total >= 0 => (total - bytes).max(0).to_string(),
+                    _ => "max".to_owned(),
+                })
             }
+            // No swapping past the memory limit.
+            (None, Some(_)) if swap.exists() => Some("0".to_owned()),
+            (None, _) => None,
+        };
+        if let Some(value) = swap_max {
+            write(&swap, &value)?;
+        }
+        if let Some(bytes) = r.memory_reservation {
+            write(&self.dir.join("memory.low"), &bytes.to_string())?;
         }
         if let Some(n) = r.pids {
             write(&self.dir.join("pids.max"), &n.to_string())?;
@@ -121,10 +146,24 @@ impl V2Cgroup {
             )?;
         }
         if let Some(cpu) = r.cpu {
+            let quota = if cpu.quota < 0 {
+                "max".to_owned()
+            } else {
+                cpu.quota.to_string()
+            };
             write(
                 &self.dir.join("cpu.max"),
-                &format!("{} {}", cpu.quota, cpu.period),
+                &format!("{quota} {}", cpu.period),
             )?;
+        }
+        if let Some(burst) = r.cpu_burst {
+            let file = self.dir.join("cpu.max.burst");
+            require(
+                &file,
+                "linux.resources.cpu.burst",
+                "this kernel has no CFS burst (Linux 5.14+)",
+            )?;
+            write(&file, &burst.to_string())?;
         }
         Ok(())
     }
@@ -178,7 +217,7 @@ mod tests {
                 quota: 25_000,
                 period: 100_000,
             }),
-            cpu_shares: None,
+            ..Resources::default()
         };
         let cg = V2Cgroup::create(&root, "c1", None, &r).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
@@ -210,6 +249,61 @@ mod tests {
             "+memory +pids"
         );
         drop(cg);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn swap_reservation_burst_and_a_period_alone_are_written_to_v2_files() {
+        let root = fake_root("more", "cpu memory pids");
+        // The files a real group has from its creation.
+        let group = root.join("vmm/c4");
+        std::fs::create_dir_all(&group).unwrap();
+        for f in ["memory.swap.max", "cpu.max.burst"] {
+            std::fs::write(group.join(f), "").unwrap();
+        }
+        let r = Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(96 << 20),
+            memory_reservation: Some(16 << 20),
+            cpu: Some(CpuQuota {
+                quota: CpuQuota::UNLIMITED,
+                period: 50_000,
+            }),
+            ..Resources::default()
+        };
+        let cg = V2Cgroup::create(&root, "c4", None, &r).unwrap();
+        let read = |f: &str| std::fs::read_to_string(cg.dir().join(f)).unwrap();
+        assert_eq!(read("memory.swap.max"), (32u64 << 20).to_string());
+        assert_eq!(read("memory.low"), (16u64 << 20).to_string());
+        assert_eq!(read("cpu.max"), "max 50000");
+        let burst = Resources {
+            cpu: Some(CpuQuota {
+                quota: 40_000,
+                period: 100_000,
+            }),
+            cpu_burst: Some(10_000),
+            memory_swap: None,
+            ..r
+        };
+        cg.apply(&burst).unwrap();
+        assert_eq!(read("cpu.max.burst"), "10000");
+        // The group (a plain directory with files here) goes with the root.
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn swappiness_is_refused_on_v2_before_anything_is_made() {
+        let root = fake_root("swappiness", "cpu memory pids");
+        let r = Resources {
+            memory_swappiness: Some(10),
+            ..Resources::default()
+        };
+        let err = V2Cgroup::create(&root, "c5", None, &r).unwrap_err();
+        assert!(
+            err.is_bad_input() && err.to_string().contains("swappiness"),
+            "{err}"
+        );
+        assert!(!root.join("vmm").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -17,8 +17,9 @@ pub struct FakeSyscall {
     pub calls: RefCell<Vec<String>>,
     pub dirs: RefCell<BTreeSet<PathBuf>>,
     pub files: RefCell<BTreeSet<PathBuf>>,
-    /// A call (by its recorded text prefix) that fails with EPERM.
+    /// A call (by its recorded text prefix) that fails, with `fail_errno` (else EPERM).
     pub fail_on: Option<String>,
+    pub fail_errno: Option<i32>,
 }
 
 impl FakeSyscall {
@@ -37,7 +38,9 @@ impl FakeSyscall {
         let fail = self.fail_on.as_ref().is_some_and(|f| call.starts_with(f));
         self.calls.borrow_mut().push(call);
         if fail {
-            Err(io::Error::from_raw_os_error(libc::EPERM))
+            Err(io::Error::from_raw_os_error(
+                self.fail_errno.unwrap_or(libc::EPERM),
+            ))
         } else {
             Ok(())
         }
