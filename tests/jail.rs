@@ -302,20 +302,12 @@ fn seccomp_filters_still_confine_the_jailed_vmms_threads() {
     }
     let fx = Fixture::new("seccomp");
     let (vm, pid) = fx.start_paused(&[]);
-    let mut modes = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let dir = entry.unwrap().path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
-        let tid: u32 = dir.file_name().unwrap().to_str().unwrap().parse().unwrap();
-        modes.push((name.trim().to_owned(), status_field(tid, "Seccomp")));
-    }
+    let confined = ["vcpu0", "vmm-events", "vmm-spawner", "vmm-balloon"];
+    let modes = common::thread_seccomp_modes(pid, &confined);
     finish_passing(vm);
-    for kind in ["vcpu0", "vmm-events", "vmm-spawner", "vmm-balloon"] {
-        let mode = modes
-            .iter()
-            .find(|(n, _)| n == kind)
-            .map(|(_, m)| m.as_str());
-        assert_eq!(mode, Some("2"), "{kind} in {modes:?}");
+    for kind in confined {
+        let mode = modes.iter().find(|(n, _)| n == kind).map(|(_, m)| *m);
+        assert_eq!(mode, Some(2), "{kind} in {modes:?}");
     }
 }
 

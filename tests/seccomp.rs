@@ -11,29 +11,14 @@ use std::time::Duration;
 
 use common::{skip_without_kvm, spawn_guest};
 
-/// Each thread of `pid`: (name, seccomp mode).
-fn thread_modes(pid: u32) -> Vec<(String, u32)> {
-    let mut threads = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let dir = entry.unwrap().path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
-        let mode = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Seccomp:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        threads.push((name.trim().to_owned(), mode));
-    }
-    threads.sort();
-    threads
-}
+/// The threads of the VM below that run under a filter.
+const CONFINED: [&str; 5] = ["vcpu0", "vcpu1", "vmm-events", "vmm-spawner", "vmm-balloon"];
+/// Those there are without filters (the event loop runs on the VM's own thread then).
+const UNCONFINED: [&str; 3] = ["vcpu0", "vcpu1", "vmm-balloon"];
 
 /// The test guest with two vCPUs and a balloon, paused in its balloon test while the
 /// balloon's worker runs: the vCPUs, the event loop, the spawner and a worker, alive.
-fn threads_of_a_running_vm(extra: &[&str]) -> (Vec<(String, u32)>, String) {
+fn threads_of_a_running_vm(extra: &[&str], expected: &[&str]) -> (Vec<(String, u32)>, String) {
     let mut args = vec!["--cpus", "2", "--balloon", "amount_mib=4"];
     args.extend_from_slice(extra);
     let mut vm = spawn_guest(&args, "tests=balloon");
@@ -43,7 +28,7 @@ fn threads_of_a_running_vm(extra: &[&str]) -> (Vec<(String, u32)>, String) {
         "the guest did not reach its balloon test:\n{}",
         vm.output_so_far()
     );
-    let modes = thread_modes(vm.pid());
+    let modes = common::thread_seccomp_modes(vm.pid(), expected);
     // SAFETY: kill(2) of our own child, which `finish` reaps.
     unsafe { libc::kill(vm.pid() as i32, libc::SIGKILL) };
     let run = vm.finish(Duration::from_secs(10));
@@ -55,9 +40,9 @@ fn every_thread_that_handles_the_guest_runs_under_its_filter() {
     if skip_without_kvm("every_thread_that_handles_the_guest_runs_under_its_filter") {
         return;
     }
-    let (threads, _) = threads_of_a_running_vm(&[]);
+    let (threads, _) = threads_of_a_running_vm(&[], &CONFINED);
     let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
-    for kind in ["vcpu0", "vcpu1", "vmm-events", "vmm-spawner", "vmm-balloon"] {
+    for kind in CONFINED {
         assert!(names.contains(&kind), "no thread {kind} in {threads:?}");
     }
     for (name, mode) in &threads {
@@ -77,7 +62,13 @@ fn no_seccomp_leaves_the_threads_unfiltered_and_says_so() {
     if skip_without_kvm("no_seccomp_leaves_the_threads_unfiltered_and_says_so") {
         return;
     }
-    let (threads, stderr) = threads_of_a_running_vm(&["--no-seccomp"]);
+    let (threads, stderr) = threads_of_a_running_vm(&["--no-seccomp"], &UNCONFINED);
+    for kind in UNCONFINED {
+        assert!(
+            threads.iter().any(|(n, _)| n == kind),
+            "no thread {kind} in {threads:?}"
+        );
+    }
     assert!(
         threads
             .iter()

@@ -381,3 +381,34 @@ pub fn run_vmm_watching_memory(
         stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
     }
 }
+
+/// Each thread of `pid` as (name, seccomp mode from its status), once every name of
+/// `expected` is there (a thread names itself after it starts, so a worker the guest just
+/// activated may still carry its parent's name for a moment); as it is after 5 s.
+pub fn thread_seccomp_modes(pid: u32, expected: &[&str]) -> Vec<(String, u32)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut threads = Vec::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read the tasks") {
+            let dir = entry.expect("a task").path();
+            let (Ok(name), Ok(status)) = (
+                std::fs::read_to_string(dir.join("comm")),
+                std::fs::read_to_string(dir.join("status")),
+            ) else {
+                continue; // it ended meanwhile
+            };
+            let mode = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Seccomp:"))
+                .and_then(|m| m.trim().parse().ok())
+                .expect("a Seccomp line");
+            threads.push((name.trim().to_owned(), mode));
+        }
+        threads.sort();
+        let all_there = expected.iter().all(|e| threads.iter().any(|(n, _)| n == e));
+        if all_there || Instant::now() > deadline {
+            return threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
