@@ -67,16 +67,10 @@ impl ThreadKind {
         ThreadKind::Rng,
     ];
 
-    /// The kind of the device worker thread named `name` (devices name their workers).
+    /// The kind of the device worker thread named `name` (devices name their workers
+    /// as [`ThreadKind::name`] says).
     pub fn of_worker(name: &str) -> Option<ThreadKind> {
-        Some(match name {
-            "vmm-virtio-blk" => ThreadKind::Blk,
-            "vmm-virtio-net" => ThreadKind::Net,
-            "vmm-vsock" => ThreadKind::Vsock,
-            "vmm-balloon" => ThreadKind::Balloon,
-            "vmm-virtio-rng" => ThreadKind::Rng,
-            _ => return None,
-        })
+        Self::WORKERS.into_iter().find(|kind| kind.name() == name)
     }
 
     pub fn name(self) -> &'static str {

@@ -1,17 +1,19 @@
 use super::*;
 
+const ALL_KINDS: [ThreadKind; 8] = [
+    ThreadKind::Vcpu,
+    ThreadKind::Events,
+    ThreadKind::Spawner,
+    ThreadKind::Blk,
+    ThreadKind::Net,
+    ThreadKind::Vsock,
+    ThreadKind::Balloon,
+    ThreadKind::Rng,
+];
+
 #[test]
 fn every_thread_kind_has_a_filter_that_builds() {
-    for kind in [
-        ThreadKind::Vcpu,
-        ThreadKind::Events,
-        ThreadKind::Spawner,
-        ThreadKind::Blk,
-        ThreadKind::Net,
-        ThreadKind::Vsock,
-        ThreadKind::Balloon,
-        ThreadKind::Rng,
-    ] {
+    for kind in ALL_KINDS {
         let program = compile(kind).unwrap();
         assert!(!program.is_empty(), "{kind:?}");
     }
@@ -115,16 +117,7 @@ fn in_confined_child(kind: ThreadKind, syscall: i64) -> (i32, String) {
 
 #[test]
 fn a_disallowed_call_stops_the_vmm_with_a_report_naming_thread_and_call() {
-    for kind in [
-        ThreadKind::Vcpu,
-        ThreadKind::Events,
-        ThreadKind::Spawner,
-        ThreadKind::Blk,
-        ThreadKind::Net,
-        ThreadKind::Vsock,
-        ThreadKind::Balloon,
-        ThreadKind::Rng,
-    ] {
+    for kind in ALL_KINDS {
         // execve: nothing in the VMM runs another program once the guest runs.
         let (status, stderr) = in_confined_child(kind, libc::SYS_execve);
         assert_eq!(status, report::EXIT_STATUS, "{kind:?}: {stderr}");
