@@ -454,4 +454,6 @@ impl LineBuffer {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -34,4 +34,6 @@ pub mod sys;
 #[cfg(test)]
 mod init_tests;
 #[cfg(test)]
+mod spec_fuzz;
+#[cfg(test)]
 mod spec_tests;

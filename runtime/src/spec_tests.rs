@@ -54,17 +54,27 @@ const RUNC_SPEC: &str = r#"{
   }
 }"#;
 
-struct Bundle(PathBuf);
+/// A bundle directory with `rootfs/` and `data/` (a directory to bind), removed on drop.
+pub(crate) struct Bundle(PathBuf);
 
 impl Bundle {
-    fn new(name: &str, config: &str) -> Self {
+    /// A bundle without a config.json.
+    pub(crate) fn empty(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("vmm-bundle-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
-        std::fs::write(dir.join("config.json"), config).unwrap();
+        for sub in ["rootfs", "data"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
         Self(dir)
     }
-    fn path(&self) -> &Path {
+
+    fn new(name: &str, config: &str) -> Self {
+        let b = Self::empty(name);
+        std::fs::write(b.0.join("config.json"), config).unwrap();
+        b
+    }
+
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

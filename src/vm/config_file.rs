@@ -285,6 +285,9 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

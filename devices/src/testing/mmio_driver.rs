@@ -54,6 +54,18 @@ impl MmioDriver {
         self.transport.write(offset, &value.to_le_bytes());
     }
 
+    /// A read of `data.len()` bytes at `offset`, of any width or alignment, as a vCPU's
+    /// MMIO exit hands it over: `data` still holds whatever the caller left in it (KVM
+    /// leaves the previous exit's bytes there).
+    pub fn read_bytes(&mut self, offset: u64, data: &mut [u8]) {
+        self.transport.read(offset, data);
+    }
+
+    /// A write of `data` at `offset`, of any width or alignment.
+    pub fn write_bytes(&mut self, offset: u64, data: &[u8]) {
+        self.transport.write(offset, data);
+    }
+
     /// The 64 feature bits the device offers.
     pub fn offered_features(&mut self) -> u64 {
         self.write(DEVICE_FEATURES_SEL, 0);

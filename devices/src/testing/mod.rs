@@ -7,6 +7,8 @@
 //!   driven through the registers as Linux's virtio-mmio driver does.
 //! - [`DeviceHarness`]: a device activated directly, without a transport, for tests of
 //!   the device model alone.
+//! - [`MemorySnapshot`] and [`worker_panics`]: what a device changed in guest memory, and
+//!   whether a device thread died, for tests that feed devices hostile input.
 //!
 //! Built for the crate's own tests and behind the `testing` feature for other crates:
 //! none of it belongs in a VM, so the production build leaves it out.
@@ -14,9 +16,12 @@
 mod harness;
 mod mmio_driver;
 mod ring;
+mod snapshot;
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
@@ -25,6 +30,7 @@ use crate::virtio::{ActivateError, Interrupt};
 pub use harness::DeviceHarness;
 pub use mmio_driver::MmioDriver;
 pub use ring::{indirect_table, reached, DriverQueue};
+pub use snapshot::MemorySnapshot;
 
 /// How long tests wait for a device before they call it stuck.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -40,6 +46,8 @@ pub enum DriverError {
     DescriptorIndex { index: usize, size: u16 },
     #[error("a ring access failed")]
     Memory(#[from] vm_memory::GuestMemoryError),
+    #[error("guest memory could not be mapped")]
+    Map(#[from] vm_memory::mmap::FromRangesError),
     #[error("an eventfd of the driver failed")]
     EventFd(#[from] io::Error),
     #[error("the device refused to start")]
@@ -103,6 +111,31 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     true
+}
+
+/// How many device worker threads (`crate::virtio::worker::Worker`) have panicked in
+/// this process so far. A worker's panic ends only its thread: the device stops using
+/// its queues and `Worker::stop` joins the thread without looking, so a test that feeds
+/// a device hostile input compares this count before and after.
+///
+/// The first call installs a panic hook that counts the panics of threads named like the
+/// workers (`vmm-*`, and vsock's `vsock`) and hands every panic on to the hook that was
+/// there before, so the message is printed as usual.
+pub fn worker_panics() -> usize {
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or_default();
+            if name.starts_with("vmm-") || name == "vsock" {
+                PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+    PANICS.load(Ordering::SeqCst)
 }
 
 /// Blocks until `fd` is readable or `timeout` passed.

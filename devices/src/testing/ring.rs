@@ -8,6 +8,7 @@
 //! buffers, and the benches that post thousands, need correct rings.
 
 use std::mem::size_of;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use virtio_bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT};
@@ -83,6 +84,18 @@ impl DriverQueue {
         self.used
     }
 
+    /// The guest-physical bytes of the descriptor table, the available ring and the used
+    /// ring (with its avail_event), in that order: what a device may read, and of those
+    /// the only one it may write.
+    pub fn ring_ranges(&self) -> [Range<u64>; 3] {
+        let n = u64::from(self.size);
+        [
+            self.desc..self.avail,
+            self.avail..self.avail + avail_ring_len(n),
+            self.used..self.used + used_ring_len(n),
+        ]
+    }
+
     /// The device's view of this queue, as a transport configures it on DRIVER_OK.
     pub fn create_queue(&self) -> Result<Queue, DriverError> {
         let mut q = Queue::new(self.size).map_err(|_| DriverError::RingSize { size: self.size })?;
@@ -147,11 +160,34 @@ impl DriverQueue {
         Ok(u16::from_le(idx))
     }
 
+    /// Table entry `index` as it is in memory now.
+    pub fn desc(&self, index: u16) -> Result<Descriptor, DriverError> {
+        if index >= self.size {
+            return Err(DriverError::DescriptorIndex {
+                index: usize::from(index),
+                size: self.size,
+            });
+        }
+        let addr = self.desc + size_of::<RawDescriptor>() as u64 * u64::from(index);
+        let raw: RawDescriptor = self.mem.read_obj(GuestAddress(addr))?;
+        Ok(Descriptor::from(raw))
+    }
+
+    /// The head in avail ring entry `idx % size`.
+    pub fn avail_entry(&self, idx: u16) -> Result<u16, DriverError> {
+        let at = self.avail_entry_addr(idx);
+        let head: u16 = self.mem.read_obj(GuestAddress(at))?;
+        Ok(u16::from_le(head))
+    }
+
+    fn avail_entry_addr(&self, idx: u16) -> u64 {
+        self.avail + RING_HEADER_LEN + 2 * u64::from(idx % self.size)
+    }
+
     /// Writes `head` into avail ring entry `idx % size`, without publishing it; a hostile
     /// driver may put any value there.
     pub fn set_avail_entry(&self, idx: u16, head: u16) -> Result<(), DriverError> {
-        let slot = u64::from(idx % self.size);
-        let at = self.avail + RING_HEADER_LEN + 2 * slot;
+        let at = self.avail_entry_addr(idx);
         self.mem.write_obj(head.to_le(), GuestAddress(at))?;
         Ok(())
     }
@@ -228,6 +264,15 @@ mod tests {
     }
 
     #[test]
+    fn ring_ranges_cover_the_three_rings_back_to_back() {
+        let q = ring(0x1000, 16).unwrap();
+        assert_eq!(
+            q.ring_ranges(),
+            [0x1000..0x1100, 0x1100..0x1126, 0x1128..0x11ae]
+        );
+    }
+
+    #[test]
     fn rings_outside_memory_or_odd_sizes_are_refused() {
         assert!(matches!(
             ring(0xff00, 16),
@@ -251,13 +296,26 @@ mod tests {
         ];
         q.add_desc_chains(&descs, 0).unwrap();
         assert_eq!(q.avail_idx().unwrap(), 5);
-        let entry = |slot: u64| -> u16 {
-            q.mem
-                .read_obj(GuestAddress(q.avail + 4 + 2 * slot))
-                .unwrap()
-        };
         // Entries 3 and 4 (= slot 0 of a 4-entry ring): the heads 0 and 2.
-        assert_eq!((entry(3), entry(0)), (0, 2));
+        assert_eq!(q.avail_entry(3).unwrap(), 0);
+        assert_eq!(q.avail_entry(4).unwrap(), 2);
+        assert_eq!(q.avail_entry(0).unwrap(), 2);
+    }
+
+    #[test]
+    fn descriptors_read_back_as_stored_and_none_past_the_table() {
+        let q = ring(0, 4).unwrap();
+        let d = Descriptor::new(0x8000, 12, VRING_DESC_F_NEXT as u16, 3);
+        q.store_descs(&[RawDescriptor::from(d)], 2).unwrap();
+        let back = q.desc(2).unwrap();
+        assert_eq!(
+            (back.addr().0, back.len(), back.flags(), back.next()),
+            (0x8000, 12, VRING_DESC_F_NEXT as u16, 3)
+        );
+        assert!(matches!(
+            q.desc(4),
+            Err(DriverError::DescriptorIndex { index: 4, size: 4 })
+        ));
     }
 
     #[test]

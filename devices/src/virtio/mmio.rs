@@ -313,10 +313,14 @@ impl BusDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= CONFIG {
             self.device.read_config(offset - CONFIG, data);
-        } else if let Ok(out) = <&mut [u8; 4]>::try_from(data) {
-            // Registers are 32 bits wide (§4.2.2.2: the driver MUST use 32-bit accesses);
-            // other widths read as zeros, which the bus already put in `data`.
+        } else if let Ok(out) = <&mut [u8; 4]>::try_from(&mut *data) {
             *out = self.read_reg(offset).to_le_bytes();
+        } else {
+            // Registers are 32 bits wide (§4.2.2.2: the driver MUST use 32-bit accesses);
+            // other widths read as zeros. Filled here because nothing before us does:
+            // `data` is the vCPU's MMIO exit buffer, which still holds the previous exit's
+            // bytes (found by the MMIO fuzz harness).
+            data.fill(0);
         }
     }
 

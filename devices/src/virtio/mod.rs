@@ -11,6 +11,8 @@ pub mod blk;
 pub mod chain;
 pub mod config;
 pub mod device;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod mmio;
 pub mod net;

@@ -180,6 +180,34 @@ fn rx_descriptor_outside_ram_sets_needs_reset() {
     wait_until("needs_reset", || h.interrupt.needs_reset());
 }
 
+/// Publishes `idx` as the available index of queue `q`, more than a queue ahead of the
+/// device, and notifies.
+fn publish_avail_idx_past_the_queue(h: &mut Harness, q: usize, idx: u16) {
+    assert!(idx > QSIZE);
+    h.queues[q].publish(idx).unwrap();
+    h.kick(q).unwrap();
+}
+
+#[test]
+fn tx_avail_index_more_than_a_queue_ahead_sets_needs_reset() {
+    // Regression (virtqueue fuzzing): the device logged the broken ring and left the
+    // queue stuck without telling the driver.
+    let mut h = Harness::new();
+    publish_avail_idx_past_the_queue(&mut h, TX, 54857);
+    wait_until("needs_reset", || h.interrupt.needs_reset());
+    assert_eq!(h.errors.snapshot().chains_rejected, 1);
+}
+
+#[test]
+fn rx_avail_index_more_than_a_queue_ahead_sets_needs_reset_once_a_packet_waits() {
+    // Regression (virtqueue fuzzing), the rx side of the one above.
+    let mut h = Harness::with_rx_buffers(0);
+    publish_avail_idx_past_the_queue(&mut h, RX, QSIZE + 1);
+    // A guest request to a missing listener gives the device a RST to deliver.
+    h.send(guest_hdr(OP_REQUEST, 40000, 999), &[]);
+    wait_until("needs_reset", || h.interrupt.needs_reset());
+}
+
 #[test]
 fn rx_buffer_smaller_than_header_is_returned_empty() {
     let mut h = Harness::with_rx_buffers(0);
