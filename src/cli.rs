@@ -132,8 +132,21 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct VmArgs {
     /// Kernel image to boot: an ELF vmlinux or a bzImage.
-    #[arg(long, value_name = "PATH", required_unless_present = "config_file")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present_any = ["config_file", "api_sock"]
+    )]
     pub kernel: Option<PathBuf>,
+
+    /// Serve Firecracker's API (HTTP/1.1, JSON) on a unix socket at PATH. Without
+    /// --kernel or --config-file the VMM waits for its configuration there and boots on
+    /// `PUT /actions {"action_type": "InstanceStart"}`; with either, the VM boots at once
+    /// and the API serves alongside. --mem, --cpus and --cmdline are the defaults of
+    /// machine-config and boot-source. A stale socket at PATH is replaced; anything else
+    /// there is refused. docs/api.md lists the endpoints.
+    #[arg(long, value_name = "PATH")]
+    pub api_sock: Option<PathBuf>,
 
     /// Boot from a Firecracker JSON config file (boot-source, drives, machine-config,
     /// network-interfaces, vsock, entropy, balloon) instead of the options below.

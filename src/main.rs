@@ -2,6 +2,7 @@
 //! map the outcome to an exit status: the guest's own (debug exit), 0 on reset, 1 when the
 //! VM fails, 2 for bad input, 128 + N when stopped by signal N ([`edge::exit_code`]).
 
+mod api;
 mod bench;
 mod bench_blk;
 mod bench_net;
@@ -71,6 +72,9 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
     if args.no_seccomp {
         eprintln!("vmm: warning: --no-seccomp: the VMM's threads run without seccomp filters");
     }
+    if let Some(path) = &args.api_sock {
+        return api::run(path, args, started);
+    }
     let options = vm::RunOptions {
         trace_exits: args.trace_exits,
         no_seccomp: args.no_seccomp,
@@ -101,7 +105,10 @@ fn report_jail_error(e: &jail::JailError) -> ExitCode {
 }
 
 /// The VM to build, from the command line or from a Firecracker config file.
-fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, vm::VmError> {
+pub(crate) fn vm_config_from(
+    args: &cli::VmArgs,
+    started: Instant,
+) -> Result<vm::VmConfig, vm::VmError> {
     let boot_timer = args.boot_timer.then_some(started);
     if let Some(path) = &args.config_file {
         let file = vm::config_file::load(path)?;
@@ -146,7 +153,7 @@ fn vm_config_from(args: &cli::VmArgs, started: Instant) -> Result<vm::VmConfig, 
     })
 }
 
-fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
+pub(crate) fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
     match result {
         Ok(vm::VmOutcome::Reset | vm::VmOutcome::Stopped) => ExitCode::SUCCESS,
         Ok(vm::VmOutcome::DebugExit(code)) => ExitCode::from(code),

@@ -58,6 +58,27 @@ fn every_thread_that_handles_the_guest_runs_under_its_filter() {
 }
 
 #[test]
+fn the_api_thread_runs_under_its_filter() {
+    if skip_without_kvm("the_api_thread_runs_under_its_filter") {
+        return;
+    }
+    let dir = common::scratch_dir("seccomp-api");
+    let sock = dir.join("api.sock");
+    let sock = sock.to_str().unwrap();
+    let mut confined = CONFINED.to_vec();
+    confined.push("vmm-api");
+    let (threads, _) = threads_of_a_running_vm(&["--api-sock", sock], &confined);
+    let _ = std::fs::remove_dir_all(&dir);
+    let api = threads.iter().find(|(name, _)| name == "vmm-api");
+    assert_eq!(api.map(|(_, mode)| *mode), Some(2), "{threads:?}");
+    for (name, mode) in &threads {
+        if name != "vmm" && !name.starts_with("kvm") {
+            assert_eq!(*mode, 2, "thread {name}: Seccomp {mode} in {threads:?}");
+        }
+    }
+}
+
+#[test]
 fn no_seccomp_leaves_the_threads_unfiltered_and_says_so() {
     if skip_without_kvm("no_seccomp_leaves_the_threads_unfiltered_and_says_so") {
         return;

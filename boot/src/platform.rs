@@ -94,9 +94,10 @@ pub const PLATFORM: [PlatformDevice; 14] = [
     kvm("PIC (master)", Space::Port, 0x20, 2, Irq::None),
     // KVM's in-kernel 8254 PIT (three counters and the mode register) on IRQ 0.
     kvm("PIT", Space::Port, 0x40, 4, Irq::Line(0)),
-    // The keyboard controller, only for its CPU-reset command (`reboot=k`): data at 0x60,
-    // command/status at 0x64. No keyboard, so no IRQ 1.
-    vmm("i8042", Space::Port, 0x60, 5, Irq::None),
+    // The keyboard controller: data at 0x60, command/status at 0x64. Its CPU-reset
+    // command (`reboot=k`), and a keyboard that only ever types Ctrl-Alt-Del (the API's
+    // `SendCtrlAltDel`), with an interrupt on IRQ 1 for each key.
+    vmm("i8042", Space::Port, 0x60, 5, Irq::Line(1)),
     // The PIT's speaker/gate port, which KVM emulates as a dummy (`KVM_PIT_SPEAKER_DUMMY`).
     // It lies inside the i8042's range; KVM answers it before an exit could reach the VMM.
     kvm("PIT speaker", Space::Port, 0x61, 1, Irq::None),
@@ -150,6 +151,7 @@ pub const LAPIC: PlatformDevice = device("LAPIC");
 // The scalars the ACPI tables, the MP table and KVM calls take, derived from the rows.
 pub const COM1_PORT: u16 = port(COM1);
 pub const COM1_IRQ: u32 = line(COM1);
+pub const I8042_IRQ: u32 = line(I8042);
 pub const DEBUG_EXIT_PORT: u16 = port(DEBUG_EXIT);
 pub const PVPANIC_PORT: u16 = port(PVPANIC);
 pub const ACPI_SLEEP_PORT: u16 = port(ACPI_SLEEP);

@@ -103,6 +103,8 @@ fn guest_define(name: &str) -> u64 {
 fn test_guest_header_mirrors_the_platform_and_layout() {
     assert_eq!(guest_define("COM1_PORT"), COM1.base);
     assert_eq!(guest_define("UART_IOAPIC_PIN"), u64::from(COM1_IRQ));
+    assert_eq!(guest_define("KBD_IOAPIC_PIN"), u64::from(I8042_IRQ));
+    assert_eq!(guest_define("I8042_DATA_PORT"), I8042.base);
     assert_eq!(guest_define("DEBUG_EXIT_PORT"), DEBUG_EXIT.base);
     // The command register is the i8042's last port (offset 4 from the data port).
     assert_eq!(guest_define("I8042_COMMAND_PORT"), I8042.last());

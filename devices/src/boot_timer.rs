@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::bus::BusDevice;
@@ -16,6 +17,8 @@ pub struct BootTimer {
     started: Instant,
     out: Box<dyn Write + Send>,
     reported: bool,
+    /// Where the time is also kept for whoever reads it later (the API's metrics).
+    reached: Option<Arc<OnceLock<Duration>>>,
 }
 
 impl fmt::Debug for BootTimer {
@@ -34,7 +37,14 @@ impl BootTimer {
             started,
             out,
             reported: false,
+            reached: None,
         }
+    }
+
+    /// Also keeps the time the guest reached the timer in `slot`.
+    pub fn keeping_time_in(mut self, slot: Arc<OnceLock<Duration>>) -> Self {
+        self.reached = Some(slot);
+        self
     }
 
     /// The line printed for a guest that reached the timer `elapsed` after the start.
@@ -58,7 +68,11 @@ impl BusDevice for BootTimer {
             return;
         }
         self.reported = true;
-        let line = Self::line(self.started.elapsed());
+        let elapsed = self.started.elapsed();
+        if let Some(slot) = &self.reached {
+            let _ = slot.set(elapsed);
+        }
+        let line = Self::line(elapsed);
         // A report that cannot be written is lost; the guest must not be affected.
         let _ = self
             .out
@@ -111,6 +125,16 @@ mod tests {
             BootTimer::line(Duration::from_micros(7)),
             "boot-timer: guest reached the boot timer 0.007 ms after the VMM started (7 µs)\n"
         );
+    }
+
+    #[test]
+    fn boot_timer_keeps_the_time_it_printed() {
+        let slot = Arc::new(OnceLock::new());
+        let (timer, _out) = boot_timer();
+        let mut timer = timer.keeping_time_in(slot.clone());
+        assert!(slot.get().is_none());
+        timer.write(0, &[BOOT_TIMER_MAGIC]);
+        assert!(slot.get().is_some());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod args;
 mod benchmarks;
 mod canaries;
-mod clock;
+pub(crate) mod clock;
 pub mod html;
 mod interrupt;
 mod listing;

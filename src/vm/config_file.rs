@@ -1,18 +1,19 @@
 //! Firecracker's JSON configuration file (`--config-file`), so that an existing Firecracker
 //! config boots unchanged. Unknown fields are refused with their name (serde's
 //! `deny_unknown_fields`); Firecracker features `vmm` does not have (MMDS, logger, metrics,
-//! custom CPU templates) are accepted and reported as ignored. Rate limiters are read by
-//! `rate_limits`.
+//! custom CPU templates) are accepted and reported as ignored. Each section is read by
+//! `config_sections`, which the API socket shares; rate limiters by `rate_limits`.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, RngSpec, VsockSpec};
+use super::config_sections::{
+    self as sections, Balloon, BootSource, Drive, Entropy, MachineConfig, NetworkInterface, Vsock,
+};
+use super::device_specs::DeviceSpecs;
 use super::error::VmError;
 use super::input;
-use super::rate_limits::{self, RateLimiterJson};
-use super::spec_checks;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,91 +41,6 @@ struct FirecrackerConfig {
     mmds_config: Option<serde_json::Value>,
     #[serde(rename = "cpu-config", default)]
     cpu_config: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BootSource {
-    kernel_image_path: PathBuf,
-    #[serde(default)]
-    boot_args: Option<String>,
-    #[serde(default)]
-    initrd_path: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Drive {
-    drive_id: String,
-    #[serde(default)]
-    path_on_host: Option<PathBuf>,
-    is_root_device: bool,
-    #[serde(default)]
-    is_read_only: Option<bool>,
-    #[serde(default)]
-    partuuid: Option<String>,
-    #[serde(default)]
-    cache_type: Option<String>,
-    #[serde(default)]
-    io_engine: Option<String>,
-    #[serde(default)]
-    rate_limiter: Option<RateLimiterJson>,
-    #[serde(default)]
-    socket: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MachineConfig {
-    vcpu_count: u16,
-    mem_size_mib: u64,
-    #[serde(default)]
-    smt: Option<bool>,
-    #[serde(default)]
-    track_dirty_pages: Option<bool>,
-    #[serde(default)]
-    huge_pages: Option<String>,
-    #[serde(default)]
-    cpu_template: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NetworkInterface {
-    iface_id: String,
-    host_dev_name: String,
-    #[serde(default)]
-    guest_mac: Option<String>,
-    #[serde(default)]
-    rx_rate_limiter: Option<RateLimiterJson>,
-    #[serde(default)]
-    tx_rate_limiter: Option<RateLimiterJson>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Vsock {
-    guest_cid: u64,
-    uds_path: PathBuf,
-    /// Firecracker's name for the device; vmm has one vsock device and needs none.
-    #[serde(default, rename = "vsock_id")]
-    _vsock_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entropy {
-    #[serde(default)]
-    rate_limiter: Option<RateLimiterJson>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Balloon {
-    amount_mib: u32,
-    deflate_on_oom: bool,
-    #[serde(default)]
-    stats_polling_interval_s: u16,
 }
 
 /// What a config file describes, in `vmm`'s terms.
@@ -166,59 +82,14 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
     note("mmds-config", fc.mmds_config.is_some());
     note("cpu-config", fc.cpu_config.is_some());
     if let Some(m) = &fc.machine_config {
-        note("machine-config.cpu_template", m.cpu_template.is_some());
-        note(
-            "machine-config.track_dirty_pages",
-            m.track_dirty_pages == Some(true),
-        );
-        note("machine-config.smt", m.smt == Some(true));
-        if let Some(h) = &m.huge_pages {
-            note("machine-config.huge_pages", h != "None");
-        }
+        ignored.extend(sections::ignored_machine_settings(m));
     }
 
     let mut devices = DeviceSpecs::default();
     let mut roots = 0;
     for (i, drive) in fc.drives.iter().enumerate() {
-        let field = |name: &str| format!("drives[{i}] ({:?}).{name}", drive.drive_id);
-        note(&field("partuuid"), drive.partuuid.is_some());
-        if let Some(engine) = &drive.io_engine {
-            if engine != "Sync" {
-                note(&field("io_engine"), true);
-            }
-        }
-        if let Some(cache) = &drive.cache_type {
-            if cache != "Unsafe" && cache != "Writeback" {
-                return Err(format!(
-                    "{}: unknown cache type {cache:?}",
-                    field("cache_type")
-                ));
-            }
-        }
-        if drive.socket.is_some() {
-            return Err(format!(
-                "{}: vhost-user drives are not supported",
-                field("socket")
-            ));
-        }
-        let path = drive
-            .path_on_host
-            .clone()
-            .ok_or_else(|| format!("{} is required", field("path_on_host")))?;
-        // The drive id becomes the disk's virtio-blk serial, so it follows the same rule as
-        // `--disk id=`; Firecracker derives its serial from the file instead and takes any
-        // id, but a cut id could name another disk.
-        let id = spec_checks::disk_id(&drive.drive_id)
-            .map_err(|e| format!("drives[{i}].drive_id: {e}"))?;
-        let spec = DiskSpec {
-            path,
-            read_only: drive.is_read_only.unwrap_or(false),
-            id: Some(id),
-            rate_limiter: rate_limits::from_json(
-                drive.rate_limiter.as_ref(),
-                &field("rate_limiter"),
-            )?,
-        };
+        let at = format!("drives[{i}] ({:?})", drive.drive_id);
+        let spec = sections::disk(drive, &at, &format!("drives[{i}]"), &mut ignored)?;
         if drive.is_root_device {
             roots += 1;
             devices.rootfs = Some(spec);
@@ -230,49 +101,16 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         return Err("drives: more than one drive has is_root_device = true".into());
     }
     for (i, nic) in fc.network_interfaces.iter().enumerate() {
-        let field = |name: &str| format!("network-interfaces[{i}] ({:?}).{name}", nic.iface_id);
-        let tap = spec_checks::tap_name(&nic.host_dev_name)
-            .map_err(|e| format!("{}: {e}", field("host_dev_name")))?;
-        let mac = match &nic.guest_mac {
-            Some(m) => {
-                Some(spec_checks::mac(m).map_err(|e| format!("{}: {e}", field("guest_mac")))?)
-            }
-            None => None,
-        };
-        devices.nets.push(NetSpec {
-            tap,
-            mac,
-            rx_rate_limiter: rate_limits::from_json(
-                nic.rx_rate_limiter.as_ref(),
-                &field("rx_rate_limiter"),
-            )?,
-            tx_rate_limiter: rate_limits::from_json(
-                nic.tx_rate_limiter.as_ref(),
-                &field("tx_rate_limiter"),
-            )?,
-        });
+        let at = format!("network-interfaces[{i}] ({:?})", nic.iface_id);
+        devices.nets.push(sections::net(nic, &at)?);
     }
     if let Some(v) = &fc.vsock {
-        let guest_cid =
-            spec_checks::guest_cid(v.guest_cid).map_err(|e| format!("vsock.guest_cid: {e}"))?;
-        devices.vsock = Some(VsockSpec {
-            guest_cid,
-            uds_path: v.uds_path.clone(),
-        });
+        devices.vsock = Some(sections::vsock(v)?);
     }
     if let Some(entropy) = &fc.entropy {
-        devices.rng = Some(RngSpec {
-            rate_limiter: rate_limits::from_json(
-                entropy.rate_limiter.as_ref(),
-                "entropy.rate_limiter",
-            )?,
-        });
+        devices.rng = Some(sections::rng(entropy)?);
     }
-    devices.balloon = fc.balloon.as_ref().map(|b| BalloonSpec {
-        amount_mib: b.amount_mib,
-        deflate_on_oom: b.deflate_on_oom,
-        stats_interval_s: b.stats_polling_interval_s,
-    });
+    devices.balloon = fc.balloon.as_ref().map(sections::balloon);
     Ok(FileConfig {
         kernel: fc.boot_source.kernel_image_path,
         cmdline: fc.boot_source.boot_args,
@@ -290,6 +128,7 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::device_specs::RngSpec;
 
     const FIRECRACKER_EXAMPLE: &str = r#"{
       "boot-source": {

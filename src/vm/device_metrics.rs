@@ -32,6 +32,8 @@ pub struct DeviceSnapshot {
     pub errors: DeviceErrors,
     /// Times a queue waited for its rate limiter (not an error: the user's limit).
     pub throttled: u64,
+    /// Requests the device completed (failed ones included).
+    pub requests: u64,
 }
 
 impl DeviceMetrics {
@@ -61,6 +63,7 @@ impl DeviceMetrics {
                 base: d.base,
                 errors: d.errors.snapshot(),
                 throttled: d.errors.throttled_count(),
+                requests: d.errors.completed_count(),
             })
             .collect()
     }
@@ -127,6 +130,7 @@ mod tests {
                     chains_rejected: 1
                 },
                 throttled: 0,
+                requests: 0,
             }
         );
         assert_eq!(snapshot[1].errors, DeviceErrors::default());

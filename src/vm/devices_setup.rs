@@ -3,8 +3,8 @@
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use boot::platform::{self, PlatformDevice, Space};
 use devices::acpi_pm::{AcpiPm, PvPanic};
@@ -29,6 +29,10 @@ pub struct Devices {
     /// More devices (virtio) join this bus before the vCPUs start.
     pub mmio_bus: Bus,
     pub serial: Arc<Mutex<Serial>>,
+    /// The keyboard controller, which a controller of the VM types Ctrl-Alt-Del on.
+    pub i8042: Arc<Mutex<I8042>>,
+    /// When the guest reached the boot timer (`--boot-timer`), once it has.
+    pub boot_time: Arc<OnceLock<Duration>>,
     pub stop: Arc<StopSignal>,
     /// What lives where on both buses, for `--trace-exits`.
     pub names: DeviceNames,
@@ -54,35 +58,44 @@ pub fn setup_devices(
     vm.register_irqfd(serial.irq_eventfd(), platform::COM1_IRQ)
         .map_err(VmError::kvm("registering the serial port's irqfd"))?;
     let serial = Arc::new(Mutex::new(serial));
-    let buses = place_legacy_devices(serial.clone(), &stop, boot_timer_origin)?;
+    let i8042 = I8042::new(stop.clone()).map_err(VmError::io("creating the i8042"))?;
+    vm.register_irqfd(i8042.irq_eventfd(), platform::I8042_IRQ)
+        .map_err(VmError::kvm("registering the i8042's irqfd"))?;
+    let i8042 = Arc::new(Mutex::new(i8042));
+    let boot_time = Arc::new(OnceLock::new());
+    let buses = place_legacy_devices(
+        serial.clone(),
+        i8042.clone(),
+        &stop,
+        boot_timer_origin.map(|origin| (origin, boot_time.clone())),
+    )?;
     Ok(Devices {
         io_bus: buses.io,
         mmio_bus: buses.mmio,
         serial,
+        i8042,
+        boot_time,
         stop,
         names: buses.names,
     })
 }
 
 /// Puts every device the VMM emulates (apart from virtio, which comes later) at its
-/// platform row; the boot timer only when `boot_timer_origin` is given.
+/// platform row; the boot timer only when `boot_timer` (the VMM's start, and where to keep
+/// the time the guest reached it) is given.
 fn place_legacy_devices(
     serial: Arc<Mutex<Serial>>,
+    i8042: Arc<Mutex<I8042>>,
     stop: &Arc<StopSignal>,
-    boot_timer_origin: Option<Instant>,
+    boot_timer: Option<(Instant, Arc<OnceLock<Duration>>)>,
 ) -> Result<Buses, VmError> {
-    let i8042 = I8042::new(stop.clone()).map_err(VmError::io("creating the i8042"))?;
     let mut buses = Buses {
         io: Bus::new(),
         mmio: Bus::new(),
         names: DeviceNames::default(),
     };
     buses.place(platform::COM1, serial, Registers::Uart16550)?;
-    buses.place(
-        platform::I8042,
-        Arc::new(Mutex::new(i8042)),
-        Registers::I8042,
-    )?;
+    buses.place(platform::I8042, i8042, Registers::I8042)?;
     buses.place(
         platform::DEBUG_EXIT,
         Arc::new(Mutex::new(DebugExit::new(stop.clone()))),
@@ -99,8 +112,8 @@ fn place_legacy_devices(
         Arc::new(Mutex::new(PvPanic::new(stop.clone()))),
         Registers::None,
     )?;
-    if let Some(origin) = boot_timer_origin {
-        let timer = BootTimer::new(origin, Box::new(std::io::stderr()));
+    if let Some((origin, slot)) = boot_timer {
+        let timer = BootTimer::new(origin, Box::new(std::io::stderr())).keeping_time_in(slot);
         buses.place(
             platform::BOOT_TIMER,
             Arc::new(Mutex::new(timer)),
@@ -203,8 +216,10 @@ mod tests {
     fn every_platform_row_the_vmm_emulates_answers_on_its_bus() {
         let stop = Arc::new(StopSignal::new().unwrap());
         let serial = Serial::new(Box::new(std::io::sink())).unwrap();
-        let buses = place_legacy_devices(Arc::new(Mutex::new(serial)), &stop, Some(Instant::now()))
-            .unwrap();
+        let i8042 = Arc::new(Mutex::new(I8042::new(stop.clone()).unwrap()));
+        let boot_timer = Some((Instant::now(), Arc::new(OnceLock::new())));
+        let buses =
+            place_legacy_devices(Arc::new(Mutex::new(serial)), i8042, &stop, boot_timer).unwrap();
         let vmm_rows = PLATFORM
             .iter()
             .filter(|row| row.emulated_by == EmulatedBy::Vmm);

@@ -43,7 +43,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    const ALL: [Reason; 12] = [
+    pub(super) const ALL: [Reason; 12] = [
         Reason::IoIn,
         Reason::IoOut,
         Reason::MmioRead,
@@ -57,7 +57,7 @@ impl Reason {
         Reason::Intr,
         Reason::Other,
     ];
-    const COUNT: usize = Self::ALL.len();
+    pub(super) const COUNT: usize = Self::ALL.len();
 
     /// The `VcpuExit` variant's name in kebab case.
     pub fn name(self) -> &'static str {
@@ -77,7 +77,7 @@ impl Reason {
         }
     }
 
-    fn of(exit: &VcpuExit) -> Reason {
+    pub(super) fn of(exit: &VcpuExit) -> Reason {
         match exit {
             VcpuExit::IoIn(..) => Reason::IoIn,
             VcpuExit::IoOut(..) => Reason::IoOut,

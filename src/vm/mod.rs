@@ -6,6 +6,7 @@
 
 mod boot_sequence;
 pub mod config_file;
+pub mod config_sections;
 mod console_input;
 pub mod console_log;
 pub mod device_metrics;
@@ -14,6 +15,7 @@ pub mod device_specs;
 mod devices_setup;
 pub mod error;
 mod event_loop;
+pub mod exit_counts;
 pub mod exit_stats;
 pub mod failure;
 mod input;
@@ -21,7 +23,8 @@ mod kvm_setup;
 pub mod loader;
 pub mod memory;
 mod outcome;
-mod rate_limits;
+pub mod rate_limits;
+pub mod running;
 pub mod seccomp;
 mod signals;
 pub mod spec_checks;
@@ -83,6 +86,9 @@ pub struct RunOptions {
     /// Leave the VMM's threads without seccomp filters (`--no-seccomp`, for debugging);
     /// by default each confines itself ([`seccomp`]).
     pub no_seccomp: bool,
+    /// A handle a controller on another thread (the API socket) keeps: the VM fills it in
+    /// once it runs ([`running::VmHandles`]) and marks it ended as it stops.
+    pub running: Option<Arc<running::RunningVm>>,
 }
 
 /// Where the guest's console goes.
@@ -193,11 +199,19 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
     let owns_terminal = options.console.owns_terminal();
     signals::install_handlers(owns_terminal)?;
     let _raw_mode = owns_terminal.then(RawModeGuard::enter);
+    // A controller watching the run (the API) gets the vCPUs' exits counted live.
+    let watched = options.running.as_ref().map(|running| {
+        (
+            running.clone(),
+            Arc::new(exit_counts::ExitCounts::new(num_cpus)),
+        )
+    });
     let shared = vcpu::VcpuShared {
         io_bus: Arc::new(devices.io_bus),
         mmio_bus: Arc::new(devices.mmio_bus),
         stop: devices.stop.clone(),
         pvm_host,
+        exit_counts: watched.as_ref().map(|(_, counts)| counts.clone()),
     };
     let filters = match options.no_seccomp {
         true => None,
@@ -215,6 +229,18 @@ pub fn run_with(config: &VmConfig, options: RunOptions) -> Result<VmOutcome, VmE
         options.trace_exits,
         filters.as_ref().map(|f| f.vcpu.clone()),
     )?;
+    // Marks the run ended when this function leaves, however it leaves.
+    let _ended = watched.map(|(running, exit_counts)| {
+        running.started(running::VmHandles {
+            i8042: devices.i8042.clone(),
+            balloon: virtio.balloon.clone(),
+            device_metrics: virtio.metrics.clone(),
+            exit_counts,
+            boot_time: devices.boot_time.clone(),
+            mem_mib: config.mem_mib,
+        });
+        running::EndGuard(running)
+    });
 
     let console_input = owns_terminal.then(|| devices.serial.clone());
     let waited = run_event_loop(

@@ -22,6 +22,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use super::boot_sequence::BootEntry;
 use super::error::VmError;
+use super::exit_counts::ExitCounts;
 use super::exit_stats::VcpuExitStats;
 use super::failure::{VcpuFailure, VcpuFault};
 
@@ -84,6 +85,9 @@ pub struct VcpuShared {
     pub stop: Arc<StopSignal>,
     /// The host is PVM: failures of the guest's instructions are most likely its emulator's.
     pub pvm_host: bool,
+    /// Live exit counts for a controller that reads them while the VM runs (the API's
+    /// metrics); `None`: nobody asked.
+    pub exit_counts: Option<Arc<ExitCounts>>,
 }
 
 /// What a vCPU thread hands back when it ends.
@@ -111,11 +115,17 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared, trace_exits: bo
                 if let Some(stats) = &mut stats {
                     stats.record(&exit);
                 }
+                if let Some(counts) = &shared.exit_counts {
+                    counts.record(index, &exit);
+                }
                 handle_exit(exit, &shared)
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 if let Some(stats) = &mut stats {
                     stats.record_interrupted();
+                }
+                if let Some(counts) = &shared.exit_counts {
+                    counts.record_interrupted(index);
                 }
                 Flow::Continue
             }

@@ -30,14 +30,18 @@ typedef long i64;
 /* ---- I/O ports (boot/src/platform.rs) ---- */
 #define COM1_PORT 0x3f8
 #define DEBUG_EXIT_PORT 0xf4
+#define I8042_DATA_PORT 0x60
 #define I8042_COMMAND_PORT 0x64
 #define I8042_RESET 0xfe
+#define I8042_STATUS_OUTPUT_FULL 0x01
 
 /* ---- interrupt vectors used by the tests ---- */
 #define VEC_UART 0x34     /* IOAPIC pin 4 (COM1) */
 #define VEC_TIMER 0x40    /* LAPIC timer */
 #define VEC_SPURIOUS 0xff /* LAPIC spurious vector */
 #define UART_IOAPIC_PIN 4
+#define VEC_KBD 0x31      /* IOAPIC pin 1 (i8042 keyboard) */
+#define KBD_IOAPIC_PIN 1
 
 /* ---- SMP ---- */
 #define MAX_CPUS 64 /* APIC IDs at or above this are parked; must match head.S */
@@ -173,6 +177,8 @@ void test_echo(struct test *t);
 void test_ioapic(struct test *t);
 void test_timer(struct test *t);
 void test_smp(struct test *t);
+void test_ctrlaltdel(struct test *t);
+void kbd_drain(void);
 extern const struct cmdline *g_cmdline;
 
 /* ---- head.S: entry state saved before anything else ---- */

@@ -59,6 +59,7 @@ void isr_dispatch(struct irq_frame *f) {
     }
     irq_count[f->vector]++;
     if (f->vector == VEC_UART) (void)serial_read_reg(UART_IIR); /* acknowledges THR empty */
+    if (f->vector == VEC_KBD) kbd_drain();
     if (f->vector != VEC_SPURIOUS) lapic_eoi();
 }
 

@@ -16,7 +16,7 @@ static const struct {
 } tests[] = {
     {"boot", test_boot},     {"initrd", test_initrd}, {"serial", test_serial},
     {"echo", test_echo},     {"ioapic", test_ioapic}, {"timer", test_timer},
-    {"smp", test_smp},
+    {"smp", test_smp},       {"ctrlaltdel", test_ctrlaltdel},
     /* virtio-mmio devices (virtio.h) */
     {"virtio", test_virtio}, {"blk", test_blk},       {"blkro", test_blkro},
     {"blkrate", test_blkrate},

@@ -1,6 +1,6 @@
 //! What went wrong in a device, counted: the requests it could not carry out and the
 //! descriptor chains it refused; and, beside them, how often its rate limiter held a queue
-//! back (the user's limit at work, not an error). The transport makes one set per device
+//! back (the user's limit at work, not an error) and how many requests it completed. The transport makes one set per device
 //! and hands it to the device at activation; the VMM reads it for its exit summary and
 //! for harnesses.
 //!
@@ -12,12 +12,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The live counters, shared by a transport and its device's worker.
 #[derive(Debug, Default)]
 pub struct ErrorCounters {
+    requests_completed: AtomicU64,
     requests_failed: AtomicU64,
     chains_rejected: AtomicU64,
     rate_limiter_throttled: AtomicU64,
 }
 
 impl ErrorCounters {
+    /// A request (a chain the driver made available) went back to the driver, done:
+    /// whether it succeeded or not (a failure also counts in [`Self::request_failed`]).
+    pub fn request_completed(&self) {
+        self.requests_completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many requests the device completed (kept apart from [`DeviceErrors`]).
+    pub fn completed_count(&self) -> u64 {
+        self.requests_completed.load(Ordering::Relaxed)
+    }
+
     /// A well-formed request the device could not carry out (an I/O error, a write to a
     /// read-only disk, a frame the backend refused).
     pub fn request_failed(&self) {
@@ -66,6 +78,15 @@ impl DeviceErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completed_requests_are_counted_apart_from_errors() {
+        let counters = ErrorCounters::default();
+        counters.request_completed();
+        counters.request_completed();
+        assert_eq!(counters.completed_count(), 2);
+        assert!(!counters.snapshot().any());
+    }
 
     #[test]
     fn throttling_is_counted_apart_from_errors() {

@@ -146,6 +146,7 @@ impl RequestQueue {
                 }
             };
             self.queue.add_used(&self.mem, head, len)?;
+            self.errors.request_completed();
             used = true;
         }
         if used && self.queue.needs_notification(&self.mem)? {

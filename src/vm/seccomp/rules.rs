@@ -56,6 +56,9 @@ pub enum ThreadKind {
     Vsock,
     Balloon,
     Rng,
+    /// The API socket's server (`vmm --api-sock`): accepts and serves its clients,
+    /// configures the VM before it starts and acts on it after.
+    Api,
 }
 
 impl ThreadKind {
@@ -83,6 +86,7 @@ impl ThreadKind {
             ThreadKind::Vsock => "vmm-vsock",
             ThreadKind::Balloon => "vmm-balloon",
             ThreadKind::Rng => "vmm-virtio-rng",
+            ThreadKind::Api => "vmm-api",
         }
     }
 }
@@ -204,6 +208,34 @@ pub fn rules(kind: ThreadKind) -> Rules {
             );
         }
         ThreadKind::Balloon | ThreadKind::Rng => {}
+        ThreadKind::Api => {
+            add(
+                &mut rules,
+                &[
+                    // Its clients: accepted and served without blocking, on one epoll
+                    // (std's socket reads and writes are recvfrom and sendto).
+                    libc::SYS_accept4,
+                    libc::SYS_recvfrom,
+                    libc::SYS_sendto,
+                    libc::SYS_read,
+                    libc::SYS_epoll_create1,
+                    libc::SYS_epoll_ctl,
+                    libc::SYS_epoll_wait,
+                    libc::SYS_epoll_pwait,
+                    libc::SYS_fcntl,
+                    // PUT /logger and PUT /metrics open their file or FIFO; the logger
+                    // moves stderr onto it.
+                    libc::SYS_openat,
+                    libc::SYS_dup2,
+                    libc::SYS_dup3,
+                ],
+            );
+            // Making a client's socket non-blocking.
+            rules = union(
+                rules,
+                Rules::from([(libc::SYS_ioctl, ioctl_numbers(&[libc::FIONBIO]))]),
+            );
+        }
     }
     if ThreadKind::WORKERS.contains(&kind) {
         add(&mut rules, EVERY_WORKER);

@@ -1,6 +1,6 @@
 use super::*;
 
-const ALL_KINDS: [ThreadKind; 8] = [
+const ALL_KINDS: [ThreadKind; 9] = [
     ThreadKind::Vcpu,
     ThreadKind::Events,
     ThreadKind::Spawner,
@@ -9,6 +9,7 @@ const ALL_KINDS: [ThreadKind; 8] = [
     ThreadKind::Vsock,
     ThreadKind::Balloon,
     ThreadKind::Rng,
+    ThreadKind::Api,
 ];
 
 #[test]

@@ -140,6 +140,7 @@ impl BalloonHandler {
                 }
             }
             self.queues[q].add_used(&self.mem, head, 0)?;
+            self.errors.request_completed();
             used = true;
         }
         if used && self.queues[q].needs_notification(&self.mem)? {

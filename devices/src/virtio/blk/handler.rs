@@ -137,6 +137,7 @@ impl BlockHandler {
             if self.queue.add_used(&self.mem, head, len).is_err() {
                 break ControlFlow::Break(());
             }
+            self.errors.request_completed();
             used = true;
         };
         if result.is_break() {

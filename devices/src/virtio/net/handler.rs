@@ -300,6 +300,7 @@ impl NetHandler {
         #[allow(clippy::cast_possible_truncation)]
         let used_len = len as u32;
         self.rx.add_used(&self.mem, head, used_len)?;
+        self.errors.request_completed();
         count(&self.counters.rx_frames, &self.counters.rx_bytes, len);
         Ok(RxOutcome::Delivered)
     }
@@ -353,6 +354,7 @@ impl NetHandler {
             }
             // tx buffers are read-only for the device: the used length is 0 (§2.7.8).
             self.tx.add_used(&self.mem, head, 0)?;
+            self.errors.request_completed();
             used = true;
         }
         if used && self.tx.needs_notification(&self.mem)? {

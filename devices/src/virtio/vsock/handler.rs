@@ -128,6 +128,7 @@ impl VsockHandler {
             self.txq
                 .add_used(&self.mem, head, 0)
                 .map_err(|_| BrokenChain)?;
+            self.errors.request_completed();
             used = true;
         }
         if used {
@@ -166,6 +167,7 @@ impl VsockHandler {
             self.rxq
                 .add_used(&self.mem, head, written)
                 .map_err(|_| BrokenChain)?;
+            self.errors.request_completed();
             used = true;
         }
         if used {
