@@ -36,15 +36,17 @@ pub fn start(runs: u32, mem_mib: u64) -> ExitCode {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    wall: Duration,
+pub(crate) struct Sample {
+    pub(crate) wall: Duration,
     /// Process start → the guest's first write to the boot-timer register.
-    to_guest: Option<Duration>,
-    max_rss_kib: u64,
+    pub(crate) to_guest: Option<Duration>,
+    pub(crate) max_rss_kib: u64,
     guest_resident_kib: Option<u64>,
 }
 
-fn run_once(exe: &std::path::Path, mem_mib: u64) -> Result<Sample, String> {
+/// One cold start of the built-in guest in a fresh `vmm` process (`vmm bench restore`
+/// puts these beside its restores).
+pub(crate) fn run_once(exe: &std::path::Path, mem_mib: u64) -> Result<Sample, String> {
     let started = Instant::now();
     let mut child = Command::new(exe)
         .args(["demo", "--bench-run", "--mem", &mem_mib.to_string()])
@@ -102,7 +104,7 @@ fn parse_after(text: &str, prefix: &str, suffix: &str) -> Option<u64> {
     text[start..end].trim().parse().ok()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }

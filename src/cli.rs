@@ -120,6 +120,22 @@ pub enum BenchCommand {
     /// One workload, /bin/true, at each isolation level: `vmm run` start → exit over N
     /// fresh processes per level, with medians and the ratios between levels.
     Run(crate::bench_run::BenchRunArgs),
+    /// Restore from a snapshot N times (each a fresh `vmm --restore` process) and report
+    /// process start → the restored guest's first exit, beside cold starts of the same
+    /// guest (process start → its first instruction's write).
+    Restore {
+        /// Number of measured runs of each.
+        #[arg(long, default_value_t = 30)]
+        runs: u32,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 128)]
+        mem: u32,
+        /// Used by the bench itself: take the snapshot into DIR and exit (in a process of
+        /// its own, so that the measuring process stays small: a child's peak RSS counts
+        /// its parent's from before its exec).
+        #[arg(long, hide = true, value_name = "DIR")]
+        snapshot_to: Option<PathBuf>,
+    },
     /// The virtio-net path in-process: 1514-byte frames through the transport and the
     /// net device, over a socketpair standing in for the tap.
     Net {
@@ -135,7 +151,7 @@ pub struct VmArgs {
     #[arg(
         long,
         value_name = "PATH",
-        required_unless_present_any = ["config_file", "api_sock"]
+        required_unless_present_any = ["config_file", "api_sock", "restore"]
     )]
     pub kernel: Option<PathBuf>,
 
@@ -147,6 +163,28 @@ pub struct VmArgs {
     /// there is refused. docs/api.md lists the endpoints.
     #[arg(long, value_name = "PATH")]
     pub api_sock: Option<PathBuf>,
+
+    /// Restore a VM from a snapshot's state file instead of booting one (with
+    /// --mem-file). The VM's memory size, vCPUs, command line and devices are the
+    /// snapshot's; disks and TAPs are reopened by path. It runs on from where it was
+    /// paused. A state file from another format version, truncated or corrupt, or a
+    /// memory file of the wrong size is refused (exit status 2) before anything runs.
+    #[arg(
+        long,
+        value_name = "STATE",
+        requires = "mem_file",
+        conflicts_with_all = ["kernel", "config_file", "mem", "cpus", "cmdline", "initrd", "rootfs", "disk", "net", "vsock", "rng", "balloon", "boot_timer"]
+    )]
+    pub restore: Option<PathBuf>,
+
+    /// The snapshot's memory file (with --restore): guest RAM, mapped privately, so pages
+    /// are read when the guest first touches them and its writes never reach the file.
+    #[arg(long, value_name = "MEM", requires = "restore")]
+    pub mem_file: Option<PathBuf>,
+
+    /// Used by `vmm bench restore`: report the restored guest's first exit and stop.
+    #[arg(long, hide = true, requires = "restore")]
+    pub bench_first_exit: bool,
 
     /// Boot from a Firecracker JSON config file (boot-source, drives, machine-config,
     /// network-interfaces, vsock, entropy, balloon) instead of the options below.

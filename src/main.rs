@@ -6,6 +6,7 @@ mod api;
 mod bench;
 mod bench_blk;
 mod bench_net;
+mod bench_restore;
 mod bench_run;
 mod cli;
 mod compare;
@@ -59,6 +60,14 @@ fn main() -> ExitCode {
             what: cli::BenchCommand::Net { frames },
         }) => bench_net::run(frames),
         Some(cli::Command::Bench {
+            what:
+                cli::BenchCommand::Restore {
+                    runs,
+                    mem,
+                    snapshot_to,
+                },
+        }) => bench_restore::run(runs, u64::from(mem), snapshot_to.as_deref()),
+        Some(cli::Command::Bench {
             what: cli::BenchCommand::Run(args),
         }) => bench_run::run(&args),
         Some(cli::Command::Bench {
@@ -84,6 +93,19 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
         Ok(jail) => jail,
         Err(e) => return report_jail_error(&e),
     };
+    if let (Some(state), Some(mem_file)) = (&args.restore, &args.mem_file) {
+        if jail.is_some() {
+            return report_vm_error(&vm::VmError::RestoreJailed);
+        }
+        let restore = vm::RestoreConfig {
+            state: state.clone(),
+            mem_file: mem_file.clone(),
+            resume: true,
+            started,
+            report_first_exit: args.bench_first_exit,
+        };
+        return exit_code_of(vm::restore_with(&restore, options));
+    }
     let config = match vm_config_from(args, started) {
         Ok(config) => config,
         Err(e) => return exit_code_of(Err(e)),

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 
-use vm_superio::serial::{Error as SerialError, NoEvents};
+use vm_superio::serial::{Error as SerialError, NoEvents, SerialState};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::BusDevice;
@@ -42,15 +42,50 @@ impl std::fmt::Debug for Serial {
     }
 }
 
+/// What a snapshot keeps of the UART: its registers and FIFO (vm-superio's state), and
+/// the input still waiting behind the FIFO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SerialSnapshot {
+    pub uart: SerialState,
+    pub pending: Vec<u8>,
+}
+
 impl Serial {
     /// Creates a UART writing guest output to `out`, with a new non-blocking IRQ eventfd.
     pub fn new(out: Box<dyn Write + Send>) -> io::Result<Self> {
-        let uart = vm_superio::Serial::new(EventFdTrigger::new()?, out);
+        Self::from_snapshot(&SerialSnapshot::default(), out)
+    }
+
+    /// Creates a UART in the state `snapshot` describes (a restored VM's), writing guest
+    /// output to `out`. An interrupt the UART had raised is raised again on its eventfd.
+    /// A FIFO fuller than a 16550's is refused (InvalidData).
+    pub fn from_snapshot(
+        snapshot: &SerialSnapshot,
+        out: Box<dyn Write + Send>,
+    ) -> io::Result<Self> {
+        let uart =
+            vm_superio::Serial::from_state(&snapshot.uart, EventFdTrigger::new()?, NoEvents, out)
+                .map_err(|e| match e {
+                SerialError::FullFifo => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} bytes in the UART's FIFO", snapshot.uart.in_buffer.len()),
+                ),
+                SerialError::Trigger(e) | SerialError::IOError(e) => e,
+            })?;
         Ok(Self {
-            fifo_size: uart.fifo_capacity(),
+            // What is free plus what is in it: vm-superio does not export its FIFO's size.
+            fifo_size: uart.fifo_capacity() + snapshot.uart.in_buffer.len(),
             uart,
-            pending: VecDeque::new(),
+            pending: snapshot.pending.iter().copied().collect(),
         })
+    }
+
+    /// The UART's state, for a snapshot (the guest must not be running).
+    pub fn snapshot(&self) -> SerialSnapshot {
+        SerialSnapshot {
+            uart: self.uart.state(),
+            pending: self.pending.iter().copied().collect(),
+        }
     }
 
     /// The eventfd signalled when the UART raises its interrupt (register it as the irqfd for
@@ -256,6 +291,36 @@ mod tests {
         assert_eq!(serial.pending_input(), 3);
         serial.write(MCR, &[0]);
         assert_eq!(drain(&mut serial), b"abc");
+    }
+
+    #[test]
+    fn serial_restored_from_a_snapshot_has_its_registers_fifo_and_pending_input() {
+        let (mut serial, _out) = serial();
+        serial.write(IER, &[IER_RDA]);
+        serial.write(7, &[0x5a]); // scratch
+        serial.enqueue_input(&[b'z'; FIFO_SIZE + 3]);
+        let saved = serial.snapshot();
+
+        let out = SharedBuf::default();
+        let mut restored = Serial::from_snapshot(&saved, Box::new(out.clone())).unwrap();
+        assert_eq!(restored.snapshot(), saved);
+        assert_eq!(read_reg(&mut restored, 7), 0x5a);
+        assert_eq!(
+            restored.irq_eventfd().read().unwrap(),
+            1,
+            "the pending receive interrupt is raised again"
+        );
+        assert_eq!(drain(&mut restored), vec![b'z'; FIFO_SIZE + 3]);
+        restored.write(0, b"!");
+        assert_eq!(out.contents(), b"!");
+    }
+
+    #[test]
+    fn serial_snapshot_with_an_overfull_fifo_is_refused() {
+        let mut saved = SerialSnapshot::default();
+        saved.uart.in_buffer = vec![0; FIFO_SIZE + 1];
+        let e = Serial::from_snapshot(&saved, Box::new(io::sink())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

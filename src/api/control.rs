@@ -1,50 +1,60 @@
-//! MERGE POINT (issue 14): pausing, resuming and snapshots go through
-//! `crate::vm::control::VmControl`, which the "vmstate" work adds in parallel. Until it is
-//! merged, every operation here answers that this build cannot do it, and this file is the
-//! only place that has to change: the controller (`controller.rs`) has already checked the
-//! body and the state (load only before any configuration, create only while paused) by
-//! the time it calls in.
+//! Pausing, resuming and snapshots for the API, through the VM's [`VmControl`]: one
+//! control per VMM process, shared by the API thread (which calls it) and every launch
+//! (`RunOptions::control`, see `base_options` in `mod.rs`). The controller
+//! (`controller.rs`) has already checked the body and the state (load only before any
+//! configuration, create only while paused) by the time it calls in.
 
-use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::bodies::LoadSnapshot;
 use super::controller::Launch;
+use crate::vm::{self, RestoreConfig, VmControl};
 
 /// What the VMM can do to a running VM's execution.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Control {
-    // After the merge: `vm: std::sync::Arc<crate::vm::control::VmControl>`, given to
-    // `RunOptions::control` for every launch (see `base_options` in `mod.rs`).
-}
-
-fn not_yet(what: &str) -> String {
-    format!("{what} is not supported by this build of vmm yet")
+    vm: Arc<VmControl>,
 }
 
 impl Control {
-    /// Whether the vCPUs are parked (`VmControl::is_paused`).
+    pub fn new(vm: Arc<VmControl>) -> Control {
+        Control { vm }
+    }
+
+    /// Whether the vCPUs are parked.
     pub fn is_paused(&self) -> bool {
-        false
+        self.vm.is_paused()
     }
 
-    /// `PATCH /vm {"state": "Paused"}` (`VmControl::pause`).
+    /// `PATCH /vm {"state": "Paused"}`.
     pub fn pause(&self) -> Result<(), String> {
-        Err(not_yet("Pausing the microVM"))
+        self.vm.pause().map_err(|e| edge::error_chain(&e))
     }
 
-    /// `PATCH /vm {"state": "Resumed"}` (`VmControl::resume`).
+    /// `PATCH /vm {"state": "Resumed"}`.
     pub fn resume(&self) -> Result<(), String> {
-        Err(not_yet("Resuming the microVM"))
+        self.vm.resume().map_err(|e| edge::error_chain(&e))
     }
 
-    /// `PUT /snapshot/create`, the VM paused (`VmControl::snapshot`).
-    pub fn snapshot(&self, _state: &Path, _mem: &Path) -> Result<(), String> {
-        Err(not_yet("Creating a snapshot"))
+    /// `PUT /snapshot/create`, the VM paused.
+    pub fn snapshot(&self, state: &std::path::Path, mem: &std::path::Path) -> Result<(), String> {
+        self.vm
+            .snapshot(state, mem)
+            .map_err(|e| edge::error_chain(&e))
     }
 
     /// `PUT /snapshot/load`, before any configuration: what the main thread runs to
-    /// restore (`vm::restore_with(&RestoreConfig { state, mem_file, resume, .. }, options)`).
-    pub fn restore(&self, _load: &LoadSnapshot) -> Result<Launch, String> {
-        Err(not_yet("Loading a snapshot"))
+    /// restore. The files are checked there, before any VM exists; a refusal goes back
+    /// to the client as the launch's failure.
+    pub fn restore(&self, load: &LoadSnapshot) -> Result<Launch, String> {
+        let config = RestoreConfig {
+            state: load.state.clone(),
+            mem_file: load.mem_file.clone(),
+            resume: load.resume,
+            started: Instant::now(),
+            report_first_exit: false,
+        };
+        Ok(Box::new(move |options| vm::restore_with(&config, options)))
     }
 }

@@ -54,6 +54,7 @@ impl Controller {
         launcher: Sender<Launch>,
         logger: Arc<Logger>,
         metrics: Arc<Metrics>,
+        control: Control,
         boot_timer: Option<Instant>,
     ) -> Controller {
         Controller {
@@ -62,7 +63,7 @@ impl Controller {
             launcher,
             logger,
             metrics,
-            control: Control::default(),
+            control,
             boot_timer,
             configured: false,
             started: false,

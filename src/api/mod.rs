@@ -33,7 +33,7 @@ use std::time::Instant;
 use crate::cli::VmArgs;
 use crate::vm::running::RunningVm;
 use crate::vm::seccomp::{self, ThreadKind};
-use crate::vm::{self, RunOptions};
+use crate::vm::{self, RunOptions, VmControl};
 use controller::{Controller, Launch};
 use logger::Logger;
 use metrics::Metrics;
@@ -65,6 +65,7 @@ pub fn run(path: &Path, args: &VmArgs, started: Instant) -> ExitCode {
     };
 
     let running = RunningVm::new();
+    let vm_control = VmControl::new();
     let logger = Arc::new(Logger::default());
     let metrics = Arc::new(Metrics::new(running.clone()));
     let (launcher, launches) = mpsc::channel::<Launch>();
@@ -74,6 +75,7 @@ pub fn run(path: &Path, args: &VmArgs, started: Instant) -> ExitCode {
         launcher.clone(),
         logger.clone(),
         metrics.clone(),
+        control::Control::new(vm_control.clone()),
         args.boot_timer.then_some(started),
     );
     if let Some(config) = &at_once {
@@ -99,7 +101,7 @@ pub fn run(path: &Path, args: &VmArgs, started: Instant) -> ExitCode {
     }
     drop(launcher);
 
-    let options = base_options(args, &running);
+    let options = base_options(args, &running, &vm_control);
     let from_command_line = args.kernel.is_some() || args.config_file.is_some();
     // Each launch the API sends: a failure before the VM ran goes back to the client,
     // which may try again; once a VM ran, its end is the process's.
@@ -123,10 +125,11 @@ pub fn run(path: &Path, args: &VmArgs, started: Instant) -> ExitCode {
 }
 
 /// What every launch runs with: the terminal console, the handle the API reads the VM
-/// through, and the user's debugging options. (After the merge: `control`, for pause,
-/// resume and snapshots; see `control.rs`.)
-fn base_options(args: &VmArgs, running: &Arc<RunningVm>) -> RunOptions {
+/// through, the control that pauses, resumes and snapshots it, and the user's debugging
+/// options.
+fn base_options(args: &VmArgs, running: &Arc<RunningVm>, control: &Arc<VmControl>) -> RunOptions {
     RunOptions {
+        control: Some(control.clone()),
         trace_exits: args.trace_exits,
         no_seccomp: args.no_seccomp,
         running: Some(running.clone()),

@@ -8,42 +8,48 @@
 use std::path::PathBuf;
 
 use devices::virtio::RateLimiterConfig;
+use serde::{Deserialize, Serialize};
 
 use super::rate_limits::{self, Bucket};
 use super::spec_checks::{self, InvalidSpec};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Serializable: a snapshot records the devices it was taken with (`vm::snapshot::config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskSpec {
     pub path: PathBuf,
     pub read_only: bool,
     pub id: Option<String>,
     /// How fast the guest may use the disk; `None`: as fast as it can.
+    #[serde(with = "crate::vm::snapshot::config::limiter")]
     pub rate_limiter: Option<RateLimiterConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetSpec {
     pub tap: String,
     pub mac: Option<[u8; 6]>,
     /// How fast frames may reach the guest.
+    #[serde(with = "crate::vm::snapshot::config::limiter")]
     pub rx_rate_limiter: Option<RateLimiterConfig>,
     /// How fast the guest may send frames.
+    #[serde(with = "crate::vm::snapshot::config::limiter")]
     pub tx_rate_limiter: Option<RateLimiterConfig>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RngSpec {
     /// How fast the guest may draw entropy.
+    #[serde(with = "crate::vm::snapshot::config::limiter")]
     pub rate_limiter: Option<RateLimiterConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VsockSpec {
     pub guest_cid: u64,
     pub uds_path: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalloonSpec {
     pub amount_mib: u32,
     pub deflate_on_oom: bool,
@@ -52,7 +58,7 @@ pub struct BalloonSpec {
 
 /// Every virtio device of a VM, in the order their windows are allocated: the root disk
 /// first (so it becomes /dev/vda), then other disks, network, vsock, rng, balloon.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceSpecs {
     /// The root disk (`--rootfs`), if any; it is also `disks[0]`'s place in the guest.
     pub rootfs: Option<DiskSpec>,

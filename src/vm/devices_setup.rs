@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use boot::platform::{self, PlatformDevice, Space};
 use devices::acpi_pm::{AcpiPm, PvPanic};
+use devices::serial::SerialSnapshot;
 use devices::{BootTimer, Bus, BusDevice, DebugExit, Serial, StopSignal, I8042};
 use kvm_ioctls::VmFd;
 
 use super::console_log::ConsoleLogWriter;
 use super::error::VmError;
 use super::exit_stats::{DeviceNames, Registers};
+use super::snapshot::SnapshotError;
 use super::Console;
 
 // Each device model's registers fill its row of the platform table exactly.
@@ -39,12 +41,14 @@ pub struct Devices {
 }
 
 /// `boot_timer_origin` is the VMM's start instant when `--boot-timer` was given; `console`
-/// says where the guest's console output goes; `stop` is the VM's stop signal.
+/// says where the guest's console output goes; `stop` is the VM's stop signal;
+/// `serial_state` the serial port's state when the VM is restored from a snapshot.
 pub fn setup_devices(
     vm: &VmFd,
     boot_timer_origin: Option<Instant>,
     console: &Console,
     stop: Arc<StopSignal>,
+    serial_state: Option<&SerialSnapshot>,
 ) -> Result<Devices, VmError> {
     let console: Box<dyn Write + Send> = match console {
         Console::Terminal => Box::new(UnbufferedStdout::new()),
@@ -54,7 +58,11 @@ pub fn setup_devices(
         }),
         Console::Log(log) => Box::new(ConsoleLogWriter(log.clone())),
     };
-    let serial = Serial::new(console).map_err(VmError::io("creating the serial port"))?;
+    let serial = match serial_state {
+        None => Serial::new(console).map_err(VmError::io("creating the serial port"))?,
+        Some(state) => Serial::from_snapshot(state, console)
+            .map_err(|e| VmError::Snapshot(SnapshotError::SerialState(e)))?,
+    };
     vm.register_irqfd(serial.irq_eventfd(), platform::COM1_IRQ)
         .map_err(VmError::kvm("registering the serial port's irqfd"))?;
     let serial = Arc::new(Mutex::new(serial));

@@ -18,6 +18,8 @@ pub enum VmError {
     MemTooLarge { mib: u64, host_mib: u64 },
     #[error("--cpus must be at least 1")]
     CpusZero,
+    #[error("--restore does not work with --jail yet")]
+    RestoreJailed,
     #[error("--cpus {requested} is above this host's KVM limit of {limit} vCPUs")]
     CpusAboveKvmLimit { requested: u16, limit: usize },
     #[error("--cpus {requested} is above the {limit} vCPUs the MP table can describe")]
@@ -135,6 +137,12 @@ pub enum VmError {
     Boot(#[from] boot::BootError),
     #[error("{op}: {source}")]
     Io { op: &'static str, source: io::Error },
+    /// Taking or restoring a snapshot; bad input when the files named were at fault.
+    #[error(transparent)]
+    Snapshot(#[from] super::snapshot::SnapshotError),
+    /// A restore asked to start paused with nothing to resume it (a caller's mistake).
+    #[error("a restored VM that starts paused needs a control to resume it")]
+    PausedWithoutControl,
 }
 
 impl VmError {
@@ -145,6 +153,7 @@ impl VmError {
         matches!(
             self,
             MemZero
+                | RestoreJailed
                 | MemTooLarge { .. }
                 | CpusZero
                 | CpusAboveKvmLimit { .. }
@@ -163,7 +172,7 @@ impl VmError {
                 | TooManyDevices { .. }
                 | Device { .. }
                 | ConfigFile { .. }
-        )
+        ) || matches!(self, Snapshot(e) if e.is_bad_input())
     }
 
     pub fn kvm(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {

@@ -1,13 +1,18 @@
 //! Guest RAM: private anonymous memory (MAP_NORESERVE, so untouched pages cost nothing),
-//! each region starting on a 2 MiB boundary in the host, wrapped by vm-memory and
-//! registered with KVM, one memory slot per region.
+//! or on restore a private mapping of the snapshot's memory file, each region starting on
+//! a 2 MiB boundary in the host, wrapped by vm-memory and registered with KVM, one memory
+//! slot per region.
 
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use boot::layout::ram_ranges;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
 
 use super::error::{BoxedError, VmError};
 
@@ -48,22 +53,57 @@ pub fn host_ram_mib() -> Option<u64> {
 const HUGE_PAGE: usize = 2 << 20;
 
 pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
+    let ranges = ram_ranges(mem_bytes)
+        .into_iter()
+        .map(|(base, len)| (base, len, None))
+        .collect::<Vec<_>>();
+    map_regions(mem_bytes, &ranges, None)
+}
+
+/// Guest RAM mapped from a snapshot's memory file: each of `regions` (guest base, length,
+/// offset in `file`) privately (MAP_PRIVATE), so pages are read from the file when the
+/// guest first touches them and its writes stay in this process, never reaching the file
+/// or another VM restored from it.
+pub fn map_guest_memory_from(
+    file: &File,
+    regions: &[(GuestAddress, usize, u64)],
+) -> Result<GuestMemoryMmap, VmError> {
+    let ranges = regions
+        .iter()
+        .map(|&(base, len, offset)| (base, len, Some(offset)))
+        .collect::<Vec<_>>();
+    let total = regions.iter().map(|r| r.1 as u64).sum();
+    map_regions(total, &ranges, Some(file))
+}
+
+/// Maps each `(guest base, length, file offset)` of `ranges`: from `file` at that offset
+/// when both are given, else anonymous memory.
+fn map_regions(
+    mem_bytes: u64,
+    ranges: &[(GuestAddress, usize, Option<u64>)],
+    file: Option<&File>,
+) -> Result<GuestMemoryMmap, VmError> {
     let error = |source: BoxedError| VmError::GuestMemory {
         mib: mem_bytes / MIB,
         source,
     };
-    let regions = ram_ranges(mem_bytes)
-        .into_iter()
-        .map(|(guest_base, len)| {
-            let host = map_huge_page_aligned(len).map_err(|e| error(e.into()))?;
-            // SAFETY: `host` is the start of a private anonymous read-write mapping of
-            // exactly `len` bytes made above, which is never unmapped: guest RAM lives as
-            // long as the process (one VM per process; vCPU and device threads hold
-            // clones of the memory until they exit).
+    let regions = ranges
+        .iter()
+        .map(|&(guest_base, len, offset)| {
+            let mut host = map_huge_page_aligned(len).map_err(|e| error(e.into()))?;
+            let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+            if let (Some(file), Some(offset)) = (file, offset) {
+                host = map_file_over(host, len, file, offset).map_err(|e| error(e.into()))?;
+                flags &= !libc::MAP_ANONYMOUS;
+            }
+            // SAFETY: `host` is the start of a private read-write mapping of exactly `len`
+            // bytes made above, which is never unmapped: guest RAM lives as long as the
+            // process (one VM per process; vCPU and device threads hold clones of the
+            // memory until they exit).
             let mapping =
                 unsafe { vm_memory::mmap::MmapRegionBuilder::new(len).with_raw_mmap_pointer(host) }
                     .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
-                    .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE)
+                    .with_mmap_flags(flags)
                     .build()
                     .map_err(|e| error(e.into()))?;
             GuestRegionMmap::<()>::new(mapping, guest_base)
@@ -71,6 +111,30 @@ pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, VmError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))
+}
+
+/// Replaces the anonymous mapping of `len` bytes at `host` (made by
+/// [`map_huge_page_aligned`], so its alignment is kept) with a private mapping of `file`
+/// from `offset`.
+fn map_file_over(host: *mut u8, len: usize, file: &File, offset: u64) -> io::Result<*mut u8> {
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    // SAFETY: MAP_FIXED replaces exactly [host, host + len), the anonymous mapping this
+    // process made for this region a moment ago, which nothing refers to yet.
+    let raw = unsafe {
+        libc::mmap(
+            host.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            file.as_raw_fd(),
+            offset,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(raw.cast())
 }
 
 /// Maps `len` bytes of private anonymous memory starting on a [`HUGE_PAGE`] boundary: maps
@@ -169,6 +233,42 @@ mod tests {
             let host = mem.get_host_address(region.start_addr()).unwrap() as usize;
             assert_eq!(host % HUGE_PAGE, 0, "region at {:?}", region.start_addr());
         }
+    }
+
+    #[test]
+    fn memory_mapped_from_a_file_reads_it_and_never_writes_it() {
+        let path = std::env::temp_dir().join(format!("vmm-mapfile-{}", std::process::id()));
+        let mut bytes = vec![0u8; 4 << 20];
+        bytes[(2 << 20) + 5] = 0x42; // the second region starts 2 MiB into the file
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let regions = [
+            (GuestAddress(0), 2 << 20, 0),
+            (GuestAddress(1 << 32), 2 << 20, 2 << 20),
+        ];
+
+        let mem = map_guest_memory_from(&file, &regions).unwrap();
+        let other = map_guest_memory_from(&file, &regions).unwrap();
+
+        let at = GuestAddress((1 << 32) + 5);
+        assert_eq!(mem.read_obj::<u8>(at).unwrap(), 0x42);
+        mem.write_obj(0x99u8, at).unwrap();
+        assert_eq!(mem.read_obj::<u8>(at).unwrap(), 0x99);
+        assert_eq!(
+            other.read_obj::<u8>(at).unwrap(),
+            0x42,
+            "another mapping does not see it"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "the file is unchanged"
+        );
+        for region in mem.iter() {
+            let host = mem.get_host_address(region.start_addr()).unwrap() as usize;
+            assert_eq!(host % HUGE_PAGE, 0);
+        }
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

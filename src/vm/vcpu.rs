@@ -12,6 +12,10 @@
 //! KVM_RUN (e.g. in `hlt`, which the in-kernel irqchip handles without exiting) returns
 //! EINTR; one between two KVM_RUN calls sees the flag before re-entering. Repeating the
 //! kick closes the window between the flag check and KVM_RUN.
+//!
+//! Pausing (`super::control`) kicks the same way; a vCPU that sees the pause flag runs
+//! KVM_RUN once more with `immediate_exit` set, to complete the I/O exit it just handled
+//! (see `control`'s note), and parks when that returns EINTR.
 
 use std::sync::Arc;
 
@@ -21,10 +25,13 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use super::boot_sequence::BootEntry;
+use super::control::VmControl;
 use super::error::VmError;
 use super::exit_counts::ExitCounts;
 use super::exit_stats::VcpuExitStats;
 use super::failure::{VcpuFailure, VcpuFault};
+use super::restore::FirstExitProbe;
+use super::snapshot::{vcpu_state, SaveSpec};
 
 /// What every vCPU needs to be put in its boot state.
 pub struct BootState<'a> {
@@ -88,6 +95,12 @@ pub struct VcpuShared {
     /// Live exit counts for a controller that reads them while the VM runs (the API's
     /// metrics); `None`: nobody asked.
     pub exit_counts: Option<Arc<ExitCounts>>,
+    /// The VM's control, when another thread may pause or snapshot it.
+    pub control: Option<Arc<VmControl>>,
+    /// What reading a vCPU's state for a snapshot needs (with `control`).
+    pub save_spec: Arc<SaveSpec>,
+    /// `vmm bench restore`: report the first exit after a restore, then stop.
+    pub first_exit: Option<Arc<FirstExitProbe>>,
 }
 
 /// What a vCPU thread hands back when it ends.
@@ -110,6 +123,9 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared, trace_exits: bo
     }
     let mut failure = None;
     while !shared.stop.is_requested() {
+        // Set while a pause is pending (the next turn clears it again once resumed).
+        let pausing = shared.control.as_ref().filter(|c| c.pause_requested());
+        vcpu.set_kvm_immediate_exit(u8::from(pausing.is_some()));
         let outcome = match vcpu.run() {
             Ok(exit) => {
                 if let Some(stats) = &mut stats {
@@ -118,11 +134,23 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, shared: VcpuShared, trace_exits: bo
                 if let Some(counts) = &shared.exit_counts {
                     counts.record(index, &exit);
                 }
-                handle_exit(exit, &shared)
+                let flow = handle_exit(exit, &shared);
+                if let Some(probe) = &shared.first_exit {
+                    probe.observe(&shared.stop);
+                }
+                flow
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                if let Some(stats) = &mut stats {
-                    stats.record_interrupted();
+                match pausing {
+                    // Whatever KVM had in hand is complete: park until resumed or stopped.
+                    Some(control) => control.park(usize::from(index), &shared.stop, || {
+                        vcpu_state::save(&vcpu, index, &shared.save_spec)
+                    }),
+                    None => {
+                        if let Some(stats) = &mut stats {
+                            stats.record_interrupted();
+                        }
+                    }
                 }
                 if let Some(counts) = &shared.exit_counts {
                     counts.record_interrupted(index);

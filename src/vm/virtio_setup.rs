@@ -101,6 +101,8 @@ pub struct AttachedVirtio {
     pub balloon: Option<BalloonHandle>,
     /// Every device's error counts.
     pub metrics: DeviceMetrics,
+    /// Each device's kind ([`VirtioSpec::kind`]), in window order.
+    pub kinds: Vec<&'static str>,
 }
 
 /// Creates each planned device and attaches it to the VM, naming its window in `names`.
@@ -137,6 +139,7 @@ pub fn attach(
         _transports: transports,
         balloon,
         metrics,
+        kinds: planned.iter().map(|d| d.spec.kind()).collect(),
     })
 }
 

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod api;
+pub mod snapshots;
+
 pub const VMM: &str = env!("CARGO_BIN_EXE_vmm");
 pub const TEST_GUEST: &str = env!("VMM_TEST_GUEST");
 

@@ -179,6 +179,8 @@ void test_timer(struct test *t);
 void test_smp(struct test *t);
 void test_ctrlaltdel(struct test *t);
 void kbd_drain(void);
+void test_memcount(struct test *t);
+void test_spin(struct test *t);
 extern const struct cmdline *g_cmdline;
 
 /* ---- head.S: entry state saved before anything else ---- */

@@ -22,6 +22,8 @@ static const struct {
     {"blkrate", test_blkrate},
     {"rng", test_rng},       {"net", test_net},       {"vsock", test_vsock},
     {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"hostile", test_hostile},
+    /* snapshots (test_snapshot.c) */
+    {"memcount", test_memcount}, {"spin", test_spin},
 };
 
 /* Records a failed check as a protocol line `vmmtest: FAIL NAME: reason`. */

@@ -126,11 +126,18 @@ pub fn rules(kind: ThreadKind) -> Rules {
                 rules,
                 Rules::from([(
                     libc::SYS_ioctl,
-                    ioctl_numbers(&[
-                        kvm_bindings_ioctl::KVM_RUN,
-                        kvm_bindings_ioctl::KVM_GET_REGS,
-                        kvm_bindings_ioctl::KVM_GET_SREGS,
-                    ]),
+                    ioctl_numbers(
+                        &[
+                            kvm_bindings_ioctl::KVM_RUN,
+                            kvm_bindings_ioctl::KVM_GET_REGS,
+                            kvm_bindings_ioctl::KVM_GET_SREGS,
+                        ]
+                        .into_iter()
+                        // A paused vCPU reads its own state for a snapshot
+                        // (`snapshot::vcpu_state::save`); reads only, nothing is set.
+                        .chain(kvm_bindings_ioctl::VCPU_STATE_READS)
+                        .collect::<Vec<_>>(),
+                    ),
                 )]),
             );
         }
@@ -230,10 +237,33 @@ pub fn rules(kind: ThreadKind) -> Rules {
                     libc::SYS_dup3,
                 ],
             );
+            // PATCH /vm and PUT /snapshot/create (`vm::control`): kicking the vCPUs out
+            // of KVM_RUN to park them, reading the VM's irqchip, PIT and clock, and
+            // writing the state and memory files (temporaries renamed into place).
+            if let Some(tgkill) = rules.get_mut(&libc::SYS_tgkill) {
+                tgkill.push(rule(&[(2, super::super::signals::kick_signal() as u64)]));
+            }
+            add(
+                &mut rules,
+                &[
+                    libc::SYS_ftruncate,
+                    libc::SYS_pwrite64,
+                    libc::SYS_rename,
+                    libc::SYS_unlink,
+                ],
+            );
             // Making a client's socket non-blocking.
             rules = union(
                 rules,
-                Rules::from([(libc::SYS_ioctl, ioctl_numbers(&[libc::FIONBIO]))]),
+                Rules::from([(
+                    libc::SYS_ioctl,
+                    ioctl_numbers(&[
+                        libc::FIONBIO,
+                        kvm_bindings_ioctl::KVM_GET_IRQCHIP,
+                        kvm_bindings_ioctl::KVM_GET_PIT2,
+                        kvm_bindings_ioctl::KVM_GET_CLOCK,
+                    ]),
+                )]),
             );
         }
     }
@@ -249,6 +279,25 @@ mod kvm_bindings_ioctl {
     pub const KVM_RUN: u64 = 0xae80;
     pub const KVM_GET_REGS: u64 = 0x8090_ae81;
     pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
+    /// The VM's own state, read for a snapshot (`snapshot::vm_state::save`).
+    pub const KVM_GET_IRQCHIP: u64 = 0xc208_ae62;
+    pub const KVM_GET_PIT2: u64 = 0x8070_ae9f;
+    pub const KVM_GET_CLOCK: u64 = 0x8030_ae7c;
+    /// KVM_GET_MP_STATE, _FPU, _XSAVE, _XSAVE2, _XCRS, _DEBUGREGS, _LAPIC, _CPUID2, _MSRS,
+    /// _VCPU_EVENTS and _TSC_KHZ.
+    pub const VCPU_STATE_READS: [u64; 11] = [
+        0x8004_ae98,
+        0x81a0_ae8c,
+        0x9000_aea4,
+        0x9000_aecf,
+        0x8188_aea6,
+        0x8080_aea1,
+        0x8400_ae8e,
+        0xc008_ae91,
+        0xc008_ae88,
+        0x8040_ae9f,
+        0xaea3,
+    ];
 }
 
 fn allow(syscalls: &[i64]) -> Rules {

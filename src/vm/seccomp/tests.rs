@@ -46,17 +46,53 @@ fn the_spawner_may_do_whatever_a_worker_may() {
 
 #[test]
 fn the_kvm_ioctl_numbers_are_the_kernels() {
-    // _IO(KVMIO, 0x80), _IOR(KVMIO, 0x81, struct kvm_regs), _IOR(KVMIO, 0x83, struct kvm_sregs)
-    let ior = |nr: u64, size: usize| (2u64 << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
+    use kvm_bindings::*;
+    // _IO(KVMIO, nr), _IOR(KVMIO, nr, T), _IOWR(KVMIO, nr, T) as the kernel encodes them.
+    let io = |nr: u64| (0xae << 8) | nr;
+    let ior = |nr: u64, size: usize| (2u64 << 30) | ((size as u64) << 16) | io(nr);
+    let iowr = |nr: u64, size: usize| (3u64 << 30) | ((size as u64) << 16) | io(nr);
+    let size = std::mem::size_of::<kvm_regs>;
     let vcpu = rules::rules(ThreadKind::Vcpu);
     let ioctl_rules = &vcpu[&libc::SYS_ioctl];
-    // KVM's three, and the terminal's three (a panic gives it its settings back).
-    assert_eq!(ioctl_rules.len(), 6);
+    let expected = [
+        io(0x80),                                          // KVM_RUN
+        ior(0x81, size()),                                 // KVM_GET_REGS
+        ior(0x83, std::mem::size_of::<kvm_sregs>()),       // KVM_GET_SREGS
+        ior(0x98, std::mem::size_of::<kvm_mp_state>()),    // KVM_GET_MP_STATE
+        ior(0x8c, std::mem::size_of::<kvm_fpu>()),         // KVM_GET_FPU
+        ior(0xa4, std::mem::size_of::<kvm_xsave>()),       // KVM_GET_XSAVE
+        ior(0xcf, std::mem::size_of::<kvm_xsave>()),       // KVM_GET_XSAVE2
+        ior(0xa6, std::mem::size_of::<kvm_xcrs>()),        // KVM_GET_XCRS
+        ior(0xa1, std::mem::size_of::<kvm_debugregs>()),   // KVM_GET_DEBUGREGS
+        ior(0x8e, std::mem::size_of::<kvm_lapic_state>()), // KVM_GET_LAPIC
+        iowr(0x91, std::mem::size_of::<kvm_cpuid2>()),     // KVM_GET_CPUID2
+        iowr(0x88, std::mem::size_of::<kvm_msrs>()),       // KVM_GET_MSRS
+        ior(0x9f, std::mem::size_of::<kvm_vcpu_events>()), // KVM_GET_VCPU_EVENTS
+        io(0xa3),                                          // KVM_GET_TSC_KHZ
+    ];
+    // KVM's, and the terminal's three (a panic gives it its settings back).
+    assert_eq!(ioctl_rules.len(), expected.len() + 3);
     let rendered = format!("{ioctl_rules:?}");
+    for n in expected {
+        assert!(
+            rendered.contains(&format!("value: {n}")),
+            "{n:#x} not in {rendered}"
+        );
+    }
+}
+
+#[test]
+fn the_api_threads_vm_ioctl_numbers_are_the_kernels() {
+    use kvm_bindings::*;
+    let io = |nr: u64| (0xae << 8) | nr;
+    let ior = |nr: u64, size: usize| (2u64 << 30) | ((size as u64) << 16) | io(nr);
+    let iowr = |nr: u64, size: usize| (3u64 << 30) | ((size as u64) << 16) | io(nr);
+    let api = rules::rules(ThreadKind::Api);
+    let rendered = format!("{:?}", api[&libc::SYS_ioctl]);
     for n in [
-        0xae80,
-        ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>()),
-        ior(0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
+        iowr(0x62, std::mem::size_of::<kvm_irqchip>()), // KVM_GET_IRQCHIP
+        ior(0x9f, std::mem::size_of::<kvm_pit_state2>()), // KVM_GET_PIT2
+        ior(0x7c, std::mem::size_of::<kvm_clock_data>()), // KVM_GET_CLOCK
     ] {
         assert!(
             rendered.contains(&format!("value: {n}")),

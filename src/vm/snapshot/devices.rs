@@ -1,0 +1,120 @@
+//! The state of the devices the VMM emulates.
+//!
+//! - serial (COM1): its registers, FIFO and the input waiting behind it ([`SavedSerial`]);
+//! - the i8042, debug-exit port, ACPI sleep register, pvpanic and boot timer keep no
+//!   state between accesses (reads are constant, a write acts at once), so there is
+//!   nothing to save: a restore makes them anew;
+//! - virtio devices: [`VirtioDeviceState`], the place their saved state goes. Until their
+//!   state can be taken (the transport's queues, each device's own), a VM with any is
+//!   refused by [`check_virtio_supported`] rather than saved without it.
+
+use devices::serial::SerialSnapshot;
+use serde::{Deserialize, Serialize};
+
+use super::error::SnapshotError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceStates {
+    pub serial: SavedSerial,
+    /// One per virtio device, in the order of `SavedConfig::devices`' windows.
+    pub virtio: Vec<VirtioDeviceState>,
+}
+
+/// The state of one virtio device and its transport. No variant yet: see the module note.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VirtioDeviceState {}
+
+/// Refuses a snapshot of a VM with virtio devices (their `kinds`, as Linux names them),
+/// whose state cannot be saved yet.
+pub fn check_virtio_supported(kinds: &[&str]) -> Result<(), SnapshotError> {
+    match kinds {
+        [] => Ok(()),
+        kinds => Err(SnapshotError::VirtioNotSupported {
+            kinds: kinds.join(", "),
+        }),
+    }
+}
+
+/// The 16550's registers (vm-superio's `SerialState`, which has no serde) and its input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSerial {
+    baud_divisor_low: u8,
+    baud_divisor_high: u8,
+    interrupt_enable: u8,
+    interrupt_identification: u8,
+    line_control: u8,
+    line_status: u8,
+    modem_control: u8,
+    modem_status: u8,
+    scratch: u8,
+    fifo: Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl From<SerialSnapshot> for SavedSerial {
+    fn from(s: SerialSnapshot) -> Self {
+        let u = s.uart;
+        SavedSerial {
+            baud_divisor_low: u.baud_divisor_low,
+            baud_divisor_high: u.baud_divisor_high,
+            interrupt_enable: u.interrupt_enable,
+            interrupt_identification: u.interrupt_identification,
+            line_control: u.line_control,
+            line_status: u.line_status,
+            modem_control: u.modem_control,
+            modem_status: u.modem_status,
+            scratch: u.scratch,
+            fifo: u.in_buffer,
+            pending: s.pending,
+        }
+    }
+}
+
+impl From<SavedSerial> for SerialSnapshot {
+    fn from(s: SavedSerial) -> Self {
+        SerialSnapshot {
+            uart: vm_superio::serial::SerialState {
+                baud_divisor_low: s.baud_divisor_low,
+                baud_divisor_high: s.baud_divisor_high,
+                interrupt_enable: s.interrupt_enable,
+                interrupt_identification: s.interrupt_identification,
+                line_control: s.line_control,
+                line_status: s.line_status,
+                modem_control: s.modem_control,
+                modem_status: s.modem_status,
+                scratch: s.scratch,
+                in_buffer: s.fifo,
+            },
+            pending: s.pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_state_round_trips_through_its_mirror() {
+        let snapshot = SerialSnapshot {
+            uart: vm_superio::serial::SerialState {
+                interrupt_enable: 0x3,
+                line_control: 0x83,
+                scratch: 0x5a,
+                in_buffer: b"abc".to_vec(),
+                ..Default::default()
+            },
+            pending: b"more".to_vec(),
+        };
+        let back: SerialSnapshot = SavedSerial::from(snapshot.clone()).into();
+        assert_eq!(back, snapshot);
+    }
+
+    #[test]
+    fn a_vm_with_virtio_devices_is_refused_naming_them() {
+        assert!(check_virtio_supported(&[]).is_ok());
+        let e = check_virtio_supported(&["blk", "rng"]).unwrap_err();
+        assert!(e.to_string().contains("(blk, rng)"), "{e}");
+        assert!(!e.is_bad_input());
+    }
+}

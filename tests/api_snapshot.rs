@@ -1,0 +1,114 @@
+//! Snapshots through Firecracker's API, with curl: `PATCH /vm` pauses the test guest
+//! mid-run, `PUT /snapshot/create` writes its state and memory, the VMM is killed, and a
+//! new `vmm --api-sock` that gets `PUT /snapshot/load` finishes the guest's work with the
+//! uninterrupted run's count and checksum.
+
+// A test reports failure by panicking: unwrap and expect are how it says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::Api;
+use common::snapshots::{guest_args, MEM_MIB};
+use common::{run_vmm, skip_without_kvm, TEST_GUEST};
+
+fn curl_found(test: &str) -> bool {
+    let found = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("SKIP {test}: curl is not installed");
+    }
+    found
+}
+
+#[test]
+fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_it() {
+    let test = "a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_it";
+    if skip_without_kvm(test) || !curl_found(test) {
+        return;
+    }
+    let args = guest_args(&[], "memcount");
+    let whole = run_vmm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(whole.code(), Some(0), "{}", whole.describe());
+
+    let mut first = Api::start("api-snap-first", &[]);
+    let d = first.dir.display().to_string();
+    first.expect(
+        "PUT",
+        "/machine-config",
+        Some(&format!(
+            r#"{{"vcpu_count": 1, "mem_size_mib": {MEM_MIB}}}"#
+        )),
+        204,
+    );
+    first.expect(
+        "PUT",
+        "/boot-source",
+        Some(&format!(
+            r#"{{"kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=memcount"}}"#
+        )),
+        204,
+    );
+    let load = format!(
+        r#"{{"snapshot_path": "{d}/state", "mem_backend": {{"backend_type": "File", "backend_path": "{d}/mem"}}, "resume_vm": true}}"#
+    );
+    first.expect_fault("PUT", "/snapshot/load", Some(&load), "not allowed");
+    first.expect(
+        "PUT",
+        "/actions",
+        Some(r#"{"action_type": "InstanceStart"}"#),
+        204,
+    );
+    assert!(
+        first
+            .vm
+            .wait_for_line("vmmtest: memcount step=2", Duration::from_secs(20)),
+        "the guest never got going"
+    );
+    first.expect("PATCH", "/vm", Some(r#"{"state": "Paused"}"#), 204);
+    first.expect(
+        "PUT",
+        "/snapshot/create",
+        Some(&format!(
+            r#"{{"snapshot_type": "Full", "snapshot_path": "{d}/state", "mem_file_path": "{d}/mem"}}"#
+        )),
+        204,
+    );
+    let printed_before = first.vm.output_so_far();
+    assert!(
+        !printed_before.contains("memcount_count"),
+        "the snapshot was not mid-run:\n{printed_before}"
+    );
+    // Killed while paused: the second VMM has only the files.
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(first.vm.pid() as i32, libc::SIGKILL) };
+    let (_, first_dir) = first.finish(Duration::from_secs(10));
+
+    let second = Api::start("api-snap-second", &[]);
+    second.expect(
+        "PUT",
+        "/snapshot/load",
+        Some(&load.replace(&d, &first_dir.display().to_string())),
+        204,
+    );
+    let info = second.expect("GET", "/", None, 200);
+    assert!(info.contains(r#""state":"Running""#), "{info}");
+    let (restored, second_dir) = second.finish(Duration::from_secs(30));
+    assert_eq!(restored.code(), Some(0), "{}", restored.describe());
+    assert_eq!(restored.fact("memcount_count"), Some("20"));
+    assert_eq!(
+        restored.fact("memcount_checksum"),
+        whole.fact("memcount_checksum")
+    );
+    assert!(
+        !restored.stdout.contains("vmmtest: memcount step=0\n"),
+        "the restored guest went on, not over:\n{}",
+        restored.stdout
+    );
+    std::fs::remove_dir_all(first_dir).unwrap();
+    std::fs::remove_dir_all(second_dir).unwrap();
+}
