@@ -74,6 +74,21 @@ pub(crate) fn run_once(exe: &std::path::Path, mem_mib: u64) -> Result<Sample, St
 
 /// Waits for the child and returns (exit status, peak RSS in KiB) from wait4(2).
 pub(crate) fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
+    let (code, usage) = wait4_usage(pid)?;
+    Ok((code, usage.ru_maxrss as u64))
+}
+
+/// Waits for the child and returns (exit status, CPU time it used: user and system).
+pub(crate) fn wait_with_cpu_time(pid: libc::pid_t) -> Result<(i32, Duration), String> {
+    let (code, usage) = wait4_usage(pid)?;
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok((code, time(usage.ru_utime) + time(usage.ru_stime)))
+}
+
+/// Waits for the child: its exit status (128 + N when killed by signal N) and rusage.
+fn wait4_usage(pid: libc::pid_t) -> Result<(i32, libc::rusage), String> {
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid for wait4 to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -87,10 +102,10 @@ pub(crate) fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
     } else {
         i32::from(exit_code::signalled(libc::WTERMSIG(status)))
     };
-    Ok((code, usage.ru_maxrss as u64))
+    Ok((code, usage))
 }
 
-fn parse_boot_timer_us(stderr: &str) -> Option<u64> {
+pub(crate) fn parse_boot_timer_us(stderr: &str) -> Option<u64> {
     // "boot-timer: guest reached the boot timer 1.234 ms after the VMM started (1234 µs)"
     let line = stderr.lines().find(|l| l.starts_with("boot-timer:"))?;
     let start = line.rfind('(')? + 1;

@@ -5,7 +5,9 @@
 //! QueueNotify register (the same eventfd KVM's ioeventfd would signal) and sleeps on the
 //! irqfd eventfd for the device worker's answer. The same 4 KiB offsets are then read and written with plain
 //! pread/pwrite on the same file, the "fio-like" host baseline. Only measured numbers are
-//! printed.
+//! printed. With `--bw`, the same disk limited to a bandwidth instead ([`rate`]).
+
+mod rate;
 
 use std::fs::File;
 use std::io::Write;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use devices::testing::{DriverError, DriverQueue, MmioDriver, Waited};
-use devices::virtio::Block;
+use devices::virtio::{Block, QueueLimiter};
 use edge::exit_code;
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -42,12 +44,28 @@ const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
 const S_OK: u8 = 0;
 
-pub fn run(requests: u32, file: Option<&Path>) -> ExitCode {
+/// A bandwidth limit to measure the disk under (`--bw`, `--seconds`).
+pub struct Limit {
+    pub bytes_per_s: u64,
+    pub seconds: u32,
+}
+
+pub fn run(requests: u32, file: Option<&Path>, limit: Option<Limit>) -> ExitCode {
     if requests == 0 {
         eprintln!("vmm: error: the number of requests must be at least 1");
         return ExitCode::from(exit_code::BAD_INPUT);
     }
-    match bench(requests, file) {
+    let result = match limit {
+        Some(Limit { seconds: 0, .. }) => {
+            eprintln!("vmm: error: --seconds must be at least 1");
+            return ExitCode::from(exit_code::BAD_INPUT);
+        }
+        Some(limit) => with_image(file, |path, _| {
+            rate::bench(path, limit.bytes_per_s, limit.seconds)
+        }),
+        None => bench(requests, file),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vmm: bench blk failed: {e}");
@@ -56,17 +74,27 @@ pub fn run(requests: u32, file: Option<&Path>) -> ExitCode {
     }
 }
 
-fn bench(requests: u32, file: Option<&Path>) -> Result<(), String> {
-    // The temporary image lives (and is removed) with `_temp`.
-    let (_temp, path, writable) = match file {
-        Some(p) => (None, p.to_path_buf(), false),
+/// Runs `body` on the user's image (read only) or on a temporary one (writable), which it
+/// removes after.
+fn with_image(
+    file: Option<&Path>,
+    body: impl FnOnce(&Path, bool) -> Result<(), String>,
+) -> Result<(), String> {
+    match file {
+        Some(p) => body(p, false),
         None => {
             let t = make_image().map_err(|e| format!("cannot create the test image: {e}"))?;
-            let p = t.as_path().to_path_buf();
-            (Some(t), p, true)
+            body(t.as_path(), true)
         }
-    };
-    let mut driver = Driver::new(&path, !writable)?;
+    }
+}
+
+fn bench(requests: u32, file: Option<&Path>) -> Result<(), String> {
+    with_image(file, |path, writable| bench_on(requests, path, writable))
+}
+
+fn bench_on(requests: u32, path: &Path, writable: bool) -> Result<(), String> {
+    let mut driver = Driver::new(path, !writable, QueueLimiter::default())?;
     let blocks = driver.capacity / (BLOCK as u64 / SECTOR);
     if blocks == 0 {
         return Err(format!("{path:?} is smaller than 4 KiB"));
@@ -75,7 +103,7 @@ fn bench(requests: u32, file: Option<&Path>) -> Result<(), String> {
     let host = File::options()
         .read(true)
         .write(writable)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("cannot open {path:?}: {e}"))?;
 
     println!(
@@ -182,10 +210,12 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(path: &Path, read_only: bool) -> Result<Self, String> {
+    fn new(path: &Path, read_only: bool, limiter: QueueLimiter) -> Result<Self, String> {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)])
             .map_err(|e| format!("cannot allocate guest memory: {e}"))?;
-        let block = Block::new(path, read_only, None).map_err(|e| e.to_string())?;
+        let block = Block::new(path, read_only, None)
+            .map_err(|e| e.to_string())?
+            .with_rate_limiter(limiter);
         let capacity = block.capacity();
         let mut driver = MmioDriver::new(&mem, Box::new(block)).map_err(driver_err)?;
         let queue = DriverQueue::new(&mem, RINGS, QUEUE_SIZE).map_err(driver_err)?;

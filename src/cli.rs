@@ -99,6 +99,12 @@ pub enum BenchCommand {
         /// Guest memory in MiB for each run.
         #[arg(long, default_value_t = 128)]
         mem: u32,
+        /// Instead: what the seccomp filters and the jail cost. `vmm --kernel` of the
+        /// built-in guest with its filters, with --no-seccomp and jailed (as root: --jail,
+        /// uid and gid 65534), interleaved in one run; the median differences against the
+        /// 1 ms budget.
+        #[arg(long)]
+        hardening: bool,
     },
     /// The virtio-blk path in-process: 4 KiB requests through the virtio-mmio transport
     /// and the block backend, against the host's own pread/pwrite on the same file.
@@ -109,6 +115,14 @@ pub enum BenchCommand {
         /// Image to read (reads only); default: a 64 MiB temporary file, removed after.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Instead: limit the disk to this many bytes per second (as `--disk ...,bw=`) and
+        /// measure the rate its reads get, against the limit.
+        #[arg(long, value_name = "BYTES_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+        bw: Option<u64>,
+        /// With --bw: how long to read at the limit, after the first second's worth (the
+        /// full bucket) has gone.
+        #[arg(long, default_value_t = 3, requires = "bw")]
+        seconds: u32,
     },
     /// Container start: run → /bin/true → exit with our runtime and, when installed, crun
     /// and runc, on the same busybox rootfs, side by side.
@@ -136,6 +150,12 @@ pub enum BenchCommand {
         #[arg(long, hide = true, value_name = "DIR")]
         snapshot_to: Option<PathBuf>,
     },
+    /// Leaks over a long run: N start/stop cycles of the built-in guest with every virtio
+    /// device, and N container runs, in this process; open fds, threads, RSS, heap,
+    /// mappings, mounts, and the cgroups, taps and state directories they made must be the
+    /// same before and after (exit status 1 if anything grew). Needs root for the
+    /// containers and the tap.
+    Soak(crate::bench_soak::SoakArgs),
     /// The virtio-net path in-process: 1514-byte frames through the transport and the
     /// net device, over a socketpair standing in for the tap.
     Net {

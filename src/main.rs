@@ -5,9 +5,11 @@
 mod api;
 mod bench;
 mod bench_blk;
+mod bench_hardening;
 mod bench_net;
 mod bench_restore;
 mod bench_run;
+mod bench_soak;
 mod cli;
 mod compare;
 mod container;
@@ -51,11 +53,32 @@ fn main() -> ExitCode {
         Some(cli::Command::Compare(args)) => compare::run(&args),
         Some(cli::Command::Lab(args)) => lab::run(&args),
         Some(cli::Command::Bench {
-            what: cli::BenchCommand::Start { runs, mem },
-        }) => bench::start(runs, u64::from(mem)),
+            what:
+                cli::BenchCommand::Start {
+                    runs,
+                    mem,
+                    hardening,
+                },
+        }) => match hardening {
+            true => bench_hardening::run(runs, u64::from(mem)),
+            false => bench::start(runs, u64::from(mem)),
+        },
         Some(cli::Command::Bench {
-            what: cli::BenchCommand::Blk { requests, file },
-        }) => bench_blk::run(requests, file.as_deref()),
+            what:
+                cli::BenchCommand::Blk {
+                    requests,
+                    file,
+                    bw,
+                    seconds,
+                },
+        }) => bench_blk::run(
+            requests,
+            file.as_deref(),
+            bw.map(|bytes_per_s| bench_blk::Limit {
+                bytes_per_s,
+                seconds,
+            }),
+        ),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Net { frames },
         }) => bench_net::run(frames),
@@ -70,6 +93,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Bench {
             what: cli::BenchCommand::Run(args),
         }) => bench_run::run(&args),
+        Some(cli::Command::Bench {
+            what: cli::BenchCommand::Soak(args),
+        }) => bench_soak::run(&args),
         Some(cli::Command::Bench {
             what: cli::BenchCommand::ContainerStart { runs },
         }) => container::bench::bench_container_start(runs),

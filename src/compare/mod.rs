@@ -16,8 +16,8 @@ mod memory;
 mod outputs;
 mod probes;
 pub mod report;
-mod rootfs;
-mod runner;
+pub(crate) mod rootfs;
+pub(crate) mod runner;
 mod selection;
 mod session;
 mod table;
@@ -70,7 +70,7 @@ pub fn run(args: &CompareArgs) -> ExitCode {
 
 /// The probe binary: `--probe`, or `vmm-probe` beside this `vmm` (cargo builds both into
 /// one directory).
-fn probe_binary(given: Option<&PathBuf>) -> Result<PathBuf, CompareError> {
+pub(crate) fn probe_binary(given: Option<&PathBuf>) -> Result<PathBuf, CompareError> {
     let path = match given {
         Some(path) => path.clone(),
         None => runner::this_vmm()

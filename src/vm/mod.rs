@@ -94,6 +94,9 @@ pub struct RunOptions {
     /// A control the caller keeps, to pause, resume and snapshot the VM from another
     /// thread ([`VmControl`]).
     pub control: Option<Arc<VmControl>>,
+    /// Leave out the end-of-run lines on stderr that report no error (the balloon's
+    /// summary), for a caller that runs VMs by the thousand (`vmm bench soak`).
+    pub quiet: bool,
 }
 
 /// Where the guest's console goes.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use devices::{StopReason, StopSignal};
 use kvm_ioctls::{VcpuFd, VmFd};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
 use super::devices_setup::Devices;
@@ -27,7 +26,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(2);
 /// A VM ready to run: its vCPUs set up (boot state or restored), devices wired.
 pub struct BuiltVm {
     pub vm: Arc<VmFd>,
-    pub mem: GuestMemoryMmap,
+    /// Unmapped when the run is over and no thread holds it any more.
+    pub mem: memory::GuestRam,
     pub devices: Devices,
     /// Dropped at the end of [`run_built`], after the vCPUs: that stops the device workers.
     pub virtio: AttachedVirtio,
@@ -167,7 +167,7 @@ pub fn run_built(built: BuiltVm, options: RunOptions) -> Result<VmOutcome, VmErr
     }
     waited?;
 
-    if let Some(balloon) = &virtio.balloon {
+    if let Some(balloon) = virtio.balloon.as_ref().filter(|_| !options.quiet) {
         eprintln!("vmm: {}", super::virtio_setup::balloon_summary(balloon));
     }
     drop(virtio);

@@ -24,6 +24,7 @@ static const struct {
     {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"hostile", test_hostile},
     /* snapshots (test_snapshot.c) */
     {"memcount", test_memcount}, {"spin", test_spin},
+    {"up", test_up},
 };
 
 /* Records a failed check as a protocol line `vmmtest: FAIL NAME: reason`. */

@@ -8,13 +8,9 @@
 #include "x86.h"
 
 #define VIRTIO_NET_F_MAC (1UL << 5)
-#define NET_HDR_LEN 12 /* virtio_net_hdr_v1, num_buffers included */
-#define ETH_HLEN 14
 #define ETH_FRAME_MAX 1514
-#define ETH_MIN_FRAME 60
 #define RX_BUF_LEN (NET_HDR_LEN + ETH_FRAME_MAX)
 #define RX_BUFS 8
-#define ETHERTYPE_TEST 0x88b5
 #define RX_QUEUE 0
 #define TX_QUEUE 1
 #define RESEND_US 200000

@@ -180,6 +180,30 @@ int blk_submit(struct vq *q, u32 type, u64 sector, void *data, u32 len, int devi
 /* blk_submit and wait: the status byte, -1 on timeout, -2 when the queue is full. */
 int blk_request(struct vq *q, u32 type, u64 sector, void *data, u32 len, int device_writes, int irqs_on);
 
+/* ---- virtio-net (§5.1) ---- */
+#define NET_HDR_LEN 12 /* virtio_net_hdr_v1, num_buffers included */
+#define ETH_HLEN 14
+#define ETH_MIN_FRAME 60
+#define ETHERTYPE_TEST 0x88b5 /* IEEE local experimental: what the tests send */
+
+/* ---- virtio-vsock (§5.10) ---- */
+#define VSOCK_HOST_CID 2
+#define VSOCK_TYPE_STREAM 1
+#define OP_REQUEST 1
+#define OP_RESPONSE 2
+#define OP_RST 3
+#define OP_SHUTDOWN 4
+#define OP_RW 5
+#define OP_CREDIT_UPDATE 6
+#define OP_CREDIT_REQUEST 7
+struct vsock_hdr {
+    u64 src_cid, dst_cid;
+    u32 src_port, dst_port, len;
+    u16 type, op;
+    u32 flags, buf_alloc, fwd_cnt;
+} __attribute__((packed));
+_Static_assert(sizeof(struct vsock_hdr) == 44, "virtio_vsock_hdr is 44 bytes");
+
 /* rng_test.c: 64 bytes from the first virtio-rng device into out; the count or -1. */
 int rng_read64(const char **why, u8 *out);
 
@@ -194,5 +218,6 @@ void test_vsock(struct test *t);
 void test_vsockcredit(struct test *t);
 void test_balloon(struct test *t);
 void test_hostile(struct test *t);
+void test_up(struct test *t);
 
 #endif

@@ -14,15 +14,6 @@
 #include "virtio.h"
 #include "x86.h"
 
-#define VSOCK_HOST_CID 2
-#define VSOCK_TYPE_STREAM 1
-#define OP_REQUEST 1
-#define OP_RESPONSE 2
-#define OP_RST 3
-#define OP_SHUTDOWN 4
-#define OP_RW 5
-#define OP_CREDIT_UPDATE 6
-#define OP_CREDIT_REQUEST 7
 #define SHUTDOWN_BOTH 3
 #define RX_QUEUE 0
 #define TX_QUEUE 1
@@ -39,14 +30,6 @@
 #define QUIET_US 100000
 #define CONN_DATA_MAX 128
 #define TX_TIMEOUT_US 200000
-
-struct vsock_hdr {
-    u64 src_cid, dst_cid;
-    u32 src_port, dst_port, len;
-    u16 type, op;
-    u32 flags, buf_alloc, fwd_cnt;
-} __attribute__((packed));
-_Static_assert(sizeof(struct vsock_hdr) == 44, "virtio_vsock_hdr is 44 bytes");
 
 enum conn_state { CLOSED, LISTEN, CONNECTING, ESTABLISHED, PEER_SHUTDOWN };
 

@@ -28,6 +28,10 @@ const EVERY_THREAD: &[i64] = &[
     libc::SYS_getrandom,
     libc::SYS_clock_gettime,
     libc::SYS_close,
+    // glibc's allocator sizes its arena count, once per process and from whichever thread
+    // makes its ninth arena, by the CPUs this process may run on. (Its other such call,
+    // an openat, is refused ahead of these rules: see super::compile.)
+    libc::SYS_sched_getaffinity,
 ];
 
 /// A device worker: waiting on its fds, reading queue eventfds, writing interrupt ones.
@@ -171,7 +175,6 @@ pub fn rules(kind: ThreadKind) -> Rules {
                     libc::SYS_set_robust_list,
                     libc::SYS_rseq,
                     libc::SYS_prctl,
-                    libc::SYS_sched_getaffinity,
                     // Each worker installs its own filter on top.
                     libc::SYS_seccomp,
                 ],
