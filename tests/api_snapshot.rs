@@ -112,3 +112,94 @@ fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_i
     std::fs::remove_dir_all(first_dir).unwrap();
     std::fs::remove_dir_all(second_dir).unwrap();
 }
+
+#[test]
+fn a_guest_with_a_busy_disk_and_rng_snapshotted_through_the_api_resumes_and_loads_paused() {
+    let test =
+        "a_guest_with_a_busy_disk_and_rng_snapshotted_through_the_api_resumes_and_loads_paused";
+    if skip_without_kvm(test) || !curl_found(test) {
+        return;
+    }
+    let first = Api::start("api-snap-dev-first", &[]);
+    let d = first.dir.display().to_string();
+    let disk: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i / 512 + i % 13) as u8)
+        .collect();
+    std::fs::write(first.dir.join("disk.img"), disk).unwrap();
+    first.expect(
+        "PUT",
+        "/machine-config",
+        Some(&format!(
+            r#"{{"vcpu_count": 1, "mem_size_mib": {MEM_MIB}}}"#
+        )),
+        204,
+    );
+    first.expect(
+        "PUT",
+        "/boot-source",
+        Some(&format!(
+            r#"{{"kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=devcount"}}"#
+        )),
+        204,
+    );
+    first.expect(
+        "PUT",
+        "/drives/data",
+        Some(&format!(
+            r#"{{"drive_id": "data", "path_on_host": "{d}/disk.img", "is_root_device": false, "is_read_only": true}}"#
+        )),
+        204,
+    );
+    first.expect("PUT", "/entropy", Some("{}"), 204);
+    first.expect(
+        "PUT",
+        "/actions",
+        Some(r#"{"action_type": "InstanceStart"}"#),
+        204,
+    );
+    let mut first = first;
+    assert!(
+        first
+            .vm
+            .wait_for_line("vmmtest: devcount step=2", Duration::from_secs(20)),
+        "the guest never got going"
+    );
+    first.expect("PATCH", "/vm", Some(r#"{"state": "Paused"}"#), 204);
+    first.expect(
+        "PUT",
+        "/snapshot/create",
+        Some(&format!(
+            r#"{{"snapshot_type": "Full", "snapshot_path": "{d}/state", "mem_file_path": "{d}/mem"}}"#
+        )),
+        204,
+    );
+    // The API thread starts the saved devices again, under its seccomp filter.
+    first.expect("PATCH", "/vm", Some(r#"{"state": "Resumed"}"#), 204);
+    let (original, first_dir) = first.finish(Duration::from_secs(30));
+    assert_eq!(original.code(), Some(0), "{}", original.describe());
+    assert_eq!(original.fact("devcount_blk_reads"), Some("12"));
+
+    let second = Api::start("api-snap-dev-second", &[]);
+    let fd = first_dir.display();
+    second.expect(
+        "PUT",
+        "/snapshot/load",
+        Some(&format!(
+            r#"{{"snapshot_path": "{fd}/state", "mem_backend": {{"backend_type": "File", "backend_path": "{fd}/mem"}}, "resume_vm": false}}"#
+        )),
+        204,
+    );
+    // Loaded paused: the restored devices start with the vCPUs, from the API thread.
+    second.expect("PATCH", "/vm", Some(r#"{"state": "Resumed"}"#), 204);
+    let (restored, second_dir) = second.finish(Duration::from_secs(30));
+    assert_eq!(restored.code(), Some(0), "{}", restored.describe());
+    assert_eq!(restored.fact("devcount_count"), Some("12"));
+    assert_eq!(restored.fact("devcount_blk_reads"), Some("12"));
+    assert_eq!(
+        restored.fact("devcount_blk_checksum"),
+        original.fact("devcount_blk_checksum")
+    );
+    assert!(restored.failures().is_empty(), "{}", restored.describe());
+    std::fs::remove_dir_all(first_dir).unwrap();
+    std::fs::remove_dir_all(second_dir).unwrap();
+}

@@ -101,3 +101,24 @@ fn no_seccomp_leaves_the_threads_unfiltered_and_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_balloon_with_statistics_activated_by_a_vcpu_runs_under_the_vcpu_filter() {
+    if skip_without_kvm("a_balloon_with_statistics_activated_by_a_vcpu_runs_under_the_vcpu_filter")
+    {
+        return;
+    }
+    // The vCPU that writes DRIVER_OK activates the balloon, which makes and arms its
+    // statistics timer there (timerfd_create, timerfd_settime).
+    let run = common::boot_guest(
+        &["--balloon", "amount_mib=4,stats_interval=1"],
+        "tests=balloonstats",
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(
+        run.fact("balloonstats_status").is_some(),
+        "{}",
+        run.describe()
+    );
+    assert!(run.failures().is_empty(), "{}", run.describe());
+}

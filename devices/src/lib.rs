@@ -60,6 +60,15 @@ pub(crate) mod test_util {
     use std::io::{self, Write};
     use std::sync::{Arc, Mutex};
 
+    use crate::virtio::TransportState;
+
+    /// `state` written as JSON and read back, as a VMM stores it in a state file: what a
+    /// restore gets must have survived a real serializer.
+    pub fn through_json(state: &TransportState) -> TransportState {
+        let json = serde_json::to_string(state).unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+
     /// A `Write` that appends to a shared buffer, so tests can read what a device printed.
     #[derive(Clone, Default)]
     pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);

@@ -137,8 +137,17 @@ impl VmControl {
     pub fn resume(&self) -> Result<(), ControlError> {
         let _op = lock(&self.op);
         let mut s = self.lock();
-        if s.vm.is_none() {
+        let Some(vm) = &s.vm else {
             return Err(ControlError::NotRunning);
+        };
+        // Devices a snapshot stopped run again before the vCPUs do. One that cannot is
+        // lost with its queues: the VM stops rather than run on without it.
+        if let Err(e) = vm.source.resume_devices() {
+            vm.stop.request(devices::StopReason::Failed(format!(
+                "resuming after a snapshot: {}",
+                edge::error_chain(&e)
+            )));
+            return Err(e.into());
         }
         self.set_paused(&mut s, false);
         Ok(())
@@ -163,7 +172,6 @@ impl VmControl {
             return Err(ControlError::NotPaused);
         }
         let (source, vcpus, stop) = (vm.source.clone(), vm.vcpus, vm.stop.clone());
-        source.check_supported()?;
         s.save_round += 1;
         s.saved = (0..vcpus).map(|_| None).collect();
         self.changed.notify_all();

@@ -11,16 +11,18 @@ use super::*;
 struct FakeWriter {
     writes: AtomicUsize,
     vcpus_seen: Mutex<Vec<u64>>,
+    device_resumes: AtomicUsize,
 }
 
 impl SnapshotWriter for FakeWriter {
-    fn check_supported(&self) -> Result<(), SnapshotError> {
-        Ok(())
-    }
-
     fn write(&self, vcpus: Vec<VcpuState>, _: &Path, _: &Path) -> Result<(), SnapshotError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         *self.vcpus_seen.lock().unwrap() = vcpus.iter().map(|v| v.regs.rip).collect();
+        Ok(())
+    }
+
+    fn resume_devices(&self) -> Result<(), SnapshotError> {
+        self.device_resumes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -94,6 +96,16 @@ fn pause_returns_once_every_vcpu_is_parked_and_resume_lets_them_run() {
     std::thread::sleep(Duration::from_millis(20));
     assert!(!vm.control.is_paused());
     assert!(vm.turns().iter().zip(&before).all(|(now, then)| now > then));
+    vm.stop_and_join();
+}
+
+#[test]
+fn resume_starts_the_devices_again_before_the_vcpus() {
+    let vm = start(1, false);
+    vm.control.pause().unwrap();
+    assert_eq!(vm.writer.device_resumes.load(Ordering::SeqCst), 0);
+    vm.control.resume().unwrap();
+    assert_eq!(vm.writer.device_resumes.load(Ordering::SeqCst), 1);
     vm.stop_and_join();
 }
 

@@ -56,13 +56,7 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
         .into());
     }
     let mem_file = open_memory_file(&config.mem_file, saved.ram_bytes())?;
-    snapshot::devices::check_virtio_supported(
-        &virtio_setup::plan(&saved.devices)?
-            .iter()
-            .map(|d| d.spec.kind())
-            .collect::<Vec<_>>(),
-    )?;
-
+    let planned = virtio_setup::plan(&saved.devices)?;
     let regions: Vec<_> = saved
         .regions
         .iter()
@@ -88,9 +82,17 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
         stop,
         Some(&serial),
     )?;
-    // No virtio devices (refused above): the empty set, for the run's bookkeeping. Where
-    // their states are restored, this is where the saved devices are attached again.
-    let virtio = virtio_setup::attach(&vm, &mem, &mut devices.mmio_bus, &mut devices.names, &[])?;
+    // Each device is made anew from its saved spec (disks and taps reopened by path),
+    // with its transport's and its own state checked before any runs.
+    let virtio = virtio_setup::attach_restored(
+        &vm,
+        &mem,
+        &mut devices.mmio_bus,
+        &mut devices.names,
+        &planned,
+        &snapshot.devices.virtio,
+        &config.state,
+    )?;
 
     let save_spec = snapshot::SaveSpec::of(&kvm, &vm)?;
     let vcpus = snapshot
@@ -108,6 +110,11 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
         .collect::<Result<Vec<_>, VmError>>()?;
     debug_assert_eq!(vcpus.len(), usize::from(num_cpus));
     vm_state::restore(&vm, &snapshot.vm)?;
+    // The devices run before the vCPUs do; a restore that stays paused leaves them
+    // stopped until the control resumes the VM.
+    if config.resume {
+        snapshot::resume_all(&virtio.transports)?;
+    }
 
     Ok(run_built::BuiltVm {
         config: snapshot.config,

@@ -72,7 +72,7 @@ pub fn run_built(built: BuiltVm, options: RunOptions) -> Result<VmOutcome, VmErr
             mem: mem.clone(),
             serial: devices.serial.clone(),
             config,
-            virtio_kinds: virtio.kinds.clone(),
+            virtio: virtio.transports.clone(),
         };
         control.attach(
             vcpus.len(),

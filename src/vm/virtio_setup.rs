@@ -19,6 +19,9 @@ use super::device_specs::{BalloonSpec, DeviceSpecs, DiskSpec, NetSpec, RngSpec, 
 use super::error::VmError;
 use super::exit_stats::{DeviceNames, Registers};
 
+mod restored;
+pub use restored::attach_restored;
+
 #[derive(Debug, Clone)]
 pub enum VirtioSpec {
     Disk(DiskSpec),
@@ -94,15 +97,33 @@ fn push_token(cmdline: &mut String, token: &str) {
     cmdline.push_str(token);
 }
 
+/// One attached device's transport, and where it is: a snapshot saves and resumes it.
+#[derive(Clone)]
+pub struct AttachedTransport {
+    pub transport: Arc<Mutex<MmioTransport>>,
+    pub kind: &'static str,
+    pub slot: DeviceSlot,
+}
+
+impl AttachedTransport {
+    /// "virtio-blk at 0xd0000000", for errors.
+    pub fn name(&self) -> String {
+        device_name(self.kind, self.slot.base)
+    }
+}
+
+fn device_name(kind: &str, base: u64) -> String {
+    format!("virtio-{kind} at {base:#x}")
+}
+
 /// The attached devices. Dropping this stops every device's worker.
 pub struct AttachedVirtio {
-    _transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// In window order.
+    pub transports: Vec<AttachedTransport>,
     /// The balloon's statistics and target, when the VM has one.
     pub balloon: Option<BalloonHandle>,
     /// Every device's error counts.
     pub metrics: DeviceMetrics,
-    /// Each device's kind ([`VirtioSpec::kind`]), in window order.
-    pub kinds: Vec<&'static str>,
 }
 
 /// Creates each planned device and attaches it to the VM, naming its window in `names`.
@@ -113,13 +134,34 @@ pub fn attach(
     names: &mut DeviceNames,
     planned: &[PlannedDevice],
 ) -> Result<AttachedVirtio, VmError> {
+    attach_with(vm, mmio_bus, names, planned, |index, model, irq| {
+        MmioTransport::new(mem.clone(), model, irq).map_err(|source| VmError::DeviceIo {
+            device: device_name(planned[index].spec.kind(), planned[index].slot.base),
+            op: "creating its virtio-mmio transport",
+            source,
+        })
+    })
+}
+
+/// Creates each planned device, has `make` put the `index`th in its transport (new or
+/// restored) with its interrupt, and attaches it.
+fn attach_with(
+    vm: &VmFd,
+    mmio_bus: &mut Bus,
+    names: &mut DeviceNames,
+    planned: &[PlannedDevice],
+    mut make: impl FnMut(usize, Box<dyn VirtioDevice>, EventFd) -> Result<MmioTransport, VmError>,
+) -> Result<AttachedVirtio, VmError> {
     let mut balloon = None;
     let metrics = DeviceMetrics::default();
     let transports = planned
         .iter()
-        .map(|device| {
+        .enumerate()
+        .map(|(index, device)| {
             let model = create_device(&device.spec, &mut balloon)?;
-            let transport = attach_one(vm, mem, mmio_bus, model, device)?;
+            let transport = attach_one(vm, mmio_bus, model, device, |model, irq| {
+                make(index, model, irq)
+            })?;
             let errors = transport
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -132,14 +174,17 @@ pub fn attach(
                 &format!("virtio-mmio ({})", device.spec.kind()),
                 Registers::VirtioMmio,
             );
-            Ok::<_, VmError>(transport)
+            Ok::<_, VmError>(AttachedTransport {
+                transport,
+                kind: device.spec.kind(),
+                slot: device.slot,
+            })
         })
         .collect::<Result<_, _>>()?;
     Ok(AttachedVirtio {
-        _transports: transports,
+        transports,
         balloon,
         metrics,
-        kinds: planned.iter().map(|d| d.spec.kind()).collect(),
     })
 }
 
@@ -225,14 +270,14 @@ fn create_device(
 
 fn attach_one(
     vm: &VmFd,
-    mem: &GuestMemoryMmap,
     mmio_bus: &mut Bus,
     model: Box<dyn VirtioDevice>,
     planned: &PlannedDevice,
+    make: impl FnOnce(Box<dyn VirtioDevice>, EventFd) -> Result<MmioTransport, VmError>,
 ) -> Result<Arc<Mutex<MmioTransport>>, VmError> {
     let slot = planned.slot;
     // Names the device in every error below: "virtio-blk at 0xd0000000".
-    let device = format!("virtio-{} at {:#x}", planned.spec.kind(), slot.base);
+    let device = device_name(planned.spec.kind(), slot.base);
     let kvm_failed = |op: String| {
         let device = device.clone();
         move |source| VmError::DeviceKvm { device, op, source }
@@ -242,8 +287,7 @@ fn attach_one(
         move |source| VmError::DeviceIo { device, op, source }
     };
     let irq = EventFd::new(EFD_NONBLOCK).map_err(io_failed("creating its interrupt eventfd"))?;
-    let transport = MmioTransport::new(mem.clone(), model, irq)
-        .map_err(io_failed("creating its virtio-mmio transport"))?;
+    let transport = make(model, irq)?;
     for (index, evt) in transport.queue_evts().iter().enumerate() {
         vm.register_ioevent(
             evt,

@@ -180,6 +180,7 @@ void test_smp(struct test *t);
 void test_ctrlaltdel(struct test *t);
 void kbd_drain(void);
 void test_memcount(struct test *t);
+void test_devcount(struct test *t);
 void test_spin(struct test *t);
 extern const struct cmdline *g_cmdline;
 

@@ -21,9 +21,9 @@ static const struct {
     {"virtio", test_virtio}, {"blk", test_blk},       {"blkro", test_blkro},
     {"blkrate", test_blkrate},
     {"rng", test_rng},       {"net", test_net},       {"vsock", test_vsock},
-    {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"hostile", test_hostile},
+    {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"balloonstats", test_balloonstats}, {"hostile", test_hostile},
     /* snapshots (test_snapshot.c) */
-    {"memcount", test_memcount}, {"spin", test_spin},
+    {"memcount", test_memcount}, {"devcount", test_devcount}, {"spin", test_spin},
     {"up", test_up},
 };
 

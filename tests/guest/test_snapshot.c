@@ -7,6 +7,7 @@
  * `spin` prints one line and then reads an unassigned port forever: a guest whose every
  * turn is a VM exit (`vmm bench restore` times a restore to its first exit). */
 #include "guest.h"
+#include "virtio.h"
 #include "x86.h"
 
 #define MEMCOUNT_PAGES 64
@@ -59,6 +60,63 @@ void test_memcount(struct test *t) {
     kprintf("vmmtest: fact memcount_count=%u\n", count);
     kprintf("vmmtest: fact memcount_checksum=0x%016lx\n", h);
     check(t, count == MEMCOUNT_STEPS, "count %u after %u steps", count, MEMCOUNT_STEPS);
+}
+
+/* `devcount`: memcount's steps with the first virtio-blk and the virtio-rng busy across
+ * them: each step queues a read of one sector and a 16-byte rng request, notifies, sleeps
+ * (the requests are in flight meanwhile; a rate-limited rng holds its request for part
+ * of the sleep) and then takes both used entries. The queues stay set up from step to
+ * step, so a snapshot taken mid-run must carry their indices and any request not yet
+ * answered. Ends with the count, a checksum of the sectors read and the rng bytes. */
+#define DEV_STEPS 12
+#define DEV_WAIT_US 2000000
+#define RNG_REQ 16
+static struct vq_mem dev_blk_ring, dev_rng_ring;
+static u8 dev_sector[512] __attribute__((aligned(512)));
+static u8 dev_rng[RNG_REQ] __attribute__((aligned(64)));
+
+void test_devcount(struct test *t) {
+    const char *why = "";
+    struct virtio_dev *blk = virtio_find(VIRTIO_ID_BLOCK, 0), *rng = virtio_find(VIRTIO_ID_RNG, 0);
+    struct vq bq, rq;
+    check(t, blk && rng, "needs a virtio-blk and a virtio-rng");
+    if (!blk || !rng) return;
+    if (blk_init(blk, &bq, &dev_blk_ring, &why) || virtio_begin_init(rng, 0, &why) ||
+        virtq_setup(rng, &rq, 0, &dev_rng_ring, &why)) {
+        check(t, 0, "%s", why);
+        return;
+    }
+    virtio_driver_ok(rng);
+    lapic_enable();
+    u32 steps = 0, rng_bytes = 0, blk_ok = 0;
+    u64 h = 0xcbf29ce484222325UL;
+    for (u32 step = 0; step < DEV_STEPS; step++) {
+        memset(dev_sector, 0, sizeof(dev_sector));
+        int bh = blk_submit(&bq, VIRTIO_BLK_T_IN, step % 8, dev_sector, sizeof(dev_sector), 1);
+        struct vbuf rb = {(u64)dev_rng, RNG_REQ, 1};
+        int rh = vq_add(&rq, &rb, 1);
+        if (rh >= 0) vq_kick(&rq);
+        kprintf("vmmtest: devcount step=%u\n", step);
+        sleep_halted(STEP_SLEEP_US);
+        u32 len = 0;
+        if (bh >= 0 && vq_wait_used(&bq, &len, DEV_WAIT_US, 0) >= 0) {
+            blk_ok++;
+            h ^= fnv1a32(dev_sector, sizeof(dev_sector));
+            h *= 0x100000001b3UL;
+        }
+        virtio_ack_interrupt(blk);
+        if (rh >= 0 && vq_wait_used(&rq, &len, DEV_WAIT_US, 0) >= 0) rng_bytes += len;
+        virtio_ack_interrupt(rng);
+        steps++;
+    }
+    virtio_reset(blk);
+    virtio_reset(rng);
+    kprintf("vmmtest: fact devcount_count=%u\n", steps);
+    kprintf("vmmtest: fact devcount_blk_reads=%u\n", blk_ok);
+    kprintf("vmmtest: fact devcount_blk_checksum=0x%016lx\n", h);
+    kprintf("vmmtest: fact devcount_rng_bytes=%u\n", rng_bytes);
+    check(t, blk_ok == DEV_STEPS, "%u of %u blk reads answered", blk_ok, DEV_STEPS);
+    check(t, rng_bytes == DEV_STEPS * RNG_REQ, "%u rng bytes, want %u", rng_bytes, DEV_STEPS * RNG_REQ);
 }
 
 void test_spin(struct test *t) {

@@ -217,6 +217,7 @@ void test_net(struct test *t);
 void test_vsock(struct test *t);
 void test_vsockcredit(struct test *t);
 void test_balloon(struct test *t);
+void test_balloonstats(struct test *t);
 void test_hostile(struct test *t);
 void test_up(struct test *t);
 

@@ -14,7 +14,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::{wait_used, DriverError, DriverQueue, Waited};
 use crate::bus::BusDevice;
 use crate::virtio::mmio::regs::*;
-use crate::virtio::{Interrupt, MmioTransport, VirtioDevice};
+use crate::virtio::{Interrupt, MmioTransport, TransportState, VirtioDevice};
 
 /// Status after DRIVER_OK when the device accepted everything.
 const STATUS_LIVE: u32 = VIRTIO_CONFIG_S_ACKNOWLEDGE
@@ -40,6 +40,27 @@ impl MmioDriver {
             transport,
             irq,
         })
+    }
+
+    /// A device restored from `state` over `mem` behind a new transport, as a new VMM
+    /// process makes it; it runs once `transport.resume()` is called.
+    pub fn restore(
+        mem: &GuestMemoryMmap,
+        device: Box<dyn VirtioDevice>,
+        state: TransportState,
+    ) -> Result<Self, DriverError> {
+        let irq = EventFd::new(EFD_NONBLOCK)?;
+        let transport = MmioTransport::restore(mem.clone(), device, irq.try_clone()?, state)?;
+        Ok(MmioDriver {
+            mem: mem.clone(),
+            transport,
+            irq,
+        })
+    }
+
+    /// Whether the device's interrupt line was raised since the last wait (and lowers it).
+    pub fn irq_raised(&self) -> bool {
+        self.irq.read().is_ok()
     }
 
     /// A 32-bit register read.

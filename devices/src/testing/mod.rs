@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::virtio::{ActivateError, Interrupt};
+use crate::virtio::{ActivateError, Interrupt, StateError};
 pub use harness::DeviceHarness;
 pub use mmio_driver::MmioDriver;
 pub use ring::{indirect_table, reached, DriverQueue};
@@ -52,6 +52,8 @@ pub enum DriverError {
     EventFd(#[from] io::Error),
     #[error("the device refused to start")]
     Activate(#[from] ActivateError),
+    #[error("the device's state could not be restored")]
+    State(#[from] StateError),
     #[error("the device did not reach DRIVER_OK (status {status:#x})")]
     NotLive { status: u32 },
     #[error("the device asked for a reset")]

@@ -18,6 +18,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 
 use super::config;
 use super::metrics::ErrorCounters;
+use super::state::{device_kind, DeviceState, SavedDevice, StateError};
 
 /// InterruptStatus bit: the device used buffers in a queue.
 pub const VIRTIO_MMIO_INT_VRING: u32 = 0x1;
@@ -76,6 +77,21 @@ impl Interrupt {
     /// InterruptACK: clears the acknowledged bits.
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    /// Takes the InterruptStatus and DEVICE_NEEDS_RESET of a saved device (restoring a
+    /// snapshot), without raising the line: [`Self::trigger`] does, once the VM can take it.
+    pub(crate) fn restore(&self, status: u32, needs_reset: bool) {
+        self.status.store(status, Ordering::SeqCst);
+        self.needs_reset.store(needs_reset, Ordering::SeqCst);
+    }
+
+    /// Raises the line for the status as it stands: a restored device whose driver had not
+    /// acknowledged an interrupt yet gets it again (the guest's interrupt controller may
+    /// have been saved before the interrupt reached it; one more is harmless, the driver
+    /// reads InterruptStatus).
+    pub(crate) fn trigger(&self) {
+        let _ = self.irq.write(1);
     }
 
     /// Clears everything on device reset.
@@ -206,6 +222,25 @@ pub trait VirtioDevice: Send {
     /// Stops processing and returns the device to its initial state; returns once the
     /// worker has stopped, so the transport can hand the queues out again.
     fn reset(&mut self);
+    /// Saves the device (vCPUs paused): stops its worker between two requests, so that
+    /// every chain the worker took is in the used ring, and returns the device's own state
+    /// and the queues the worker owned. The device stays stopped until it is activated
+    /// again. A device whose worker is not running returns its state and no queues.
+    fn save(&mut self) -> Result<SavedDevice, StateError> {
+        Err(StateError::Unsupported {
+            device: device_kind(self.device_type()),
+        })
+    }
+    /// Loads a state saved by [`Self::save`] of a device of the same type, before the
+    /// transport activates the device from the saved queues; what the saved worker held
+    /// (net's received frame, the balloon's stats buffer) goes to the next activation.
+    /// Refuses a state of another device type, or one the device's configuration
+    /// contradicts (the guest already read that configuration).
+    fn restore(&mut self, _state: DeviceState) -> Result<(), StateError> {
+        Err(StateError::Unsupported {
+            device: device_kind(self.device_type()),
+        })
+    }
 }
 
 #[cfg(test)]

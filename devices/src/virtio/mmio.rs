@@ -5,9 +5,14 @@
 //! accesses of the wrong width or to unknown offsets are ignored, invalid status
 //! transitions are ignored, and an unusable queue set up by the driver ends in
 //! DEVICE_NEEDS_RESET instead of an activated device.
+//!
+//! `state` saves and restores the transport with its device (snapshots).
 
 mod queue_config;
 pub(crate) mod regs;
+mod state;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -26,8 +31,10 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use self::queue_config::QueueConfig;
 pub use self::queue_config::QueueError;
 use self::regs::*;
+pub use self::state::{QueueState, TransportState};
 use super::device::{ActivateContext, DeviceQueue, Interrupt, VirtioDevice};
 use super::metrics::ErrorCounters;
+use super::state::StateError;
 use crate::bus::BusDevice;
 
 /// Size of one device's register window.
@@ -69,6 +76,13 @@ pub struct MmioTransport {
     queue_sel: u32,
     /// The device's worker owns the queues: reset must stop it before reconfiguring.
     activated: bool,
+    /// Saved or restored, and stopped until [`Self::resume`] starts the device from it.
+    quiesced: Option<TransportState>,
+    /// Restored with InterruptStatus bits set: [`Self::resume`] raises the line again.
+    raise_on_resume: bool,
+    /// The device was given a saved state, and may hold some of it for its next
+    /// activation: a reset must clear it even if the device never ran.
+    device_loaded: bool,
 }
 
 impl MmioTransport {
@@ -100,6 +114,9 @@ impl MmioTransport {
             driver_features: 0,
             queue_sel: 0,
             activated: false,
+            quiesced: None,
+            raise_on_resume: false,
+            device_loaded: false,
         })
     }
 
@@ -259,20 +276,41 @@ impl MmioTransport {
     }
 
     fn activate(&mut self) {
+        // The driver learns of a failure from DEVICE_NEEDS_RESET, set by start_device.
+        let _ = self.start_device(None);
+    }
+
+    /// Hands the device its ready queues and starts it; with `saved`, each queue resumes
+    /// at its saved `next_avail`/`next_used`. An unusable queue (or a lack of fds) or a
+    /// device that cannot start ends in DEVICE_NEEDS_RESET, and the error says which.
+    fn start_device(&mut self, saved: Option<&[QueueState]>) -> Result<(), StateError> {
+        let result = self.try_start_device(saved);
+        match result {
+            Ok(()) => self.activated = true,
+            // The driver gave an unusable queue (or we ran out of fds): the device cannot
+            // run, tell the driver to reset it.
+            Err(_) => self.interrupt.set_needs_reset(),
+        }
+        result
+    }
+
+    fn try_start_device(&mut self, saved: Option<&[QueueState]>) -> Result<(), StateError> {
         let event_idx = self.driver_features & (1u64 << VIRTIO_RING_F_EVENT_IDX) != 0;
         // Queue i stays at index i whether or not the queues before it are ready.
         let mut queues = Vec::with_capacity(self.queues.len());
-        for (cfg, evt) in self.queues.iter().zip(&self.queue_evts) {
+        for (index, (cfg, evt)) in self.queues.iter().zip(&self.queue_evts).enumerate() {
             if !cfg.ready {
                 queues.push(None);
                 continue;
             }
-            match (cfg.to_queue(&self.mem, event_idx), evt.try_clone()) {
-                (Ok(queue), Ok(evt)) => queues.push(Some(DeviceQueue { queue, evt })),
-                // The driver gave an unusable queue (or we ran out of fds): the device
-                // cannot run, tell the driver to reset it.
-                _ => return self.interrupt.set_needs_reset(),
+            let mut queue = cfg
+                .to_queue(&self.mem, event_idx)
+                .map_err(|source| StateError::Queue { index, source })?;
+            if let Some(q) = saved.and_then(|s| s.get(index)) {
+                q.set_indices(&mut queue);
             }
+            let evt = evt.try_clone().map_err(StateError::EventFd)?;
+            queues.push(Some(DeviceQueue { queue, evt }));
         }
         let ctx = ActivateContext::new(
             self.mem.clone(),
@@ -281,17 +319,18 @@ impl MmioTransport {
             self.driver_features,
             self.errors.clone(),
         );
-        match self.device.activate(ctx) {
-            Ok(()) => self.activated = true,
-            Err(_) => self.interrupt.set_needs_reset(),
-        }
+        self.device.activate(ctx).map_err(StateError::Activate)
     }
 
     fn reset(&mut self) {
-        if self.activated {
+        // A device given a saved state may hold what its saved worker had (a frame, a
+        // stats buffer): its reset drops that too.
+        self.quiesced = None;
+        if self.activated || std::mem::take(&mut self.device_loaded) {
             self.device.reset();
             self.activated = false;
         }
+        self.raise_on_resume = false;
         for q in &mut self.queues {
             q.reset();
         }

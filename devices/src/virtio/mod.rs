@@ -3,8 +3,9 @@
 //! `mmio` the transport; `worker` the thread every device runs its queues on, `chain`
 //! the checked descriptor chains every device takes off its queues, `config` the
 //! configuration-space accesses, `metrics` the counts all devices share and
-//! `rate_limiter` the token buckets blk, net and rng may be limited by; one file (or
-//! folder) per device.
+//! `rate_limiter` the token buckets blk, net and rng may be limited by, `state` the
+//! snapshots of devices (each device's own state is in its folder's `state.rs`); one file
+//! (or folder) per device.
 
 pub mod balloon;
 pub mod blk;
@@ -18,17 +19,19 @@ pub mod mmio;
 pub mod net;
 pub mod rate_limiter;
 pub mod rng;
+pub mod state;
 pub mod tap;
 pub mod vsock;
 pub mod worker;
 
-pub use balloon::{Balloon, BalloonHandle, BalloonStats};
-pub use blk::{Block, BlockError};
+pub use balloon::{Balloon, BalloonHandle, BalloonState, BalloonStats};
+pub use blk::{Block, BlockError, BlockState};
 pub use device::{ActivateContext, ActivateError, DeviceQueue, Interrupt, VirtioDevice};
 pub use metrics::{DeviceErrors, ErrorCounters};
-pub use mmio::MmioTransport;
-pub use net::Net;
+pub use mmio::{MmioTransport, QueueState, TransportState};
+pub use net::{Net, NetState};
 pub use rate_limiter::{QueueLimiter, RateLimiterConfig, TokenBucketConfig};
-pub use rng::Rng;
+pub use rng::{Rng, RngState};
+pub use state::{DeviceState, SavedDevice, StateError, STATE_VERSION};
 pub use tap::{Tap, TapError};
-pub use vsock::{Vsock, VsockError};
+pub use vsock::{Vsock, VsockConnection, VsockError, VsockState};

@@ -2,7 +2,11 @@
 //! becomes ready to the device's handler, until it is stopped.
 //!
 //! Devices start one in `VirtioDevice::activate` and stop it in `reset` (or drop), so the
-//! transport can hand the queues out again. The handler owns whatever the fds belong to
+//! transport can hand the queues out again, or in `VirtioDevice::save`, which takes the
+//! handler back ([`Worker::stop_and_take`]) to read its queues' indices. The worker stops
+//! only between two calls of its handler, and a handler finishes every chain it took off a
+//! ring within one call (used, or put back), so a stopped handler holds no request half
+//! done. The handler owns whatever the fds belong to
 //! (queue eventfds, a tap, a socket, a timer); the worker only knows the raw fds, by
 //! their index (the token). A handler may change what it waits for on an fd through
 //! [`Interest`] (net drops EPOLLIN from its backend while the guest has no rx buffers)
@@ -11,7 +15,7 @@
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -128,19 +132,33 @@ fn launch(name: &str, body: WorkerBody) -> io::Result<JoinHandle<()>> {
     }
 }
 
-/// A running worker thread. Dropping it stops and joins the thread.
-#[derive(Debug)]
-pub struct Worker {
+/// Where a worker thread leaves its handler when it ends.
+type HandlerSlot<H> = Arc<Mutex<Option<H>>>;
+
+/// A running worker thread over a handler of type `H`. Dropping it stops and joins the
+/// thread, then drops the handler the thread left (closing its fds) on the dropping thread:
+/// every thread's seccomp filter allows close and freeing memory.
+pub struct Worker<H> {
     stop: EventFd,
     thread: Option<JoinHandle<()>>,
+    /// Filled by the thread as it ends (unless the handler panicked).
+    handler: HandlerSlot<H>,
 }
 
-impl Worker {
+impl<H> std::fmt::Debug for Worker<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl<H: EventHandler> Worker<H> {
     /// Starts thread `name` running `handler` over `fds`, each first waited on for
     /// EPOLLIN; `fds[i]` is token `i`.
     ///
     /// The fds must stay open while the thread runs: give their owners to the handler.
-    pub fn start<H: EventHandler>(name: &str, fds: &[RawFd], mut handler: H) -> io::Result<Worker> {
+    pub fn start(name: &str, fds: &[RawFd], mut handler: H) -> io::Result<Worker<H>> {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         // Epoll is set up here rather than in the thread so that a bad fd is reported to
         // the caller of `activate` instead of silently ending the thread.
@@ -162,22 +180,33 @@ impl Worker {
             fds: fds.to_vec(),
             current: vec![EventSet::IN; fds.len()],
         };
-        let thread = launch(name, Box::new(move || run(&mut interest, &mut handler)))?;
+        let slot: HandlerSlot<H> = Arc::default();
+        let returned = slot.clone();
+        let body = move || {
+            run(&mut interest, &mut handler);
+            *returned.lock().unwrap_or_else(PoisonError::into_inner) = Some(handler);
+        };
+        let thread = launch(name, Box::new(body))?;
         Ok(Worker {
             stop,
             thread: Some(thread),
+            handler: slot,
         })
     }
+}
 
+impl<F> Worker<Readable<F>>
+where
+    F: FnMut(usize) -> ControlFlow<()> + Send + 'static,
+{
     /// [`Worker::start`] for a handler that only needs to know which fd is readable:
     /// `handler(i)` runs whenever `fds[i]` is.
-    pub fn spawn<F>(name: &str, fds: &[RawFd], handler: F) -> io::Result<Worker>
-    where
-        F: FnMut(usize) -> ControlFlow<()> + Send + 'static,
-    {
+    pub fn spawn(name: &str, fds: &[RawFd], handler: F) -> io::Result<Self> {
         Self::start(name, fds, Readable(handler))
     }
+}
 
+impl<H> Worker<H> {
     /// Stops the thread and waits for it to end. Idempotent.
     pub fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
@@ -187,9 +216,20 @@ impl Worker {
             let _ = thread.join();
         }
     }
+
+    /// Stops the thread and returns its handler as the thread left it: between two of
+    /// its calls (or after the one that ended it). `None` when the handler panicked, and
+    /// took its queues with it.
+    pub fn stop_and_take(mut self) -> Option<H> {
+        self.stop();
+        self.handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
-impl Drop for Worker {
+impl<H> Drop for Worker<H> {
     fn drop(&mut self) {
         self.stop();
     }
@@ -214,8 +254,8 @@ pub fn continue_or_reset<E>(
     }
 }
 
-/// A closure as a handler that only cares which fd is readable.
-struct Readable<F>(F);
+/// A closure as a handler that only cares which fd is readable (see [`Worker::spawn`]).
+pub struct Readable<F>(F);
 
 impl<F> EventHandler for Readable<F>
 where
@@ -262,120 +302,4 @@ fn run<H: EventHandler>(interest: &mut Interest, handler: &mut H) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    #[test]
-    fn handler_runs_for_readable_fd_and_stop_joins() {
-        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        let kick = evt.try_clone().unwrap();
-        let fd = evt.as_raw_fd();
-        let (tx, rx) = mpsc::channel();
-        let mut worker = Worker::spawn("test-worker", &[fd], move |i| {
-            let _ = evt.read();
-            tx.send(i).unwrap();
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-        kick.write(1).unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
-        worker.stop();
-        worker.stop();
-    }
-
-    #[test]
-    fn handler_break_ends_thread() {
-        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        evt.write(1).unwrap();
-        let fd = evt.as_raw_fd();
-        let (tx, rx) = mpsc::channel();
-        let _worker = Worker::spawn("test-worker", &[fd], move |_| {
-            let _ = evt.read();
-            tx.send(()).unwrap();
-            ControlFlow::Break(())
-        })
-        .unwrap();
-        rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        // The sender is dropped with the handler when the thread ends.
-        assert!(rx.recv_timeout(Duration::from_secs(5)).is_err());
-    }
-
-    /// Counts wake-ups of a readable eventfd it never reads, and takes it out of the
-    /// epoll set after the first: a level-triggered fd that is not consumed would
-    /// otherwise wake the worker again at once.
-    struct Unsubscriber {
-        _evt: EventFd,
-        seen: mpsc::Sender<EventSet>,
-    }
-
-    impl EventHandler for Unsubscriber {
-        fn on_event(
-            &mut self,
-            token: usize,
-            events: EventSet,
-            i: &mut Interest,
-        ) -> ControlFlow<()> {
-            let _ = self.seen.send(events);
-            i.set(token, EventSet::empty());
-            ControlFlow::Continue(())
-        }
-    }
-
-    #[test]
-    fn interest_set_to_none_stops_events_from_an_unconsumed_fd() {
-        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
-        evt.write(1).unwrap();
-        let fds = [evt.as_raw_fd()];
-        let (tx, rx) = mpsc::channel();
-        let _worker = Worker::start(
-            "test-worker",
-            &fds,
-            Unsubscriber {
-                _evt: evt,
-                seen: tx,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            EventSet::IN
-        );
-        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
-    }
-
-    /// Asks to be woken 10 ms from now, once.
-    struct Sleeper {
-        wake_at: Option<Instant>,
-        woke: mpsc::Sender<()>,
-    }
-
-    impl EventHandler for Sleeper {
-        fn on_event(&mut self, _: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
-            ControlFlow::Continue(())
-        }
-
-        fn deadline(&self) -> Option<Instant> {
-            self.wake_at
-        }
-
-        fn after_wake(&mut self, _: &mut Interest) -> ControlFlow<()> {
-            if self.wake_at.take().is_some() {
-                let _ = self.woke.send(());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-
-    #[test]
-    fn deadline_wakes_the_handler_without_an_event() {
-        let (tx, rx) = mpsc::channel();
-        let sleeper = Sleeper {
-            wake_at: Some(Instant::now() + Duration::from_millis(10)),
-            woke: tx,
-        };
-        let _worker = Worker::start("test-worker", &[], sleeper).unwrap();
-        rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    }
-}
+mod tests;

@@ -118,11 +118,13 @@ pub fn rules(kind: ThreadKind) -> Rules {
                 &[
                     libc::SYS_read,
                     // Activating a device makes its worker's epoll and stop eventfd here
-                    // (so a bad fd is the activation's error), and a timer for a limiter.
+                    // (so a bad fd is the activation's error), and a timer for a limiter
+                    // or the balloon's statistics, which it arms.
                     libc::SYS_epoll_create1,
                     libc::SYS_epoll_ctl,
                     libc::SYS_eventfd2,
                     libc::SYS_timerfd_create,
+                    libc::SYS_timerfd_settime,
                     libc::SYS_fcntl,
                 ],
             );
@@ -253,6 +255,17 @@ pub fn rules(kind: ThreadKind) -> Rules {
                     libc::SYS_pwrite64,
                     libc::SYS_rename,
                     libc::SYS_unlink,
+                ],
+            );
+            // A snapshot stops each device (its worker joins, through the spawner's
+            // eventfd) and a resume starts it again: activation makes the worker's epoll
+            // and eventfds here, and a limiter's or the balloon's statistics timer.
+            add(
+                &mut rules,
+                &[
+                    libc::SYS_eventfd2,
+                    libc::SYS_timerfd_create,
+                    libc::SYS_timerfd_settime,
                 ],
             );
             // Making a client's socket non-blocking.

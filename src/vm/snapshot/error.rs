@@ -55,6 +55,15 @@ pub enum SnapshotError {
     },
     #[error("snapshot state file {path:?} is larger than {limit_mib} MiB")]
     StateTooLarge { path: PathBuf, limit_mib: u64 },
+    /// The saved state of a device does not fit the device made from its saved config
+    /// (or the memory file beside it): checked before any device runs.
+    #[error("snapshot state file {path:?}: {device} cannot be restored")]
+    VirtioRestore {
+        path: PathBuf,
+        device: String,
+        #[source]
+        source: Box<devices::virtio::StateError>,
+    },
     #[error("snapshot state file {path:?} describes an impossible VM: {reason}")]
     Inconsistent { path: PathBuf, reason: String },
     #[error(
@@ -67,10 +76,20 @@ pub enum SnapshotError {
     },
 
     // ---- failures (exit status 1) ----
-    /// Snapshots of virtio devices come with their device states (not yet here): a VM
-    /// with any is refused rather than saved without them.
-    #[error("cannot snapshot a VM with virtio devices yet ({kinds}): their state is not saved")]
-    VirtioNotSupported { kinds: String },
+    /// `device` names the device and its window: "virtio-blk at 0xd0000000". (Boxed:
+    /// a device state error is large, and every `Result` carrying this would grow.)
+    #[error("saving the state of {device}")]
+    VirtioSave {
+        device: String,
+        #[source]
+        source: Box<devices::virtio::StateError>,
+    },
+    #[error("starting {device} again")]
+    VirtioResume {
+        device: String,
+        #[source]
+        source: Box<devices::virtio::StateError>,
+    },
     /// Reading or writing one piece of a vCPU's state; `what` names it ("the LAPIC").
     #[error("{op} {what} of vCPU {index}: {source}")]
     VcpuState {
@@ -121,6 +140,7 @@ impl SnapshotError {
                 | StateTooLarge { .. }
                 | Inconsistent { .. }
                 | MemoryFileSize { .. }
+                | VirtioRestore { .. }
         )
     }
 

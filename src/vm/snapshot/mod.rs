@@ -28,6 +28,8 @@ use kvm_ioctls::VmFd;
 use serde::{Deserialize, Serialize};
 use vm_memory::GuestMemoryMmap;
 
+use super::virtio_setup::AttachedTransport;
+
 pub use config::SavedConfig;
 pub use error::SnapshotError;
 pub use vcpu_state::{SaveSpec, VcpuState};
@@ -50,28 +52,43 @@ pub struct SnapshotSource {
     pub serial: Arc<Mutex<::devices::Serial>>,
     /// The VM's config (its RAM layout is filled in when the memory file is written).
     pub config: SavedConfig,
-    /// The kinds of its virtio devices ("blk", …), which cannot be saved yet.
-    pub virtio_kinds: Vec<&'static str>,
+    /// Its virtio devices, in window order.
+    pub virtio: Vec<AttachedTransport>,
 }
 
 /// What takes a snapshot of a paused VM once its vCPUs have read their own state: the VM
 /// itself ([`SnapshotSource`]), or a stand-in in the control's tests.
 pub trait SnapshotWriter: Send + Sync {
-    /// Refuses, before anything is read, a VM whose state cannot all be saved.
-    fn check_supported(&self) -> Result<(), SnapshotError>;
     /// Reads the rest of the VM's state and writes the snapshot, with `vcpus` (read by
     /// their threads), to `state` and `mem`. Every vCPU must be parked.
     fn write(&self, vcpus: Vec<VcpuState>, state: &Path, mem: &Path) -> Result<(), SnapshotError>;
+    /// Starts again the devices a snapshot stopped, before the vCPUs run again.
+    fn resume_devices(&self) -> Result<(), SnapshotError>;
 }
 
 impl SnapshotWriter for SnapshotSource {
-    fn check_supported(&self) -> Result<(), SnapshotError> {
-        devices::check_virtio_supported(&self.virtio_kinds)
-    }
-
     fn write(&self, vcpus: Vec<VcpuState>, state: &Path, mem: &Path) -> Result<(), SnapshotError> {
-        self.check_supported()?;
         let vm = vm_state::save(&self.vm)?;
+        // Before guest RAM is written: a saved device is stopped (its worker gone, its
+        // queues' indices taken), so it writes no more to guest memory until resumed.
+        let virtio = self
+            .virtio
+            .iter()
+            .map(|attached| {
+                let transport = lock(&attached.transport).save().map_err(|source| {
+                    SnapshotError::VirtioSave {
+                        device: attached.name(),
+                        source: Box::new(source),
+                    }
+                })?;
+                Ok(devices::VirtioDeviceState {
+                    kind: attached.kind.to_string(),
+                    base: attached.slot.base,
+                    irq: attached.slot.irq,
+                    transport,
+                })
+            })
+            .collect::<Result<Vec<_>, SnapshotError>>()?;
         let serial = self
             .serial
             .lock()
@@ -86,10 +103,7 @@ impl SnapshotWriter for SnapshotSource {
             },
             vm,
             vcpus,
-            devices: devices::DeviceStates {
-                serial,
-                virtio: Vec::new(),
-            },
+            devices: devices::DeviceStates { serial, virtio },
         };
         let state_file = file::write(state, &snapshot)?;
         // Both files are complete: only the two renames are left, memory first. (Were
@@ -98,4 +112,27 @@ impl SnapshotWriter for SnapshotSource {
         mem_file.commit()?;
         state_file.commit()
     }
+
+    fn resume_devices(&self) -> Result<(), SnapshotError> {
+        resume_all(&self.virtio)
+    }
+}
+
+/// Starts again every stopped device of `virtio` (one not stopped is left as it is).
+pub fn resume_all(virtio: &[AttachedTransport]) -> Result<(), SnapshotError> {
+    for attached in virtio {
+        lock(&attached.transport)
+            .resume()
+            .map_err(|source| SnapshotError::VirtioResume {
+                device: attached.name(),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
+/// A transport's state stays whole through a panic elsewhere: each register and queue
+/// write is done under the lock as one assignment.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

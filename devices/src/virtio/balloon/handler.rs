@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
@@ -20,7 +21,7 @@ use super::stats::{PAGE_SIZE, STAT_LEN};
 use super::Shared;
 use crate::virtio::chain::{self, Reader};
 use crate::virtio::metrics::ErrorCounters;
-use crate::virtio::worker::continue_or_reset;
+use crate::virtio::worker::{continue_or_reset, EventHandler, Interest};
 use crate::virtio::{ActivateContext, ActivateError, Interrupt};
 
 const INFLATE: usize = 0;
@@ -90,9 +91,22 @@ impl BalloonHandler {
             .collect()
     }
 
+    /// Holds the stats buffer `head` until the next poll, as a saved worker held it.
+    pub(super) fn hold_stats_buffer(&mut self, head: u16) {
+        if self.queues.len() > STATS {
+            self.stats_head = Some(head);
+        }
+    }
+
+    /// The queues (inflate, deflate, and stats when taken), where the worker left them,
+    /// and the stats buffer it held (for a snapshot).
+    pub(super) fn into_saved(self) -> (Vec<Queue>, Option<u16>) {
+        (self.queues, self.stats_head)
+    }
+
     /// Handles the fd at `index` in [`Self::fds`]. A broken ring (index past the queue
     /// size, ring outside RAM) stops the device until the driver resets it.
-    pub(super) fn on_event(&mut self, index: usize) -> ControlFlow<()> {
+    fn handle(&mut self, index: usize) -> ControlFlow<()> {
         let result = if index < self.queues.len() {
             let _ = self.evts[index].read();
             self.process(index)
@@ -195,6 +209,12 @@ impl BalloonHandler {
         let mut stats = self.shared.stats();
         stats.inflated_pages += released;
         stats.invalid_pfns += invalid;
+    }
+}
+
+impl EventHandler for BalloonHandler {
+    fn on_event(&mut self, index: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
+        self.handle(index)
     }
 }
 

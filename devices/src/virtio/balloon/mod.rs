@@ -10,8 +10,11 @@
 //! makes; a shared or file-backed guest memory would need `FALLOC_FL_PUNCH_HOLE` instead.
 
 mod handler;
+mod state;
 mod stats;
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -23,9 +26,11 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BALLOON;
 
 use super::config;
+use super::state::{DeviceState, SavedDevice, StateError};
 use super::worker::Worker;
 use super::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
 use handler::BalloonHandler;
+pub use state::BalloonState;
 use stats::PAGES_PER_MIB;
 pub use stats::{BalloonStats, PAGE_SIZE};
 
@@ -93,7 +98,12 @@ pub struct Balloon {
     avail_features: u64,
     stats_interval: Option<Duration>,
     /// Dropping it stops and joins the thread.
-    worker: Option<Worker>,
+    worker: Option<Worker<BalloonHandler>>,
+    /// The stats buffer a saved worker held: the next activation holds it in turn.
+    held_stats_head: Option<u16>,
+    /// The target a saved device had: a target set while it was stopped (no interrupt can
+    /// reach the driver then) is announced when it starts again.
+    saved_target_pages: Option<u32>,
 }
 
 impl Balloon {
@@ -114,6 +124,8 @@ impl Balloon {
             avail_features,
             stats_interval,
             worker: None,
+            held_stats_head: None,
+            saved_target_pages: None,
         };
         balloon.handle().set_target_mib(amount_mib);
         balloon
@@ -186,11 +198,17 @@ impl VirtioDevice for Balloon {
         let interrupt = ctx.interrupt.clone();
         let mut handler = BalloonHandler::new(ctx, interval, self.shared.clone())?;
         self.stop_worker();
+        if let Some(head) = self.held_stats_head.take() {
+            handler.hold_stats_buffer(head);
+        }
         handler.kick_all().map_err(ActivateError::Worker)?;
         let fds = handler.fds();
-        let worker = Worker::spawn("vmm-balloon", &fds, move |i| handler.on_event(i))
-            .map_err(ActivateError::Worker)?;
+        let worker = Worker::start("vmm-balloon", &fds, handler).map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
+        let target = self.shared.target_pages.load(Ordering::SeqCst);
+        if self.saved_target_pages.take().is_some_and(|t| t != target) {
+            interrupt.signal_config_change();
+        }
         *self
             .shared
             .interrupt
@@ -201,7 +219,17 @@ impl VirtioDevice for Balloon {
 
     fn reset(&mut self) {
         self.stop_worker();
+        self.held_stats_head = None;
+        self.saved_target_pages = None;
         self.shared.actual_pages.store(0, Ordering::SeqCst);
+    }
+
+    fn save(&mut self) -> Result<SavedDevice, StateError> {
+        self.save_state()
+    }
+
+    fn restore(&mut self, state: DeviceState) -> Result<(), StateError> {
+        self.restore_state(state)
     }
 }
 

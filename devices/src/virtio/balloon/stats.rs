@@ -9,9 +9,11 @@ pub const PAGE_SIZE: u64 = 4096;
 pub(super) const PAGES_PER_MIB: u32 = 256;
 const _: () = assert!(PAGES_PER_MIB as u64 * PAGE_SIZE == 1 << 20);
 
+use serde::{Deserialize, Serialize};
+
 /// A snapshot of the balloon. Guest statistics are `None` until the guest reported them
 /// (it only does when the stats queue was negotiated, i.e. a polling interval was set).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalloonStats {
     /// The target size the host asked for, in 4 KiB pages and in MiB.
     pub target_pages: u32,

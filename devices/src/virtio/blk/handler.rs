@@ -19,6 +19,8 @@ use crate::virtio::chain;
 use crate::virtio::device::{ActivateContext, DeviceQueue, Interrupt};
 use crate::virtio::metrics::ErrorCounters;
 use crate::virtio::rate_limiter::QueueLimiter;
+use crate::virtio::worker::{EventHandler, Interest};
+use vmm_sys_util::epoll::EventSet;
 
 /// The worker's tokens: the request queue's eventfd, and the rate limiter's timer when the
 /// device has a limiter.
@@ -61,8 +63,13 @@ impl BlockHandler {
         }
     }
 
-    /// The worker's callback: the fd of `token` is readable.
-    pub fn on_event(&mut self, token: usize) -> ControlFlow<()> {
+    /// The request queue, where the worker left it (for a snapshot).
+    pub fn into_queue(self) -> Queue {
+        self.queue
+    }
+
+    /// The fd of `token` is readable.
+    fn handle(&mut self, token: usize) -> ControlFlow<()> {
         match token {
             QUEUE_TOKEN => self.on_queue_event(),
             LIMITER_TOKEN => {
@@ -149,6 +156,12 @@ impl BlockHandler {
             self.interrupt.signal_used_queue();
         }
         result
+    }
+}
+
+impl EventHandler for BlockHandler {
+    fn on_event(&mut self, token: usize, _: EventSet, _: &mut Interest) -> ControlFlow<()> {
+        self.handle(token)
     }
 }
 

@@ -5,6 +5,7 @@
 mod disk;
 mod handler;
 mod request;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -26,8 +27,11 @@ use self::handler::BlockHandler;
 use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
 use super::rate_limiter::QueueLimiter;
+use super::state::{DeviceState, SavedDevice, StateError};
 use super::worker::Worker;
 use crate::user_file::{self, Allowed, OpenError};
+
+pub use self::state::BlockState;
 
 /// virtio device ID of a block device.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
@@ -65,7 +69,7 @@ pub struct Block {
     config: [u8; 24],
     /// Kept here across resets, so a reset does not refill its buckets.
     limiter: QueueLimiter,
-    worker: Option<Worker>,
+    worker: Option<Worker<BlockHandler>>,
 }
 
 impl Block {
@@ -173,12 +177,12 @@ impl VirtioDevice for Block {
         // Token 0 is the queue's eventfd, token 1 the limiter's timer (see `handler`).
         let mut fds = vec![request_queue.evt.as_raw_fd()];
         fds.extend(self.limiter.timer_fd());
-        let mut handler =
+        let handler =
             BlockHandler::new(ctx, request_queue, self.disk.clone(), self.limiter.clone());
         // A second activation without reset would leave two workers on one queue.
         self.reset();
-        let worker = Worker::spawn("vmm-virtio-blk", &fds, move |token| handler.on_event(token))
-            .map_err(ActivateError::Worker)?;
+        let worker =
+            Worker::start("vmm-virtio-blk", &fds, handler).map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
         Ok(())
     }
@@ -186,5 +190,13 @@ impl VirtioDevice for Block {
     fn reset(&mut self) {
         // Dropping the worker stops and joins its thread; the queue it owned goes with it.
         self.worker = None;
+    }
+
+    fn save(&mut self) -> Result<SavedDevice, StateError> {
+        self.save_state()
+    }
+
+    fn restore(&mut self, state: DeviceState) -> Result<(), StateError> {
+        self.restore_state(state)
     }
 }

@@ -372,3 +372,24 @@ fn cmdline_arg_gives_size_in_k_base_in_hex_and_irq() {
         "virtio_mmio.device=512@0xd0001000:6"
     );
 }
+
+#[test]
+fn save_of_a_device_that_cannot_be_saved_leaves_it_running() {
+    let mut f = fixture();
+    f.d.negotiate(VERSION_1);
+    f.d.setup_queue(0, 8, 0x1000, 0x2000, 0x3000);
+    f.d.write(STATUS, STATUS_LIVE);
+    let err = f.d.transport.save().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::virtio::StateError::Unsupported { device: "unknown" }
+        ),
+        "{err:?}"
+    );
+    assert!(!f.d.transport.is_quiesced());
+    assert_eq!(f.d.read(STATUS), STATUS_LIVE, "no DEVICE_NEEDS_RESET");
+    // Still the running device: a reset reaches it.
+    f.d.write(STATUS, 0);
+    assert_eq!(f.record.lock().unwrap().resets, 1);
+}

@@ -15,6 +15,11 @@
 //! worker. A frame its limiter has no tokens for stays where it is (an rx frame in
 //! `rx_frame`, a tx chain in the ring) until the timer fires; while rx is held back the
 //! backend is not polled for EPOLLIN either, so the tap's own queue holds what comes in.
+//!
+//! `snapshot`: what a saved handler holds (its queues, a received frame), and a new one
+//! takes over.
+
+mod snapshot;
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsRawFd;

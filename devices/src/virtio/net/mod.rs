@@ -8,9 +8,12 @@
 //! have a rate limiter (a frame is an op and counts its bytes, the vnet header included).
 
 mod handler;
+mod state;
 
 #[cfg(test)]
 mod rate_limit_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,10 +27,13 @@ use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_
 
 use super::config;
 use super::rate_limiter::QueueLimiter;
+use super::state::{DeviceState, SavedDevice, StateError};
 use super::tap::Tap;
 use super::worker::Worker;
 use super::{ActivateContext, ActivateError, VirtioDevice};
 use handler::NetHandler;
+
+pub use state::NetState;
 
 /// The STATUS field's link-up bit, a le16; virtio-bindings spells it as a u32.
 #[allow(clippy::cast_possible_truncation)] // the value is 1
@@ -68,7 +74,10 @@ pub struct Net {
     rx_limiter: QueueLimiter,
     tx_limiter: QueueLimiter,
     /// Dropping it stops and joins the thread.
-    worker: Option<Worker>,
+    worker: Option<Worker<NetHandler>>,
+    /// A received frame a saved worker held for the guest: the next activation delivers
+    /// it first.
+    held_frame: Option<Vec<u8>>,
 }
 
 impl Net {
@@ -86,6 +95,7 @@ impl Net {
             rx_limiter: QueueLimiter::default(),
             tx_limiter: QueueLimiter::default(),
             worker: None,
+            held_frame: None,
         }
     }
 
@@ -138,7 +148,11 @@ impl VirtioDevice for Net {
 
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
         let limiters = [self.rx_limiter.clone(), self.tx_limiter.clone()];
-        let handler = NetHandler::new(ctx, self.backend.clone(), self.counters.clone(), limiters)?;
+        let mut handler =
+            NetHandler::new(ctx, self.backend.clone(), self.counters.clone(), limiters)?;
+        if let Some(frame) = self.held_frame.take() {
+            handler.hold_frame(&frame);
+        }
         let fds = handler.fds();
         // A second activation without reset would leave two workers on one queue.
         self.worker = None;
@@ -150,5 +164,14 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.worker = None;
+        self.held_frame = None;
+    }
+
+    fn save(&mut self) -> Result<SavedDevice, StateError> {
+        self.save_state()
+    }
+
+    fn restore(&mut self, state: DeviceState) -> Result<(), StateError> {
+        self.restore_state(state)
     }
 }

@@ -1,7 +1,9 @@
 //! The vsock queue processing, run on the device's `Worker` thread over the queue
 //! eventfds and the muxer's epoll: guest tx packets go into the muxer and muxer packets
-//! into guest rx buffers.
+//! into guest rx buffers. The event queue carries one event only, TRANSPORT_RESET, which a
+//! snapshot sends (see `state`).
 
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::muxer::Muxer;
+use super::muxer::{ConnKey, Muxer};
 use super::packet::{self, HDR_SIZE, MAX_PAYLOAD};
 use crate::virtio::chain::{self, Reader, Writer};
 use crate::virtio::device::DeviceQueue;
@@ -30,9 +32,8 @@ pub struct VsockHandler {
     mem: GuestMemoryMmap,
     rxq: Queue,
     txq: Queue,
-    /// The event queue is only for TRANSPORT_RESET after a snapshot restore, which this
-    /// VMM does not do; it is held so the driver's buffers stay untouched.
-    _evq: Queue,
+    /// The event queue: only a snapshot uses it, to send TRANSPORT_RESET.
+    evq: Queue,
     rx_evt: EventFd,
     tx_evt: EventFd,
     ev_evt: EventFd,
@@ -40,7 +41,23 @@ pub struct VsockHandler {
     errors: Arc<ErrorCounters>,
     muxer: Muxer,
     bufs: Buffers,
+    /// TRANSPORT_RESET is owed to the guest: sent as soon as it posts an event buffer.
+    reset_owed: bool,
 }
+
+/// What a stopped handler hands a snapshot.
+pub struct SavedHandler {
+    /// rx, tx, event.
+    pub queues: [Queue; 3],
+    /// The streams that were open, each reset by the snapshot.
+    pub connections: Vec<ConnKey>,
+    pub next_host_port: u32,
+    /// The guest had no event buffer for TRANSPORT_RESET.
+    pub reset_owed: bool,
+}
+
+/// `struct virtio_vsock_event`'s id for a transport reset (virtio 1.2 §5.10.6.5).
+const VIRTIO_VSOCK_EVENT_TRANSPORT_RESET: u32 = 0;
 
 /// Payload staging, allocated once per activation.
 #[derive(Default)]
@@ -63,7 +80,7 @@ impl VsockHandler {
             mem: ctx.mem,
             rxq: rx.queue,
             txq: tx.queue,
-            _evq: ev.queue,
+            evq: ev.queue,
             rx_evt: rx.evt,
             tx_evt: tx.evt,
             ev_evt: ev.evt,
@@ -74,7 +91,70 @@ impl VsockHandler {
                 rx: vec![0u8; MAX_PAYLOAD],
                 tx: Vec::with_capacity(MAX_PAYLOAD),
             },
+            reset_owed: false,
         })
+    }
+
+    /// Owes the guest a TRANSPORT_RESET, as a saved handler did.
+    pub fn owe_transport_reset(&mut self) {
+        self.reset_owed = true;
+    }
+
+    /// The muxer, to give it a saved state before the worker starts.
+    pub fn muxer_mut(&mut self) -> &mut Muxer {
+        &mut self.muxer
+    }
+
+    /// Ends the handler for a snapshot: tells the guest that every stream is gone
+    /// (TRANSPORT_RESET on the event queue, as Firecracker does when it saves a vsock
+    /// device; the driver then drops its connections and reads the CID again), closes the
+    /// host ends of the streams, and hands back the queues and what the muxer knew.
+    pub fn into_saved(mut self) -> SavedHandler {
+        // A broken event queue cannot carry the event: it stays owed, and the restored
+        // device finds the queue broken in turn.
+        let sent = self.post_transport_reset().unwrap_or(false);
+        SavedHandler {
+            connections: self.muxer.connection_keys(),
+            next_host_port: self.muxer.next_host_port(),
+            reset_owed: !sent,
+            queues: [self.rxq, self.txq, self.evq],
+        }
+    }
+
+    /// Puts TRANSPORT_RESET in the driver's next event buffer and interrupts; false when
+    /// it has none (or only ones too small to hold the event, which go back empty).
+    fn post_transport_reset(&mut self) -> Result<bool, BrokenChain> {
+        let event = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET.to_le_bytes();
+        while let Some(chain) = chain::pop(&mut self.evq, &self.mem).map_err(|_| BrokenChain)? {
+            let head = chain.head_index();
+            let written = match Writer::new(&self.mem, &chain) {
+                Ok(mut w) if w.available_bytes() >= event.len() => {
+                    w.write_all(&event).map_err(|_| BrokenChain)?;
+                    event.len()
+                }
+                _ => {
+                    self.errors.chain_rejected();
+                    0
+                }
+            };
+            // At most 4.
+            #[allow(clippy::cast_possible_truncation)]
+            let len = written as u32;
+            self.evq
+                .add_used(&self.mem, head, len)
+                .map_err(|_| BrokenChain)?;
+            if self
+                .evq
+                .needs_notification(&self.mem)
+                .map_err(|_| BrokenChain)?
+            {
+                self.interrupt.signal_used_queue();
+            }
+            if written > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The fds the worker waits on, indexed by the tokens above.
@@ -91,9 +171,18 @@ impl VsockHandler {
     /// resets it (virtio 1.x §2.1.2).
     fn process_or_stop(&mut self) -> ControlFlow<()> {
         let mut bufs = std::mem::take(&mut self.bufs);
-        let result = self.process_queues(&mut bufs);
+        let result = self
+            .send_owed_reset()
+            .and_then(|()| self.process_queues(&mut bufs));
         self.bufs = bufs;
         continue_or_reset(result, &self.interrupt, &self.errors)
+    }
+
+    fn send_owed_reset(&mut self) -> Result<(), BrokenChain> {
+        if self.reset_owed {
+            self.reset_owed = !self.post_transport_reset()?;
+        }
+        Ok(())
     }
 
     /// Runs tx and rx until neither makes progress: tx answers may fill rx, and rx

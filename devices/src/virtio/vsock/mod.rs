@@ -13,13 +13,14 @@
 //!
 //! Files: `packet` (header, chains), `credit` (counters), `connection` (one stream's state
 //! machine), `unix` (host sockets, handshake), `muxer` (routing, epoll), `handler` (the
-//! queues, on the device's worker thread).
+//! queues, on the device's worker thread), `state` (snapshots: every stream is reset).
 
 mod connection;
 mod credit;
 mod handler;
 mod muxer;
 mod packet;
+mod state;
 mod unix;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use super::config;
 use super::device::{ActivateContext, ActivateError, VirtioDevice};
+use super::state::{DeviceState, SavedDevice, StateError};
 use super::worker::Worker;
 use handler::VsockHandler;
 use muxer::Muxer;
@@ -39,6 +41,7 @@ use muxer::Muxer;
 pub use connection::CONN_BUF_SIZE;
 pub use muxer::{FIRST_HOST_PORT, MAX_CONNECTIONS};
 pub use packet::HOST_CID;
+pub use state::{VsockConnection, VsockState};
 
 /// The virtio device ID of vsock.
 pub const VIRTIO_ID_VSOCK: u32 = 19;
@@ -72,7 +75,10 @@ pub struct Vsock {
     /// the guest's driver is up; shared with the worker while it runs.
     listener: Arc<UnixListener>,
     /// Dropping it stops and joins the thread, which closes all of its streams.
-    worker: Option<Worker>,
+    worker: Option<Worker<VsockHandler>>,
+    /// A saved state the next activation starts from (the streams to reset, the next
+    /// host port, a TRANSPORT_RESET still owed).
+    saved: Option<VsockState>,
 }
 
 impl Vsock {
@@ -101,6 +107,7 @@ impl Vsock {
             uds_path: path,
             listener: Arc::new(listener),
             worker: None,
+            saved: None,
         })
     }
 
@@ -144,7 +151,10 @@ impl VirtioDevice for Vsock {
             Arc::clone(&self.listener),
         )
         .map_err(ActivateError::Worker)?;
-        let handler = VsockHandler::new(ctx, muxer)?;
+        let mut handler = VsockHandler::new(ctx, muxer)?;
+        if let Some(saved) = self.saved.take() {
+            state::resume_from(&mut handler, &saved);
+        }
         let fds = handler.fds();
         let worker = Worker::start("vmm-vsock", &fds, handler).map_err(ActivateError::Worker)?;
         self.worker = Some(worker);
@@ -153,5 +163,14 @@ impl VirtioDevice for Vsock {
 
     fn reset(&mut self) {
         self.worker = None;
+        self.saved = None;
+    }
+
+    fn save(&mut self) -> Result<SavedDevice, StateError> {
+        self.save_state()
+    }
+
+    fn restore(&mut self, state: DeviceState) -> Result<(), StateError> {
+        self.restore_state(state)
     }
 }

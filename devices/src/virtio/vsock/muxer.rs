@@ -3,7 +3,10 @@
 //! and the order in which streams get the guest's rx buffers.
 //!
 //! The muxer has an epoll of its own over the listener and every host stream; the worker
-//! polls that epoll's fd next to the queue eventfds, as Firecracker's muxer does.
+//! polls that epoll's fd next to the queue eventfds, as Firecracker's muxer does. What a
+//! snapshot takes from it and gives it is in `snapshot`.
+
+mod snapshot;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -29,10 +32,10 @@ const MAX_PENDING_RST: usize = 256;
 /// Host-initiated streams get local ports from here up, as in Firecracker.
 pub const FIRST_HOST_PORT: u32 = 1 << 30;
 /// Port numbers stop below VMADDR_PORT_ANY (u32::MAX).
-const LAST_HOST_PORT: u32 = u32::MAX - 1;
+pub const LAST_HOST_PORT: u32 = u32::MAX - 1;
 const LISTENER_TOKEN: u64 = u64::MAX;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     /// The host side's port.
     pub local_port: u32,

@@ -1,9 +1,10 @@
 //! virtio-blk through the real transport and worker, driven by the test driver
 //! (`crate::testing`) with its rings in guest memory. `hostile` holds the malformed chains a broken driver can send;
-//! `rate_limit` a disk with a rate limiter.
+//! `rate_limit` a disk with a rate limiter; `snapshot` a disk saved and restored.
 
 mod hostile;
 mod rate_limit;
+mod snapshot;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 

@@ -6,6 +6,7 @@ mod flow_control;
 mod guest_initiated;
 mod host_initiated;
 mod malformed;
+mod snapshot;
 
 use std::io::{Read, Write};
 use std::ops::{Deref, DerefMut};
