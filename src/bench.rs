@@ -47,23 +47,13 @@ pub(crate) struct Sample {
 /// One cold start of the built-in guest in a fresh `vmm` process (`vmm bench restore`
 /// puts these beside its restores).
 pub(crate) fn run_once(exe: &std::path::Path, mem_mib: u64) -> Result<Sample, String> {
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(["demo", "--bench-run", "--mem", &mem_mib.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn: {e}"))?;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    let (status, max_rss_kib) = wait_with_rusage(child.id() as libc::pid_t)?;
-    let wall = started.elapsed();
-    if status != 0 {
-        return Err(format!("exit status {status}: {}", stderr.trim()));
-    }
+    let run = run_measured(Command::new(exe).args([
+        "demo",
+        "--bench-run",
+        "--mem",
+        &mem_mib.to_string(),
+    ]))?;
+    let (wall, stderr, max_rss_kib) = (run.wall, run.stderr, run.max_rss_kib);
     Ok(Sample {
         wall,
         to_guest: parse_boot_timer_us(&stderr).map(Duration::from_micros),
@@ -78,13 +68,44 @@ pub(crate) fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64), String> {
     Ok((code, usage.ru_maxrss as u64))
 }
 
-/// Waits for the child and returns (exit status, CPU time it used: user and system).
-pub(crate) fn wait_with_cpu_time(pid: libc::pid_t) -> Result<(i32, Duration), String> {
-    let (code, usage) = wait4_usage(pid)?;
+/// What one measured run of a child `vmm` gave.
+pub(crate) struct MeasuredRun {
+    /// Spawn → reaped.
+    pub wall: Duration,
+    pub stderr: String,
+    pub max_rss_kib: u64,
+    /// User and system CPU time.
+    pub cpu: Duration,
+}
+
+/// Runs `cmd` (stdin and stdout null, stderr read whole) to its end and measures it; a
+/// non-zero exit status is an error carrying the status and stderr.
+pub(crate) fn run_measured(cmd: &mut Command) -> Result<MeasuredRun, String> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let (status, usage) = wait4_usage(child.id() as libc::pid_t)?;
+    let wall = started.elapsed();
+    if status != 0 {
+        return Err(format!("exit status {status}: {}", stderr.trim()));
+    }
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    Ok((code, time(usage.ru_utime) + time(usage.ru_stime)))
+    Ok(MeasuredRun {
+        wall,
+        stderr,
+        max_rss_kib: usage.ru_maxrss as u64,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+    })
 }
 
 /// Waits for the child: its exit status (128 + N when killed by signal N) and rusage.

@@ -9,15 +9,13 @@
 
 mod cost;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::process::{Command, ExitCode};
 
 use edge::exit_code;
 
-use crate::bench::{stats_ms, wait_with_cpu_time};
+use crate::bench::{run_measured, stats_ms};
 use crate::guest_image::TEST_GUEST_ELF;
 use cost::Cost;
 
@@ -142,32 +140,20 @@ struct Sample {
 /// One `vmm --kernel GUEST` run: its wall time (process start → exit), CPU time, and the
 /// boot timer's reading.
 fn run_once(exe: &Path, guest: &Path, mem_mib: u64, extra: &[String]) -> Result<Sample, String> {
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(extra)
-        .arg("--kernel")
-        .arg(guest)
-        .args([
-            "--mem",
-            &mem_mib.to_string(),
-            "--boot-timer",
-            "--cmdline",
-            GUEST_CMDLINE,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn: {e}"))?;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    let (status, cpu) = wait_with_cpu_time(child.id() as libc::pid_t)?;
-    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    if status != 0 {
-        return Err(format!("exit status {status}: {}", stderr.trim()));
-    }
+    let run = run_measured(
+        Command::new(exe)
+            .args(extra)
+            .arg("--kernel")
+            .arg(guest)
+            .args([
+                "--mem",
+                &mem_mib.to_string(),
+                "--boot-timer",
+                "--cmdline",
+                GUEST_CMDLINE,
+            ]),
+    )?;
+    let (wall_ms, cpu, stderr) = (run.wall.as_secs_f64() * 1e3, run.cpu, run.stderr);
     Ok(Sample {
         wall_ms,
         cpu_ms: cpu.as_secs_f64() * 1e3,

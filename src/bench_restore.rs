@@ -11,7 +11,6 @@
 //! says, and spawn → exit of the process. The cold runs are `vmm bench start`'s: process
 //! start → the guest's first write (its boot-timer write, its first instructions).
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use edge::exit_code;
 
-use crate::bench::{percentile, wait_with_rusage};
+use crate::bench::{percentile, run_measured};
 use crate::guest_image::GuestFile;
 use crate::vm::{self, console_log::ConsoleLog};
 
@@ -153,27 +152,15 @@ struct RestoreSample {
 }
 
 fn restore_once(exe: &Path, state: &Path, mem: &Path) -> Result<RestoreSample, String> {
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .arg("--restore")
-        .arg(state)
-        .arg("--mem-file")
-        .arg(mem)
-        .arg("--bench-first-exit")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn: {e}"))?;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    let (status, max_rss_kib) = wait_with_rusage(child.id() as libc::pid_t)?;
-    let wall = started.elapsed();
-    if status != 0 {
-        return Err(format!("exit status {status}: {}", stderr.trim()));
-    }
+    let run = run_measured(
+        Command::new(exe)
+            .arg("--restore")
+            .arg(state)
+            .arg("--mem-file")
+            .arg(mem)
+            .arg("--bench-first-exit"),
+    )?;
+    let (wall, stderr, max_rss_kib) = (run.wall, run.stderr, run.max_rss_kib);
     let us = first_exit_us(&stderr).ok_or_else(|| format!("no first-exit report in {stderr:?}"))?;
     Ok(RestoreSample {
         to_guest: Duration::from_micros(us),
