@@ -32,6 +32,50 @@ pub struct BenchRunArgs {
     /// Agent initramfs for the VM levels (passed to `vmm run`).
     #[arg(long, value_name = "AGENT_INITRAMFS")]
     pub initrd: Option<PathBuf>,
+    /// Also measure each VM level started from a warm snapshot (`vmm run
+    /// --from-snapshot`), as rows `<level>@snapshot` beside the cold boots.
+    #[arg(long)]
+    pub from_snapshot: bool,
+}
+
+/// One row of the report: a level, booted or (VM levels) restored from a warm snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Variant {
+    level: Isolation,
+    from_snapshot: bool,
+}
+
+impl Variant {
+    fn name(&self) -> String {
+        if self.from_snapshot {
+            format!("{}@snapshot", self.level.name())
+        } else {
+            self.level.name().to_owned()
+        }
+    }
+}
+
+/// The rows to measure: each level asked for, once, and with `--from-snapshot` each VM
+/// level a second time from a snapshot.
+fn variants(levels: &[Isolation], from_snapshot: bool) -> Vec<Variant> {
+    let mut variants: Vec<Variant> = Vec::new();
+    for &level in levels {
+        let booted = Variant {
+            level,
+            from_snapshot: false,
+        };
+        if variants.contains(&booted) {
+            continue;
+        }
+        variants.push(booted);
+        if from_snapshot && level.in_vm() {
+            variants.push(Variant {
+                level,
+                from_snapshot: true,
+            });
+        }
+    }
+    variants
 }
 
 /// A measured `vmm run` that failed: its exit status and what it said.
@@ -79,8 +123,7 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
             return ExitCode::from(exit_code::FAILED);
         }
     };
-    let mut levels = args.isolation.clone();
-    levels.dedup();
+    let levels = variants(&args.isolation, args.from_snapshot);
     let mut samples: Vec<Vec<Sample>> = levels.iter().map(|_| Vec::new()).collect();
     for round in 0..=args.runs {
         for (level, level_samples) in levels.iter().zip(&mut samples) {
@@ -110,15 +153,18 @@ pub fn run(args: &BenchRunArgs) -> ExitCode {
 
 fn run_once(
     exe: &Path,
-    level: Isolation,
+    variant: Variant,
     rootfs: &Path,
     args: &BenchRunArgs,
 ) -> Result<Sample, RunFailed> {
     let mut command = Command::new(exe);
     command
-        .args(["run", "--isolation", level.name(), "--rootfs"])
+        .args(["run", "--isolation", variant.level.name(), "--rootfs"])
         .arg(rootfs);
-    if level.in_vm() {
+    if variant.from_snapshot {
+        command.arg("--from-snapshot");
+    }
+    if variant.level.in_vm() {
         if let Some(kernel) = &args.kernel {
             command.arg("--kernel").arg(kernel);
         }
@@ -195,13 +241,13 @@ fn phase_medians(samples: &[Sample]) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, runs: u32) {
+fn print_summary(levels: &[Variant], samples: &[Vec<Sample>], rootfs: &Path, runs: u32) {
     println!(
         "vmm bench run: `vmm run` start → exit of /bin/true, {runs} runs per level, interleaved (rootfs {})",
         rootfs.display()
     );
     println!(
-        "  {:<14} {:>11} {:>11} {:>11} {:>13}",
+        "  {:<22} {:>11} {:>11} {:>11} {:>13}",
         "level", "median", "p95", "min", "peak RSS"
     );
     let mut medians = Vec::new();
@@ -213,7 +259,7 @@ fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, r
             .max()
             .unwrap_or(0);
         println!(
-            "  {:<14} {:>8.1} ms {:>8.1} ms {:>8.1} ms {:>9} KiB",
+            "  {:<22} {:>8.1} ms {:>8.1} ms {:>8.1} ms {:>9} KiB",
             level.name(),
             p50,
             p95,
@@ -228,23 +274,47 @@ fn print_summary(levels: &[Isolation], samples: &[Vec<Sample>], rootfs: &Path, r
             .iter()
             .map(|(name, ms)| format!("{name} {ms:.1}"))
             .collect();
-        println!("  {:<14} {}", level.name(), phases.join(", "));
+        println!("  {:<22} {}", level.name(), phases.join(", "));
     }
-    let median_of = |l: Isolation| medians.iter().find(|(m, _)| *m == l).map(|(_, v)| *v);
-    for (over, under) in [
-        (Isolation::Container, Isolation::Process),
-        (Isolation::VmContainer, Isolation::Vm),
-        (Isolation::Vm, Isolation::Container),
-    ] {
-        if let (Some(a), Some(b)) = (median_of(over), median_of(under)) {
-            println!(
-                "  {} / {} (medians): {:.2}",
-                over.name(),
-                under.name(),
-                a / b
-            );
-        }
+    for (over, under, ratio) in ratios(&medians) {
+        println!("  {over} / {under} (medians): {ratio:.2}");
     }
+}
+
+/// The ratios of medians the report gives, where both rows were measured: each level
+/// over the one below it, and a snapshot start against a cold boot and a container.
+fn ratios(medians: &[(Variant, f64)]) -> Vec<(String, String, f64)> {
+    let booted = |level| Variant {
+        level,
+        from_snapshot: false,
+    };
+    let restored = |level| Variant {
+        level,
+        from_snapshot: true,
+    };
+    let pairs = [
+        (booted(Isolation::Container), booted(Isolation::Process)),
+        (booted(Isolation::VmContainer), booted(Isolation::Vm)),
+        (booted(Isolation::Vm), booted(Isolation::Container)),
+        (restored(Isolation::Vm), booted(Isolation::Container)),
+        (
+            restored(Isolation::VmContainer),
+            booted(Isolation::Container),
+        ),
+        (booted(Isolation::Vm), restored(Isolation::Vm)),
+        (
+            booted(Isolation::VmContainer),
+            restored(Isolation::VmContainer),
+        ),
+    ];
+    let median_of = |v: Variant| medians.iter().find(|(m, _)| *m == v).map(|(_, ms)| *ms);
+    pairs
+        .into_iter()
+        .filter_map(|(over, under)| {
+            let ratio = median_of(over)? / median_of(under)?;
+            Some((over.name(), under.name(), ratio))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,6 +334,40 @@ mod tests {
             ]
         );
         assert!(parse_timings("no timings here").is_empty());
+    }
+
+    #[test]
+    fn from_snapshot_adds_a_snapshot_row_after_each_vm_level_only() {
+        let rows: Vec<String> = variants(
+            &[
+                Isolation::Container,
+                Isolation::VmContainer,
+                Isolation::Container,
+            ],
+            true,
+        )
+        .iter()
+        .map(Variant::name)
+        .collect();
+        assert_eq!(rows, ["container", "vm+container", "vm+container@snapshot"]);
+        assert_eq!(variants(&[Isolation::Vm], false).len(), 1);
+    }
+
+    #[test]
+    fn snapshot_rows_are_compared_with_the_container_level_and_the_cold_boot() {
+        let v = |level, from_snapshot| Variant {
+            level,
+            from_snapshot,
+        };
+        let medians = [
+            (v(Isolation::Container, false), 10.0),
+            (v(Isolation::VmContainer, false), 400.0),
+            (v(Isolation::VmContainer, true), 25.0),
+        ];
+        let ratios = ratios(&medians);
+        assert!(ratios.contains(&("vm+container@snapshot".into(), "container".into(), 2.5)));
+        assert!(ratios.contains(&("vm+container".into(), "vm+container@snapshot".into(), 16.0)));
+        assert_eq!(ratios.len(), 2, "{ratios:?}");
     }
 
     #[test]

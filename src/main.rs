@@ -129,6 +129,7 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
             resume: true,
             started,
             report_first_exit: args.bench_first_exit,
+            vsock_uds: None,
         };
         return exit_code_of(vm::restore_with(&restore, options));
     }

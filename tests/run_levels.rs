@@ -306,9 +306,15 @@ fn vm_levels_refuse_at_once_on_a_pvm_host_and_leave_nothing() {
         println!("SKIP vm_levels_refuse_at_once_on_a_pvm_host_and_leave_nothing: this host's KVM is not PVM");
         return;
     }
-    for level in ["vm", "vm+container"] {
+    let snapshot: &[&str] = &["--from-snapshot"];
+    for (level, options) in [
+        ("vm", &[][..]),
+        ("vm+container", &[][..]),
+        ("vm", snapshot),
+        ("vm+container", snapshot),
+    ] {
         let started = Instant::now();
-        let out = output(vmm_run(level, &rootfs, &[], &["true"]));
+        let out = output(vmm_run(level, &rootfs, options, &["true"]));
         assert_bad_input(&out, "PVM");
         assert!(
             started.elapsed() < Duration::from_secs(2),

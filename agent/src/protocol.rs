@@ -143,7 +143,15 @@ pub enum RootfsSource {
     /// A block device holding a file system (in a guest: the read-only ext4 image the host
     /// packed, /dev/vda), mounted read-only under an overlay with a tmpfs upper layer, so
     /// the workload can write and its writes vanish with it.
-    Disk { device: PathBuf, fstype: String },
+    Disk {
+        device: PathBuf,
+        fstype: String,
+        /// The image's size, when the host swapped it in for a placeholder just before
+        /// (a run from a warm snapshot): the agent waits for the device to show this size
+        /// and drops what it cached of the placeholder before it mounts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+    },
     /// A directory used as it is (an agent run on the host for tests).
     Dir { path: PathBuf },
 }

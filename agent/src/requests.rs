@@ -188,7 +188,17 @@ impl Agent {
             (RootfsSource::Disk { .. }, Setting::Test { rootfs_dir }) => {
                 (resolve_rootfs(rootfs_dir)?, None)
             }
-            (RootfsSource::Disk { device, fstype }, Setting::Guest) => {
+            (
+                RootfsSource::Disk {
+                    device,
+                    fstype,
+                    bytes,
+                },
+                Setting::Guest,
+            ) => {
+                if let Some(bytes) = bytes {
+                    crate::rootfs::wait_for_swapped_disk(&device, bytes)?;
+                }
                 let overlay = OverlayRoot::new(Path::new(RUN_DIR), &container);
                 overlay.mount(&device, &fstype)?;
                 (overlay.root(), Some(overlay))

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -16,6 +17,22 @@ pub enum RootError {
     #[error("create the directory {path:?}")]
     Mkdir {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the disk {device:?} shows {found} bytes, not the {expected} of the image swapped in \
+         ({waited:?} after the request)"
+    )]
+    DiskSize {
+        device: PathBuf,
+        found: u64,
+        expected: u64,
+        waited: Duration,
+    },
+    #[error("drop the cached blocks of {device:?}")]
+    FlushDisk {
+        device: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -127,6 +144,59 @@ fn mount(
     })
 }
 
+/// How long a disk swapped in by the host may take to show its new size: the host swaps
+/// the file before it asks, and the guest's driver reads the new capacity on the
+/// configuration-change interrupt, in a work item that may still be queued.
+const SWAP_SETTLE: Duration = Duration::from_secs(2);
+
+/// Waits until `device` (a whole disk, `/dev/vda`) shows `bytes`, the size of the image
+/// the host swapped in for a placeholder, then drops the blocks the kernel cached of the
+/// placeholder (the partition scan at boot read its first page), so that the mount reads
+/// the new image.
+pub fn wait_for_swapped_disk(device: &Path, bytes: u64) -> Result<(), RootError> {
+    let name = device.file_name().unwrap_or_default();
+    let size_file = Path::new("/sys/class/block").join(name).join("size");
+    wait_for_size(&size_file, device, bytes, SWAP_SETTLE)?;
+    flush_cached_blocks(device)
+}
+
+/// Polls `size_file` (sysfs: 512-byte sectors) until it shows `bytes`, for at most `limit`.
+fn wait_for_size(
+    size_file: &Path,
+    device: &Path,
+    bytes: u64,
+    limit: Duration,
+) -> Result<(), RootError> {
+    let started = Instant::now();
+    loop {
+        let found = std::fs::read_to_string(size_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map_or(0, |sectors| sectors.saturating_mul(512));
+        if found == bytes {
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            return Err(RootError::DiskSize {
+                device: device.to_owned(),
+                found,
+                expected: bytes,
+                waited: started.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn flush_cached_blocks(device: &Path) -> Result<(), RootError> {
+    let failed = |source| RootError::FlushDisk {
+        device: device.to_owned(),
+        source,
+    };
+    let fd = sys::open(device, libc::O_RDONLY | libc::O_CLOEXEC).map_err(failed)?;
+    sys::flush_block_device(&fd).map_err(failed)
+}
+
 /// Detaches every mount under [`RUN_DIR`] still in the mount table (a shutdown's last
 /// sweep), deepest first.
 pub fn unmount_all_under_run_dir() {
@@ -176,6 +246,48 @@ mod tests {
         assert!(text.contains("os error"), "{text}");
         assert!(!run_dir.join("c1").exists());
         let _ = std::fs::remove_dir(&run_dir);
+    }
+
+    #[test]
+    fn a_swapped_disk_is_awaited_until_its_size_file_shows_the_image() {
+        let dir = std::env::temp_dir().join(format!("vmm-agent-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let size_file = dir.join("size");
+        std::fs::write(&size_file, "8\n").unwrap();
+        let grower = {
+            let size_file = size_file.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                std::fs::write(size_file, "2048\n").unwrap();
+            })
+        };
+        let vda = Path::new("/dev/vda");
+        let waited = Instant::now();
+        wait_for_size(&size_file, vda, 2048 * 512, Duration::from_secs(5)).unwrap();
+        assert!(waited.elapsed() >= Duration::from_millis(25));
+        grower.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_swapped_disk_that_keeps_its_old_size_is_an_error_naming_both_sizes() {
+        let dir = std::env::temp_dir().join(format!("vmm-agent-stuck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let size_file = dir.join("size");
+        std::fs::write(&size_file, "8\n").unwrap();
+        let err = wait_for_size(
+            &size_file,
+            Path::new("/dev/vda"),
+            1 << 20,
+            Duration::from_millis(20),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("4096 bytes") && text.contains("1048576"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

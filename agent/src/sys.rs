@@ -157,6 +157,14 @@ pub fn unmount_detach(target: &Path) -> io::Result<()> {
     check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
 
+/// Writes back and drops the kernel's cached blocks of the block device `fd` (BLKFLSBUF).
+pub fn flush_block_device(fd: &OwnedFd) -> io::Result<()> {
+    // _IO(0x12, 97), from <linux/fs.h>; the libc crate does not export it.
+    const BLKFLSBUF: libc::c_ulong = 0x1261;
+    // SAFETY: BLKFLSBUF takes no argument; `fd` is an open descriptor owned by the caller.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), BLKFLSBUF as _, 0) }).map(drop)
+}
+
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: `name` is readable for `name.len()` bytes; no NUL terminator is needed.
     check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)

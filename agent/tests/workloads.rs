@@ -42,6 +42,7 @@ fn stdout_and_stderr_arrive_separately_with_the_exit_status() {
     let disk = RootfsSource::Disk {
         device: "/dev/vda".into(),
         fstype: "ext4".into(),
+        bytes: None,
     };
     let run = run(&agent, &mut control, &name, config, disk, None);
     assert_eq!(run.stdout, b"to-stdout\n");

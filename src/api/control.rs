@@ -54,6 +54,7 @@ impl Control {
             resume: load.resume,
             started: Instant::now(),
             report_first_exit: false,
+            vsock_uds: None,
         };
         Ok(Box::new(move |options| vm::restore_with(&config, options)))
     }

@@ -151,6 +151,12 @@ pub struct RunArgs {
     /// instead of booting a fresh one; its first disk is the workload's rootfs.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["rootfs", "kernel", "initrd", "vm_mem", "vm_cpus"])]
     pub vm_socket: Option<PathBuf>,
+    /// Start the microVM from a warm snapshot (a guest whose agent already waits) instead
+    /// of booting it: the first run for a kernel, initramfs and VM size boots once and
+    /// keeps the snapshot in ~/.cache/vmm/snapshots; later runs restore it and swap the
+    /// workload's rootfs in for its placeholder disk. For the vm and vm+container levels.
+    #[arg(long, conflicts_with = "vm_socket")]
+    pub from_snapshot: bool,
     /// Print on stderr, at the end, when each phase of the run ended (ms since start).
     #[arg(long)]
     pub timings: bool,
@@ -289,6 +295,7 @@ fn check_level_options(args: &RunArgs) -> Result<(), RunError> {
             (args.vm_mem.is_some(), "--vm-mem"),
             (args.vm_cpus.is_some(), "--vm-cpus"),
             (args.vm_socket.is_some(), "--vm-socket"),
+            (args.from_snapshot, "--from-snapshot"),
         ] {
             if given {
                 return Err(RunError::BadInput(format!(
@@ -316,6 +323,10 @@ fn check_link(args: &RunArgs) -> Result<(), RunError> {
              host's network (use --isolation container or vm)"
         }
         Isolation::VmContainer => "--net link is not supported at vm+container yet",
+        Isolation::Vm if args.from_snapshot => {
+            "--net link cannot be used with --from-snapshot: the warm snapshot's VM has no \
+             NIC (boot the VM instead)"
+        }
         Isolation::Vm if args.vm_socket.is_some() => {
             "--net link cannot be used with --vm-socket: the link's NIC is a device the VM \
              gets when it boots (start that VM with `vmm --net tap=NAME` instead)"

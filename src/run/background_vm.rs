@@ -10,7 +10,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::error::{console_suffix, RunError};
 use crate::vm::console_log::ConsoleLog;
-use crate::vm::{self, Console, RunOptions, VmConfig, VmError, VmOutcome};
+use crate::vm::{
+    self, Console, RestoreConfig, RunOptions, VmConfig, VmControl, VmError, VmOutcome,
+};
 
 /// How long stopping the VM may take before the run ends without waiting for it.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -26,8 +28,23 @@ pub struct BackgroundVm {
 }
 
 impl BackgroundVm {
-    /// Starts the VM of `config`, with its console into memory and a stop signal kept here.
-    pub fn start(config: VmConfig) -> Result<Self, RunError> {
+    /// Starts the VM of `config`, with its console into memory and a stop signal kept here;
+    /// `control`, when given, pauses, snapshots and resumes it from this thread.
+    pub fn start(config: VmConfig, control: Option<Arc<VmControl>>) -> Result<Self, RunError> {
+        Self::spawn(control, move |options| vm::run_with(&config, options))
+    }
+
+    /// Restores the VM of `config` (a warm snapshot), which `control` resumes.
+    pub fn restore(config: RestoreConfig, control: Arc<VmControl>) -> Result<Self, RunError> {
+        Self::spawn(Some(control), move |options| {
+            vm::restore_with(&config, options)
+        })
+    }
+
+    fn spawn(
+        control: Option<Arc<VmControl>>,
+        run: impl FnOnce(RunOptions) -> Result<VmOutcome, VmError> + Send + 'static,
+    ) -> Result<Self, RunError> {
         let console = Arc::new(Mutex::new(ConsoleLog::new()));
         let stop = Arc::new(StopSignal::new().map_err(RunError::io("create the VM's stop event"))?);
         let ended =
@@ -35,13 +52,14 @@ impl BackgroundVm {
         let options = RunOptions {
             console: Console::Log(console.clone()),
             stop: Some(stop.clone()),
+            control,
             ..Default::default()
         };
         let ended_by_thread = ended.clone();
         let thread = std::thread::Builder::new()
             .name("vm".into())
             .spawn(move || {
-                let result = vm::run_with(&config, options);
+                let result = run(options);
                 let _ = ended_by_thread.write(1);
                 result
             })

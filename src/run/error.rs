@@ -6,6 +6,7 @@ use std::io;
 use agent_protocol::protocol::{ErrorKind, ReplyError, PROTOCOL_VERSION};
 use runtime::error::ContainerError;
 
+use crate::vm::control::ControlError;
 use crate::vm::VmError;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,16 @@ pub enum RunError {
     BootTimeout { secs: u64, console: String },
     #[error("the microVM ended before the workload did: {outcome}{console}")]
     VmEnded { outcome: String, console: String },
+    #[error("the microVM's control: {0}")]
+    Control(#[from] ControlError),
+    #[error("warm snapshot cache: cannot {action}")]
+    WarmSnapshot {
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the warm snapshot's VM was not restored within {secs} s")]
+    WarmSnapshotStuck { secs: u64 },
 }
 
 impl RunError {
@@ -70,7 +81,10 @@ impl RunError {
             | Self::AgentTimeout { .. }
             | Self::AgentVersion { .. }
             | Self::BootTimeout { .. }
-            | Self::VmEnded { .. } => false,
+            | Self::VmEnded { .. }
+            | Self::Control(_)
+            | Self::WarmSnapshot { .. }
+            | Self::WarmSnapshotStuck { .. } => false,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod args;
 mod background_vm;
 mod command_check;
 pub mod error;
+mod from_snapshot;
 mod host_link;
 pub mod images;
 pub mod rootfs_image;
@@ -15,6 +16,7 @@ mod session;
 mod signals;
 mod timings;
 mod vm_mounts;
+mod warm_snapshot;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +49,8 @@ pub(crate) fn vm_socket_of_run(pid: u32) -> PathBuf {
 const GUEST_CID: u64 = 3;
 /// The device the workload's rootfs image is in the guest: the run's only disk.
 const GUEST_ROOTFS_DEVICE: &str = "/dev/vda";
+/// That disk's drive id (a warm snapshot's placeholder is swapped by it).
+const ROOTFS_DRIVE: &str = "rootfs";
 /// The guest kernel's command line: `quiet` because every console byte is a VM exit,
 /// `panic=-1` so a guest that panics (or whose agent dies) ends the VM at once.
 const GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
@@ -149,49 +153,59 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let dir = run_dir::RunDir::create().map_err(RunError::io("create the run directory"))?;
     let uds = dir.path().join(VSOCK_SOCKET);
-    let mut vm = BackgroundVm::start(VmConfig {
-        kernel: images.kernel,
-        mem_mib: size.mem_mib,
-        cpus: size.cpus,
-        cmdline: GUEST_CMDLINE.into(),
-        initrd: Some(images.initrd),
-        devices: DeviceSpecs {
-            disks: vec![DiskSpec {
-                path: image,
-                read_only: true,
-                id: Some("rootfs".into()),
-                rate_limiter: None,
-            }],
-            vsock: Some(VsockSpec {
-                guest_cid: GUEST_CID,
-                uds_path: uds.clone(),
-            }),
-            // The link's TAP, created by the VM and deleted with it (see `host_link`).
-            nets: link.iter().map(HostLink::net_spec).collect(),
-            ..Default::default()
-        },
-        boot_timer: None,
-    })?;
+    let (mut vm, swapped_bytes) = if args.from_snapshot {
+        let bytes = disk_bytes(&image)?;
+        let vm = from_snapshot::start(&images, size, &image, &uds, args.boot_timeout, timings)?;
+        (vm, Some(bytes))
+    } else {
+        let config = VmConfig {
+            kernel: images.kernel,
+            mem_mib: size.mem_mib,
+            cpus: size.cpus,
+            cmdline: GUEST_CMDLINE.into(),
+            initrd: Some(images.initrd),
+            devices: DeviceSpecs {
+                disks: vec![DiskSpec {
+                    path: image,
+                    read_only: true,
+                    id: Some(ROOTFS_DRIVE.into()),
+                    rate_limiter: None,
+                }],
+                vsock: Some(VsockSpec {
+                    guest_cid: GUEST_CID,
+                    uds_path: uds.clone(),
+                }),
+                // The link's TAP, created by the VM and deleted with it (see `host_link`).
+                nets: link.iter().map(HostLink::net_spec).collect(),
+                ..Default::default()
+            },
+            boot_timer: None,
+        };
+        (BackgroundVm::start(config, None)?, None)
+    };
     timings.mark("vm started");
-    let result = connect_and_run(
-        args,
-        &uds,
+    let workload = GuestWorkload {
         config,
-        link.as_ref(),
-        &signals,
-        &mut vm,
-        timings,
-    );
+        rootfs: guest_rootfs(swapped_bytes),
+        link: link.as_ref(),
+    };
+    let result = connect_and_run(args, &uds, workload, &signals, &mut vm, timings);
     vm.stop();
     timings.mark("vm stopped");
     result
 }
 
+/// What the guest agent runs: the workload, its rootfs there, and the link if any.
+struct GuestWorkload<'a> {
+    config: ContainerConfig,
+    rootfs: RootfsSource,
+    link: Option<&'a HostLink>,
+}
+
 fn connect_and_run(
     args: &RunArgs,
     uds: &Path,
-    config: ContainerConfig,
-    link: Option<&HostLink>,
+    workload: GuestWorkload<'_>,
     signals: &ForwardedSignals,
     vm: &mut BackgroundVm,
     timings: &Timings,
@@ -200,6 +214,11 @@ fn connect_and_run(
         Connected::Agent(control) => control,
         Connected::StoppedBy(sig) => return Ok(stopped_before_start(sig)),
     };
+    let GuestWorkload {
+        config,
+        rootfs,
+        link,
+    } = workload;
     // The guest runs: the VM made its TAP before it booted.
     if let Some(link) = link {
         link.configure_host_end()?;
@@ -212,7 +231,7 @@ fn connect_and_run(
         hold: hold.as_ref(),
     };
     let link = link.map(HostLink::addresses);
-    match session::run_workload(uds, control, config, guest_rootfs(), link, &watch, timings) {
+    match session::run_workload(uds, control, config, rootfs, link, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(vm.ended_error()),
         Err(Interrupted::Error(e)) => {
@@ -239,7 +258,15 @@ fn run_in_running_vm(
     timings: &Timings,
 ) -> Result<WaitReply, RunError> {
     in_running_vm(args, uds, timings, |control, watch| {
-        session::run_workload(uds, control, config, guest_rootfs(), None, watch, timings)
+        session::run_workload(
+            uds,
+            control,
+            config,
+            guest_rootfs(None),
+            None,
+            watch,
+            timings,
+        )
     })
 }
 
@@ -382,11 +409,21 @@ fn stopped_before_start(sig: i32) -> WaitReply {
 }
 
 /// The workload's rootfs in the guest: the run's only disk, the ext4 image packed here.
-fn guest_rootfs() -> RootfsSource {
+/// `swapped_bytes`: the image's size, when it was swapped in for a warm snapshot's
+/// placeholder just before (the agent waits for the guest to see it).
+fn guest_rootfs(swapped_bytes: Option<u64>) -> RootfsSource {
     RootfsSource::Disk {
         device: PathBuf::from(GUEST_ROOTFS_DEVICE),
         fstype: "ext4".into(),
+        bytes: swapped_bytes,
     }
+}
+
+/// The size of the workload's image, which the agent waits to see after a swap.
+fn disk_bytes(image: &Path) -> Result<u64, RunError> {
+    std::fs::metadata(image)
+        .map(|m| m.len())
+        .map_err(RunError::io("read the size of the rootfs image"))
 }
 
 /// Refuses at once on a host whose KVM cannot boot unmodified Linux (PVM).

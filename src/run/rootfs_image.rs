@@ -8,7 +8,7 @@
 //! half-written temp file is swept by the next run, and the cache is bounded by evicting
 //! the least recently used images that nobody holds locked.
 
-mod cache;
+pub(super) mod cache;
 mod mkfs;
 mod size;
 mod tree;

@@ -198,6 +198,26 @@ impl VmControl {
         Ok(())
     }
 
+    /// Waits up to `timeout` for a VM to attach (a VM thread builds it first: a restore
+    /// reads its state and maps its memory); true once one is attached.
+    pub fn wait_attached(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while s.vm.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = self.wait(s, deadline - now);
+        }
+        true
+    }
+
+    /// TEMPORARY until the disk swap lands (branch `swap`): refuses.
+    pub fn update_disk(&self, _drive_id: &str, _path: &Path) -> Result<(), ControlError> {
+        Err(ControlError::NotRunning)
+    }
+
     // ---- the VM's side ----
 
     /// Called by the VM before its vCPU threads start: this control now controls it.

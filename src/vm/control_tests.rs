@@ -187,3 +187,21 @@ fn a_pause_that_no_vcpu_answers_times_out_and_leaves_the_vm_running() {
     );
     assert!(!control.pause_requested(), "the pause is withdrawn");
 }
+
+#[test]
+fn waiting_for_attach_returns_once_a_vm_attaches_and_times_out_without_one() {
+    let control = VmControl::new();
+    assert!(!control.wait_attached(Duration::from_millis(20)));
+    let attacher = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            let stop = Arc::new(StopSignal::new().unwrap());
+            control.attach(1, stop, Arc::new(FakeWriter::default()), true);
+        })
+    };
+    let waited = Instant::now();
+    assert!(control.wait_attached(Duration::from_secs(10)));
+    assert!(waited.elapsed() >= Duration::from_millis(25));
+    attacher.join().unwrap();
+}

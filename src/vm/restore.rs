@@ -33,6 +33,9 @@ pub struct RestoreConfig {
     /// `vmm bench restore`: report the time from `started` to the guest's first exit
     /// after the restore, then stop the VM.
     pub report_first_exit: bool,
+    /// Where the vsock device listens instead of the snapshot's path: each VM restored
+    /// from one warm snapshot (`vmm run --from-snapshot`) needs a socket of its own.
+    pub vsock_uds: Option<PathBuf>,
 }
 
 /// Restores the VM of `config` and runs it until it stops, with the console, stop signal,
@@ -46,7 +49,10 @@ pub fn restore_with(config: &RestoreConfig, options: RunOptions) -> Result<VmOut
 }
 
 fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::BuiltVm, VmError> {
-    let snapshot: VmSnapshot = snapshot::file::read(&config.state)?;
+    let mut snapshot: VmSnapshot = snapshot::file::read(&config.state)?;
+    if let (Some(uds), Some(vsock)) = (&config.vsock_uds, &mut snapshot.config.devices.vsock) {
+        vsock.uds_path.clone_from(uds);
+    }
     let saved = &snapshot.config;
     if let Some(reason) = saved.inconsistency(snapshot.vcpus.len()) {
         return Err(SnapshotError::Inconsistent {

@@ -106,12 +106,14 @@ if [ -n "${AGENT_INITRD:-}" ]; then add_image "$(dirname "$AGENT_INITRD")" agent
 "$repo/resources/container-rootfs.sh" "$tree/realkvm/workload" || die "building the workload rootfs failed"
 gcc -static -O2 -o "$tree/realkvm/workload/memhog" "$here/memhog.c" || die "building tests/realkvm/memhog.c failed"
 gcc -static -O2 -o "$tree/realkvm/kvm-pin" "$here/kvm-pin.c" || die "building tests/realkvm/kvm-pin.c failed"
+gcc -static -O2 -o "$tree/realkvm/elapsed" "$here/elapsed.c" || die "building tests/realkvm/elapsed.c failed"
 head -c 1048576 "$outer_kernel" >"$tree/realkvm/workload/blob"
 # Podman and containerd, for the cases where they run vmm-runc (when the host has them),
-# script(1) to give `podman run -t` a terminal, and the busybox image they import, as a
+# crun, which the snapshot benchmark measures beside our container level, script(1) to
+# give `podman run -t` a terminal, and the busybox image they import, as a
 # layer tar and an OCI archive.
 mkdir -p "$tree/usr/bin"
-for tool in containerd ctr containerd-shim-runc-v2 podman conmon script; do
+for tool in containerd ctr containerd-shim-runc-v2 podman conmon script crun; do
     if command -v "$tool" >/dev/null; then copy_with_libs "$(command -v "$tool")" "/usr/bin/$tool"; fi
 done
 python3 "$here/oci-image.py" "$tree/realkvm/workload" "$tree/realkvm/busybox-layer.tar" \

@@ -47,6 +47,7 @@ fn requests() -> Vec<Value> {
             rootfs: RootfsSource::Disk {
                 device: PathBuf::from("/dev/vda"),
                 fstype: "ext4".into(),
+                bytes: Some(1 << 30),
             },
             link: Some(LinkAddresses::slot(3)),
             files: vec![FileCopy {

@@ -30,6 +30,7 @@ fn every_op_survives_encode_and_decode() {
         rootfs: RootfsSource::Disk {
             device: PathBuf::from("/dev/vda"),
             fstype: "ext4".into(),
+            bytes: None,
         },
         link: None,
         files: Vec::new(),
@@ -40,6 +41,7 @@ fn every_op_survives_encode_and_decode() {
         rootfs: RootfsSource::Disk {
             device: PathBuf::from("/dev/vda"),
             fstype: "ext4".into(),
+            bytes: Some(64 << 20),
         },
         link: Some(LinkAddresses::slot(3)),
         files: Vec::new(),

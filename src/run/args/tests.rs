@@ -359,3 +359,28 @@ fn exec_in_needs_a_vm_socket_and_a_process() {
     let run = parse(&full).unwrap();
     assert_eq!(run.exec_in.as_deref(), Some("c1"));
 }
+
+#[test]
+fn from_snapshot_is_refused_at_the_host_levels_with_a_link_and_with_a_vm_socket() {
+    for level in ["process", "container"] {
+        let msg = bad_input(workload_config(&parse(level, &["--from-snapshot"])));
+        assert!(msg.contains("--from-snapshot"), "{msg}");
+    }
+    let msg = bad_input(workload_config(&parse(
+        "vm",
+        &["--from-snapshot", "--net", "link"],
+    )));
+    assert!(msg.contains("--from-snapshot"), "{msg}");
+    let with_socket = TestCli::try_parse_from([
+        "vmm",
+        "--isolation",
+        "vm",
+        "--vm-socket",
+        "/tmp/no-such.sock",
+        "--from-snapshot",
+        "--",
+        "true",
+    ]);
+    assert!(with_socket.is_err());
+    assert!(parse("vm+container", &["--from-snapshot"]).from_snapshot);
+}

@@ -1,0 +1,207 @@
+//! `vmm run --from-snapshot`: the run's microVM is restored from a warm snapshot (see
+//! [`warm_snapshot`]) instead of booted. The snapshot's guest was paused with its agent
+//! waiting and a placeholder disk as `rootfs`; the restored VM stays paused until that
+//! disk's backing file is swapped for the workload's image, then runs on, and the agent
+//! (told the image's size) mounts it. The first run for a kernel, initramfs and VM size
+//! boots the guest once to make the snapshot.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::args::VmSize;
+use super::background_vm::BackgroundVm;
+use super::error::{console_suffix, RunError};
+use super::images::GuestImages;
+use super::timings::Timings;
+use super::warm_snapshot::{self, Entry, Inputs, KeyLock};
+use super::{agent_client, GUEST_CID, GUEST_CMDLINE, ROOTFS_DRIVE};
+use crate::vm::device_specs::{DeviceSpecs, DiskSpec, VsockSpec};
+use crate::vm::{RestoreConfig, VmConfig, VmControl};
+
+/// How long a restore may take to read its state and map its memory.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The socket of the VM that makes a snapshot, in the cache directory: not the run's, so
+/// that the restored VM binds the run's afresh.
+const MAKER_SOCKET: &str = "maker.sock";
+
+/// The run's VM, restored and running, with the workload's image (`image`, of
+/// `image_bytes`) as its `rootfs` disk and its vsock device at `uds`.
+pub(super) fn start(
+    images: &GuestImages,
+    size: VmSize,
+    image: &Path,
+    uds: &Path,
+    boot_timeout: u64,
+    timings: &Timings,
+) -> Result<BackgroundVm, RunError> {
+    let dir = warm_snapshot::cache_dir();
+    let cache_err = |action| move |source| RunError::WarmSnapshot { action, source };
+    warm_snapshot::create_dir(&dir).map_err(cache_err("create the snapshot cache"))?;
+    warm_snapshot::sweep(&dir);
+    let vmm = std::env::current_exe().map_err(cache_err("find the vmm binary"))?;
+    let inputs = Inputs {
+        vmm: &vmm,
+        kernel: &images.kernel,
+        initrd: &images.initrd,
+        mem_mib: size.mem_mib,
+        cpus: size.cpus,
+        cmdline: GUEST_CMDLINE,
+    };
+    let key = warm_snapshot::key(&inputs).map_err(cache_err("key the guest images"))?;
+    let lock = KeyLock::acquire(&dir, &key).map_err(cache_err("lock the snapshot"))?;
+    let stub = warm_snapshot::stub(&dir).map_err(cache_err("make the placeholder disk"))?;
+
+    let mut entry = warm_snapshot::entry(&dir, &key);
+    let mut made_now = false;
+    if !entry.exists() {
+        entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
+        made_now = true;
+        timings.mark("snapshot made");
+    }
+    let vm = match restore(&entry, uds) {
+        Ok(vm) => vm,
+        // A snapshot this vmm made but cannot restore (a host that changed under it):
+        // made again once, from a fresh boot.
+        Err(e) if !made_now => {
+            eprintln!(
+                "vmm: the warm snapshot {:?} did not restore ({}); making it again",
+                entry.dir,
+                edge::error_chain(&e)
+            );
+            warm_snapshot::discard(&dir, &key);
+            entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
+            timings.mark("snapshot made");
+            restore(&entry, uds)?
+        }
+        Err(e) => return Err(e),
+    };
+    warm_snapshot::touch(&entry);
+    // The restore has read the state and mapped the memory: the files may go now.
+    drop(lock);
+    warm_snapshot::evict(&dir, &key);
+    timings.mark("vm restored");
+
+    vm.control.update_disk(ROOTFS_DRIVE, image)?;
+    vm.control.resume()?;
+    timings.mark("vm resumed");
+    Ok(vm.vm)
+}
+
+struct Restored {
+    vm: BackgroundVm,
+    control: Arc<VmControl>,
+}
+
+/// Restores `entry` paused, with its vsock device at `uds`; returns once it is built.
+fn restore(entry: &Entry, uds: &Path) -> Result<Restored, RunError> {
+    let control = VmControl::new();
+    let mut vm = BackgroundVm::restore(
+        RestoreConfig {
+            state: entry.state.clone(),
+            mem_file: entry.mem.clone(),
+            resume: false,
+            started: Instant::now(),
+            report_first_exit: false,
+            vsock_uds: Some(uds.to_owned()),
+        },
+        control.clone(),
+    )?;
+    let deadline = Instant::now() + ATTACH_TIMEOUT;
+    while !control.wait_attached(Duration::from_millis(20)) {
+        if vm.has_ended() {
+            return Err(vm.ended_error());
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::WarmSnapshotStuck {
+                secs: ATTACH_TIMEOUT.as_secs(),
+            });
+        }
+    }
+    Ok(Restored { vm, control })
+}
+
+/// Boots the guest with the placeholder disk, waits for its agent to answer, and
+/// snapshots it paused; publishes the snapshot as `key`'s (whose lock the caller holds).
+fn make(
+    dir: &Path,
+    key: &str,
+    inputs: &Inputs<'_>,
+    stub: &Path,
+    boot_timeout: u64,
+) -> Result<Entry, RunError> {
+    eprintln!(
+        "vmm: making the warm snapshot for this kernel, initramfs and VM size (once: it \
+         boots the guest)"
+    );
+    let cache_err = |action| move |source| RunError::WarmSnapshot { action, source };
+    let temp = warm_snapshot::temp_entry(dir, key).map_err(cache_err("make a directory"))?;
+    let uds = temp.dir.join(MAKER_SOCKET);
+    let control = VmControl::new();
+    let mut vm = BackgroundVm::start(
+        VmConfig {
+            kernel: inputs.kernel.to_owned(),
+            mem_mib: inputs.mem_mib,
+            cpus: inputs.cpus,
+            cmdline: inputs.cmdline.into(),
+            initrd: Some(inputs.initrd.to_owned()),
+            devices: DeviceSpecs {
+                disks: vec![DiskSpec {
+                    path: stub.to_owned(),
+                    read_only: true,
+                    id: Some(ROOTFS_DRIVE.into()),
+                    rate_limiter: None,
+                }],
+                vsock: Some(VsockSpec {
+                    guest_cid: GUEST_CID,
+                    uds_path: uds.clone(),
+                }),
+                ..Default::default()
+            },
+            boot_timer: None,
+        },
+        Some(control.clone()),
+    )?;
+    let result = snapshot_when_agent_answers(&mut vm, &control, &uds, &temp, boot_timeout);
+    vm.stop();
+    let _ = std::fs::remove_file(&uds);
+    match result {
+        Ok(()) => warm_snapshot::publish(dir, key, &temp).map_err(cache_err("publish")),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temp.dir);
+            Err(e)
+        }
+    }
+}
+
+fn snapshot_when_agent_answers(
+    vm: &mut BackgroundVm,
+    control: &VmControl,
+    uds: &Path,
+    temp: &Entry,
+    boot_timeout: u64,
+) -> Result<(), RunError> {
+    let deadline = Instant::now() + Duration::from_secs(boot_timeout);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if vm.has_ended() {
+            return Err(vm.ended_error());
+        }
+        // The connection closes at once: restored connections are reset anyway, and the
+        // agent's answer proves it is up and listening.
+        if agent_client::Control::connect(uds)?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::BootTimeout {
+                secs: boot_timeout,
+                console: console_suffix(&vm.console_tail()),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    control.pause()?;
+    control.snapshot(&temp.state, &temp.mem)?;
+    Ok(())
+}
