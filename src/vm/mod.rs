@@ -14,6 +14,7 @@ pub mod control;
 pub mod device_metrics;
 mod device_slots;
 pub mod device_specs;
+mod disk_update;
 mod devices_setup;
 pub mod error;
 mod event_loop;
