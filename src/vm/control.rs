@@ -224,7 +224,10 @@ impl VmControl {
         // Not under `shared`: parked vCPUs wait on it, and opening a file may take a while.
         let source = {
             let s = self.lock();
-            s.vm.as_ref().ok_or(ControlError::NotRunning)?.source.clone()
+            s.vm.as_ref()
+                .ok_or(ControlError::NotRunning)?
+                .source
+                .clone()
         };
         source.update_disk(drive_id, path)
     }

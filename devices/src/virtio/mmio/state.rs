@@ -173,13 +173,11 @@ impl MmioTransport {
         transport.driver_features_sel = state.driver_features_sel;
         transport.driver_features = state.driver_features;
         transport.queue_sel = state.queue_sel;
-        transport
-            .interrupt
-            .restore(
-                state.interrupt_status,
-                state.needs_reset,
-                state.config_generation,
-            );
+        transport.interrupt.restore(
+            state.interrupt_status,
+            state.needs_reset,
+            state.config_generation,
+        );
         transport.raise_on_resume = state.interrupt_status != 0;
         transport.quiesced = state.running.then_some(state);
         Ok(transport)
