@@ -63,7 +63,7 @@ fn a_swap_puts_the_new_capacity_in_the_config_space() {
 }
 
 #[test]
-fn a_swap_past_the_new_end_is_refused_with_ioerr() {
+fn after_a_swap_a_read_past_the_new_end_gets_ioerr() {
     let (mut e, mem) = started();
     let vq = ring(&mem);
     let image = new_image();
