@@ -56,7 +56,7 @@ fn a_state_file_of_another_format_version_is_refused() {
     assert_refused(
         &other,
         &snapshot.mem,
-        &["format version 99", "reads version 2 only"],
+        &["format version 99", "reads version 3 only"],
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,4 +1,4 @@
-//! Pausing, resuming and snapshots for the API, through the VM's [`VmControl`]: one
+//! Pausing, resuming, snapshots and run-time disk swaps for the API, through the VM's [`VmControl`]: one
 //! control per VMM process, shared by the API thread (which calls it) and every launch
 //! (`RunOptions::control`, see `base_options` in `mod.rs`). The controller
 //! (`controller.rs`) has already checked the body and the state (load only before any
@@ -41,6 +41,13 @@ impl Control {
     pub fn snapshot(&self, state: &std::path::Path, mem: &std::path::Path) -> Result<(), String> {
         self.vm
             .snapshot(state, mem)
+            .map_err(|e| edge::error_chain(&e))
+    }
+
+    /// `PATCH /drives/{id}` with `path_on_host`, after boot: the drive's new backing file.
+    pub fn update_disk(&self, drive_id: &str, path: &std::path::Path) -> Result<(), String> {
+        self.vm
+            .update_disk(drive_id, path)
             .map_err(|e| edge::error_chain(&e))
     }
 

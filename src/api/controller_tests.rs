@@ -212,3 +212,27 @@ fn snapshot_create_needs_a_paused_vm_and_refuses_diff_snapshots() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_drive_patched_after_start_refuses_a_rate_limiter_and_needs_a_running_vm() {
+    let (mut c, _rx) = controller();
+    call(
+        &mut c,
+        "PUT",
+        "/boot-source",
+        Some(r#"{"kernel_image_path": "vmlinux"}"#),
+    );
+    let config = c.preboot.vm_config(None).unwrap();
+    c.started_elsewhere(&config);
+    let limiter =
+        r#"{"drive_id": "data", "rate_limiter": {"ops": {"size": 1, "refill_time": 10}}}"#;
+    let r = call(&mut c, "PATCH", "/drives/data", Some(limiter));
+    assert!(
+        fault(&r).contains("rate limiter of a running drive is not supported"),
+        "{r:?}"
+    );
+    // No VM is attached to the control here: the swap is refused, not taken.
+    let path = r#"{"drive_id": "data", "path_on_host": "b.img"}"#;
+    let r = call(&mut c, "PATCH", "/drives/data", Some(path));
+    assert!(fault(&r).contains("no VM is running"), "{r:?}");
+}

@@ -1,5 +1,6 @@
 //! What the API does to a running VM: Ctrl-Alt-Del on its keyboard, the balloon's target
-//! and statistics, metrics on demand, and (through `control`) pause, resume and snapshots.
+//! and statistics, metrics on demand, and (through `control`) pause, resume, snapshots and
+//! a drive's new backing file.
 //! Configuration requests are refused once the VM runs, as in Firecracker.
 
 use std::sync::PoisonError;
@@ -123,11 +124,21 @@ impl Controller {
                     ));
                 }
             }
-            Action::PatchDrive(_) => {
-                return Err(bad_request(
-                    "Drive config error: swapping the backing file of a running drive is not \
-                     supported by this build of vmm yet; PATCH /drives before InstanceStart.",
-                ))
+            Action::PatchDrive(drive) => {
+                let fail = |e: &str| bad_request(format!("Drive config error: {e}"));
+                // The worker's limiter is fixed once it runs; only the file can change.
+                if drive.rate_limiter.is_some() {
+                    return Err(fail(
+                        "changing the rate limiter of a running drive is not supported by \
+                         this build of vmm; only path_on_host may be patched after \
+                         InstanceStart.",
+                    ));
+                }
+                if let Some(path) = &drive.path_on_host {
+                    self.control
+                        .update_disk(&drive.drive_id, path)
+                        .map_err(|e| fail(&e))?;
+                }
             }
             Action::PatchNetworkInterface(_) => {
                 return Err(bad_request(

@@ -43,6 +43,20 @@ pub enum ControlError {
     SaveTimeout { saved: usize, vcpus: usize },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("the VM has no drive with id {drive_id:?}")]
+    UnknownDrive { drive_id: String },
+    #[error("drive {drive_id:?}: cannot use the new backing file")]
+    DiskOpen {
+        drive_id: String,
+        #[source]
+        source: devices::virtio::BlockError,
+    },
+    #[error("drive {drive_id:?}: the device did not take the new backing file")]
+    DiskSwap {
+        drive_id: String,
+        #[source]
+        source: devices::virtio::SwapError,
+    },
 }
 
 /// Shared (in an `Arc`) between a controlling thread and the running VM.
@@ -213,9 +227,24 @@ impl VmControl {
         true
     }
 
-    /// TEMPORARY until the disk swap lands (branch `swap`): refuses.
-    pub fn update_disk(&self, _drive_id: &str, _path: &Path) -> Result<(), ControlError> {
-        Err(ControlError::NotRunning)
+    /// Makes `path` the backing file of the running VM's drive `drive_id` (the disk whose
+    /// id, its virtio-blk serial, is that): the file is opened here, on the caller's
+    /// thread, as the drive was (read-only or not), and must be a regular file or a block
+    /// device. The device switches between two requests, its capacity becomes the new
+    /// file's and the guest gets a configuration-change interrupt (at once, or when a
+    /// stopped device resumes). Works whether the VM runs or is paused; later snapshots
+    /// record the new path. On error the drive keeps its old file.
+    pub fn update_disk(&self, drive_id: &str, path: &Path) -> Result<(), ControlError> {
+        let _op = lock(&self.op);
+        // Not under `shared`: parked vCPUs wait on it, and opening a file may take a while.
+        let source = {
+            let s = self.lock();
+            s.vm.as_ref()
+                .ok_or(ControlError::NotRunning)?
+                .source
+                .clone()
+        };
+        source.update_disk(drive_id, path)
     }
 
     // ---- the VM's side ----

@@ -12,6 +12,21 @@ struct FakeWriter {
     writes: AtomicUsize,
     vcpus_seen: Mutex<Vec<u64>>,
     device_resumes: AtomicUsize,
+    /// The (drive id, path) of each disk update it took.
+    disk_updates: Mutex<Vec<(String, std::path::PathBuf)>>,
+}
+
+/// The fake VM's devices: one disk, drive "data".
+fn fake_devices() -> crate::vm::device_specs::DeviceSpecs {
+    crate::vm::device_specs::DeviceSpecs {
+        disks: vec![crate::vm::device_specs::DiskSpec {
+            path: "a.img".into(),
+            read_only: false,
+            id: Some("data".into()),
+            rate_limiter: None,
+        }],
+        ..Default::default()
+    }
 }
 
 impl SnapshotWriter for FakeWriter {
@@ -23,6 +38,18 @@ impl SnapshotWriter for FakeWriter {
 
     fn resume_devices(&self) -> Result<(), SnapshotError> {
         self.device_resumes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Finds the drive as the VM does; takes the update without opening anything.
+    fn update_disk(&self, drive_id: &str, path: &Path) -> Result<(), ControlError> {
+        super::super::disk_update::find_drive(&fake_devices(), drive_id).ok_or_else(|| {
+            ControlError::UnknownDrive {
+                drive_id: drive_id.to_string(),
+            }
+        })?;
+        let update = (drive_id.to_string(), path.to_path_buf());
+        self.disk_updates.lock().unwrap().push(update);
         Ok(())
     }
 }
@@ -166,6 +193,54 @@ fn without_a_vm_every_operation_says_so() {
         Err(ControlError::NotRunning)
     ));
     assert!(!control.is_paused());
+    assert!(matches!(
+        control.update_disk("data", Path::new("b.img")),
+        Err(ControlError::NotRunning)
+    ));
+}
+
+#[test]
+fn a_disk_update_before_a_vm_is_attached_or_after_it_stopped_is_not_running() {
+    let control = VmControl::new();
+    let e = control.update_disk("data", Path::new("b.img")).unwrap_err();
+    assert!(matches!(e, ControlError::NotRunning), "{e}");
+    let vm = start(1, false);
+    let control = vm.control.clone();
+    vm.stop_and_join();
+    let e = control.update_disk("data", Path::new("b.img")).unwrap_err();
+    assert!(matches!(e, ControlError::NotRunning), "{e}");
+}
+
+#[test]
+fn a_disk_update_of_an_unknown_drive_is_refused_with_its_id() {
+    let vm = start(1, false);
+    let e = vm
+        .control
+        .update_disk("nope", Path::new("b.img"))
+        .unwrap_err();
+    assert!(
+        matches!(&e, ControlError::UnknownDrive { drive_id } if drive_id == "nope"),
+        "{e}"
+    );
+    assert_eq!(e.to_string(), "the VM has no drive with id \"nope\"");
+    assert!(vm.writer.disk_updates.lock().unwrap().is_empty());
+    vm.stop_and_join();
+}
+
+#[test]
+fn a_disk_update_reaches_the_vm_running_or_paused() {
+    let vm = start(1, false);
+    vm.control.update_disk("data", Path::new("b.img")).unwrap();
+    vm.control.pause().unwrap();
+    vm.control.update_disk("data", Path::new("c.img")).unwrap();
+    assert_eq!(
+        *vm.writer.disk_updates.lock().unwrap(),
+        vec![
+            ("data".to_string(), "b.img".into()),
+            ("data".to_string(), "c.img".into())
+        ]
+    );
+    vm.stop_and_join();
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod device_metrics;
 mod device_slots;
 pub mod device_specs;
 mod devices_setup;
+mod disk_update;
 pub mod error;
 mod event_loop;
 pub mod exit_counts;

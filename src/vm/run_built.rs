@@ -71,7 +71,7 @@ pub fn run_built(built: BuiltVm, options: RunOptions) -> Result<VmOutcome, VmErr
             vm: vm.clone(),
             mem: mem.clone(),
             serial: devices.serial.clone(),
-            config,
+            config: Mutex::new(config),
             virtio: virtio.transports.clone(),
         };
         control.attach(

@@ -125,6 +125,8 @@ void pic_disable(void);
 
 /* ---- apic.c ---- */
 void lapic_enable(void);
+/* test_snapshot.c: sleeps `us` in hlt on the LAPIC timer (lapic_enable first). */
+void sleep_halted(u32 us);
 u32 lapic_read(u32 reg);
 void lapic_write(u32 reg, u32 value);
 void lapic_eoi(void);

@@ -19,7 +19,7 @@ static const struct {
     {"smp", test_smp},       {"ctrlaltdel", test_ctrlaltdel},
     /* virtio-mmio devices (virtio.h) */
     {"virtio", test_virtio}, {"blk", test_blk},       {"blkro", test_blkro},
-    {"blkrate", test_blkrate},
+    {"blkrate", test_blkrate}, {"blkswap", test_blkswap},
     {"rng", test_rng},       {"net", test_net},       {"vsock", test_vsock},
     {"vsockcredit", test_vsockcredit}, {"balloon", test_balloon}, {"balloonstats", test_balloonstats}, {"hostile", test_hostile},
     /* snapshots (test_snapshot.c) */

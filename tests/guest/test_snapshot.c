@@ -26,8 +26,9 @@ static volatile u32 count;
 static u64 *word(u32 page, u32 w) { return &pages[page * WORDS_PER_PAGE + w * (WORDS_PER_PAGE / WORDS_TOUCHED)]; }
 
 /* Sleeps `us` in hlt, woken by the LAPIC timer (periodic, so a lost tick is followed by
- * another rather than a hang). Only the wake-up costs instructions. */
-static void sleep_halted(u32 us) {
+ * another rather than a hang). Only the wake-up costs instructions. Also used by
+ * blkswap_test.c. */
+void sleep_halted(u32 us) {
     u32 before = irq_count[VEC_TIMER];
     lapic_write(LAPIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
     lapic_write(LAPIC_LVT_TIMER, LVT_TIMER_PERIODIC | VEC_TIMER);

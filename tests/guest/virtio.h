@@ -212,6 +212,7 @@ void test_virtio(struct test *t);
 void test_blk(struct test *t);
 void test_blkro(struct test *t);
 void test_blkrate(struct test *t);
+void test_blkswap(struct test *t);
 void test_rng(struct test *t);
 void test_net(struct test *t);
 void test_vsock(struct test *t);

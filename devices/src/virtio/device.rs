@@ -16,6 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 
+use super::blk::{DiskImage, SwapError};
 use super::config;
 use super::metrics::ErrorCounters;
 use super::state::{device_kind, DeviceState, SavedDevice, StateError};
@@ -30,6 +31,12 @@ pub const VIRTIO_MMIO_INT_CONFIG: u32 = 0x2;
 pub struct Interrupt {
     status: AtomicU32,
     needs_reset: AtomicBool,
+    /// ConfigGeneration (virtio 1.x §2.5.1): changes whenever the configuration space
+    /// does, so a driver that reads a field in several accesses can tell it read one
+    /// configuration. Here beside InterruptStatus because the two change together (a
+    /// configuration change bumps it, then raises VIRTIO_MMIO_INT_CONFIG), and both the
+    /// transport (which answers the register) and the device see this struct.
+    config_generation: AtomicU32,
     irq: EventFd,
 }
 
@@ -38,8 +45,26 @@ impl Interrupt {
         Self {
             status: AtomicU32::new(0),
             needs_reset: AtomicBool::new(false),
+            config_generation: AtomicU32::new(0),
             irq,
         }
+    }
+
+    /// ConfigGeneration as the driver reads it.
+    pub fn config_generation(&self) -> u32 {
+        self.config_generation.load(Ordering::SeqCst)
+    }
+
+    /// The configuration space changed: a new generation. Before the interrupt, so that a
+    /// driver woken by it reads the new generation.
+    pub fn bump_config_generation(&self) {
+        self.config_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Sets InterruptStatus bits without raising the line: a stopped device's driver is
+    /// told once the device resumes (`MmioTransport::resume` triggers the line).
+    pub(crate) fn set_pending(&self, bits: u32) {
+        self.status.fetch_or(bits, Ordering::SeqCst);
     }
 
     /// The eventfd to register as the device's irqfd.
@@ -81,9 +106,11 @@ impl Interrupt {
 
     /// Takes the InterruptStatus and DEVICE_NEEDS_RESET of a saved device (restoring a
     /// snapshot), without raising the line: [`Self::trigger`] does, once the VM can take it.
-    pub(crate) fn restore(&self, status: u32, needs_reset: bool) {
+    pub(crate) fn restore(&self, status: u32, needs_reset: bool, config_generation: u32) {
         self.status.store(status, Ordering::SeqCst);
         self.needs_reset.store(needs_reset, Ordering::SeqCst);
+        self.config_generation
+            .store(config_generation, Ordering::SeqCst);
     }
 
     /// Raises the line for the status as it stands: a restored device whose driver had not
@@ -94,7 +121,9 @@ impl Interrupt {
         let _ = self.irq.write(1);
     }
 
-    /// Clears everything on device reset.
+    /// Clears everything on device reset but ConfigGeneration: it only has to differ
+    /// between two configurations, and going back to 0 could make an old read look
+    /// current.
     pub fn reset(&self) {
         self.status.store(0, Ordering::SeqCst);
         self.needs_reset.store(false, Ordering::SeqCst);
@@ -238,6 +267,14 @@ pub trait VirtioDevice: Send {
     /// contradicts (the guest already read that configuration).
     fn restore(&mut self, _state: DeviceState) -> Result<(), StateError> {
         Err(StateError::Unsupported {
+            device: device_kind(self.device_type()),
+        })
+    }
+    /// Replaces the disk image behind a block device, whether its worker runs or not;
+    /// returns once no request uses the old image. The transport announces the new
+    /// configuration (`MmioTransport::swap_disk`). Other devices have no disk.
+    fn swap_disk(&mut self, _image: DiskImage) -> Result<(), SwapError> {
+        Err(SwapError::NotADisk {
             device: device_kind(self.device_type()),
         })
     }

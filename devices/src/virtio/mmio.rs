@@ -8,6 +8,9 @@
 //!
 //! `state` saves and restores the transport with its device (snapshots).
 
+mod config_change;
+#[cfg(test)]
+mod config_change_tests;
 mod queue_config;
 pub(crate) mod regs;
 mod state;
@@ -167,9 +170,8 @@ impl MmioTransport {
                     self.status
                 }
             }
-            // The devices' configuration does not change behind the driver's back between
-            // two reads of one field, so one generation suffices.
-            CONFIG_GENERATION => 0,
+            // Bumped by each configuration change (a disk swapped under a running guest).
+            CONFIG_GENERATION => self.interrupt.config_generation(),
             // Write-only and reserved registers read as 0.
             _ => 0,
         }

@@ -25,7 +25,7 @@ pub mod vsock;
 pub mod worker;
 
 pub use balloon::{Balloon, BalloonHandle, BalloonState, BalloonStats};
-pub use blk::{Block, BlockError, BlockState};
+pub use blk::{Block, BlockError, BlockState, DiskImage, SwapError};
 pub use device::{ActivateContext, ActivateError, DeviceQueue, Interrupt, VirtioDevice};
 pub use metrics::{DeviceErrors, ErrorCounters};
 pub use mmio::{MmioTransport, QueueState, TransportState};

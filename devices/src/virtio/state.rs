@@ -34,7 +34,8 @@ use super::rng::RngState;
 use super::vsock::VsockState;
 
 /// The version of the device states this build writes and reads.
-pub const STATE_VERSION: u32 = 1;
+/// 2: the transport saves ConfigGeneration (a disk swapped at run time changes it).
+pub const STATE_VERSION: u32 = 2;
 
 /// A device's own state, beside its transport's: one variant per device type, so a state
 /// cannot be restored into a device of another type.

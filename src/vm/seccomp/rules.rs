@@ -268,6 +268,19 @@ pub fn rules(kind: ThreadKind) -> Rules {
                     libc::SYS_timerfd_settime,
                 ],
             );
+            // PATCH /drives after boot (`vm::disk_update`): the new image is opened here,
+            // its type read from the open fd (std's metadata is statx, fstat where statx
+            // is missing) and its size found by seeking to its end. The blk worker only
+            // takes the disk's lock, which every thread may.
+            add(
+                &mut rules,
+                &[
+                    libc::SYS_statx,
+                    libc::SYS_fstat,
+                    libc::SYS_newfstatat,
+                    libc::SYS_lseek,
+                ],
+            );
             // Making a client's socket non-blocking.
             rules = union(
                 rules,

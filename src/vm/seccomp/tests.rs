@@ -243,3 +243,31 @@ fn a_vcpu_may_not_make_sockets_and_a_vsock_worker_only_unix_sockets() {
     let (status, _) = in_confined_child(ThreadKind::Vsock, libc::SYS_socket);
     assert_eq!(status, report::EXIT_STATUS);
 }
+
+#[test]
+fn the_api_thread_may_open_type_and_size_a_disk_image_to_swap_it() {
+    // With all-zero arguments each call reaches the kernel and fails there (or, lseek on
+    // fd 0, succeeds): none traps.
+    for syscall in [
+        libc::SYS_openat,
+        libc::SYS_fcntl,
+        libc::SYS_statx,
+        libc::SYS_fstat,
+        libc::SYS_newfstatat,
+        libc::SYS_lseek,
+    ] {
+        let (status, stderr) = in_confined_child(ThreadKind::Api, syscall);
+        assert_ne!(status, report::EXIT_STATUS, "{syscall}: {stderr}");
+        assert_ne!(status, NOT_CONFINED, "{syscall}: {stderr}");
+    }
+}
+
+#[test]
+fn a_blk_worker_may_not_stat_files_as_a_disk_swap_needs_none_there() {
+    // A swap opens and sizes the new image on the API thread; the worker only takes the
+    // disk's lock (futex).
+    for syscall in [libc::SYS_statx, libc::SYS_newfstatat] {
+        let (status, _) = in_confined_child(ThreadKind::Blk, syscall);
+        assert_eq!(status, report::EXIT_STATUS, "{syscall}");
+    }
+}

@@ -31,7 +31,8 @@ use super::error::SnapshotError;
 pub const MAGIC: [u8; 8] = *b"VMMSNAP\n";
 /// The body's layout. Bump it whenever a type in `VmSnapshot` changes.
 /// 2: virtio devices' states (transport and device, window and IRQ).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: each transport's ConfigGeneration (disks swapped at run time); device state 2.
+pub const FORMAT_VERSION: u32 = 3;
 const VMM_VERSION_LEN: usize = 32;
 pub const HEADER_LEN: usize = 8 + 4 + 4 + 8 + VMM_VERSION_LEN;
 /// A state file is KVM's structs for each vCPU and a few devices: far below this. A larger

@@ -28,6 +28,7 @@ use kvm_ioctls::VmFd;
 use serde::{Deserialize, Serialize};
 use vm_memory::GuestMemoryMmap;
 
+use super::control::ControlError;
 use super::virtio_setup::AttachedTransport;
 
 pub use config::SavedConfig;
@@ -50,20 +51,26 @@ pub struct SnapshotSource {
     pub vm: Arc<VmFd>,
     pub mem: GuestMemoryMmap,
     pub serial: Arc<Mutex<::devices::Serial>>,
-    /// The VM's config (its RAM layout is filled in when the memory file is written).
-    pub config: SavedConfig,
+    /// The VM's config (its RAM layout is filled in when the memory file is written). A
+    /// disk swapped at run time changes its path here (`disk_update`), so that a snapshot
+    /// records the file the guest now uses.
+    pub config: Mutex<SavedConfig>,
     /// Its virtio devices, in window order.
     pub virtio: Vec<AttachedTransport>,
 }
 
-/// What takes a snapshot of a paused VM once its vCPUs have read their own state: the VM
-/// itself ([`SnapshotSource`]), or a stand-in in the control's tests.
+/// What takes a snapshot of a paused VM once its vCPUs have read their own state, and
+/// changes its devices at run time: the VM itself ([`SnapshotSource`]), or a stand-in in
+/// the control's tests.
 pub trait SnapshotWriter: Send + Sync {
     /// Reads the rest of the VM's state and writes the snapshot, with `vcpus` (read by
     /// their threads), to `state` and `mem`. Every vCPU must be parked.
     fn write(&self, vcpus: Vec<VcpuState>, state: &Path, mem: &Path) -> Result<(), SnapshotError>;
     /// Starts again the devices a snapshot stopped, before the vCPUs run again.
     fn resume_devices(&self) -> Result<(), SnapshotError>;
+    /// Opens `path` on the calling thread and makes it the backing file of the disk
+    /// whose drive id (its GET_ID serial) is `drive_id` (see `vm::disk_update`).
+    fn update_disk(&self, drive_id: &str, path: &Path) -> Result<(), ControlError>;
 }
 
 impl SnapshotWriter for SnapshotSource {
@@ -99,7 +106,7 @@ impl SnapshotWriter for SnapshotSource {
         let snapshot = VmSnapshot {
             config: SavedConfig {
                 regions,
-                ..self.config.clone()
+                ..lock(&self.config).clone()
             },
             vm,
             vcpus,
@@ -115,6 +122,10 @@ impl SnapshotWriter for SnapshotSource {
 
     fn resume_devices(&self) -> Result<(), SnapshotError> {
         resume_all(&self.virtio)
+    }
+
+    fn update_disk(&self, drive_id: &str, path: &Path) -> Result<(), ControlError> {
+        crate::vm::disk_update::update_disk(self, drive_id, path)
     }
 }
 
@@ -133,6 +144,6 @@ pub fn resume_all(virtio: &[AttachedTransport]) -> Result<(), SnapshotError> {
 
 /// A transport's state stays whole through a panic elsewhere: each register and queue
 /// write is done under the lock as one assignment.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

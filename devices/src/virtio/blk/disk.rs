@@ -13,6 +13,7 @@ use vm_memory::{
     Bytes, GuestMemoryMmap, ReadVolatile, VolatileMemoryError, VolatileSlice, WriteVolatile,
 };
 
+use super::image::DiskImage;
 use super::request::Segment;
 use super::SECTOR_SIZE;
 
@@ -28,6 +29,16 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// The disk of `image`, answering GET_ID with `id`.
+    pub fn new(image: DiskImage, id: [u8; 20]) -> Disk {
+        Disk {
+            file: image.file,
+            read_only: image.read_only,
+            capacity: image.capacity,
+            id,
+        }
+    }
+
     /// Reads the disk from `sector` into the guest buffers `segs`, in order.
     pub fn read_into(
         &self,

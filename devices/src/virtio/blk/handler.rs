@@ -4,7 +4,7 @@
 //! for the limiter's timer.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -12,6 +12,7 @@ use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::disk::Disk;
+use super::lock_disk;
 use super::request::{
     self, Limits, Reject, Request, RequestType, Segment, STATUS_IOERR, STATUS_OK,
 };
@@ -34,7 +35,8 @@ pub struct BlockHandler {
     queue_evt: EventFd,
     interrupt: Arc<Interrupt>,
     errors: Arc<ErrorCounters>,
-    disk: Arc<Disk>,
+    /// Locked for each request, so a swap of the backing file lands between two.
+    disk: Arc<Mutex<Disk>>,
     limiter: QueueLimiter,
     /// Scratch space reused by every request, so the fast path does not allocate.
     descs: Vec<Descriptor>,
@@ -45,7 +47,7 @@ impl BlockHandler {
     pub fn new(
         ctx: ActivateContext,
         request_queue: DeviceQueue,
-        disk: Arc<Disk>,
+        disk: Arc<Mutex<Disk>>,
         limiter: QueueLimiter,
     ) -> Self {
         let DeviceQueue { queue, evt } = request_queue;
@@ -91,10 +93,7 @@ impl BlockHandler {
     /// Runs every available request. Breaks (and sets DEVICE_NEEDS_RESET) when the
     /// driver broke the queue, so the worker stops touching it.
     pub fn process_queue(&mut self) -> ControlFlow<()> {
-        let limits = Limits {
-            capacity: self.disk.capacity,
-            max_descriptors: usize::from(self.queue.size()),
-        };
+        let max_descriptors = usize::from(self.queue.size());
         let mut used = false;
         let result = loop {
             // One chain at a time: add_used needs the queue between chains.
@@ -108,6 +107,13 @@ impl BlockHandler {
                 }
             };
             let head = chain.head_index();
+            // Held until the request is done: checked against and run on one disk, even
+            // when a swap is waiting for the lock.
+            let disk = lock_disk(&self.disk);
+            let limits = Limits {
+                capacity: disk.capacity,
+                max_descriptors,
+            };
             let parsed = request::parse(&self.mem, &chain, limits, &mut self.descs, &mut self.segs);
             if parsed.is_err() {
                 self.errors.chain_rejected();
@@ -120,7 +126,7 @@ impl BlockHandler {
                         self.queue.go_to_previous_position();
                         break ControlFlow::Continue(());
                     }
-                    let (code, len) = execute(&self.mem, &self.disk, &req, &self.segs);
+                    let (code, len) = execute(&self.mem, &disk, &req, &self.segs);
                     if code != STATUS_OK {
                         self.errors.request_failed();
                     }

@@ -4,17 +4,16 @@
 
 mod disk;
 mod handler;
+mod image;
 mod request;
 mod state;
+mod swap;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
@@ -29,9 +28,11 @@ use super::device::{ActivateContext, ActivateError, VirtioDevice};
 use super::rate_limiter::QueueLimiter;
 use super::state::{DeviceState, SavedDevice, StateError};
 use super::worker::Worker;
-use crate::user_file::{self, Allowed, OpenError};
+use crate::user_file::OpenError;
 
+pub use self::image::DiskImage;
 pub use self::state::BlockState;
+pub use self::swap::SwapError;
 
 /// virtio device ID of a block device.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
@@ -63,7 +64,14 @@ pub enum BlockError {
 
 /// A virtio block device backed by a raw image file (or a host block device).
 pub struct Block {
-    disk: Arc<Disk>,
+    /// Shared with the worker, which holds the lock through each request: a swap
+    /// (`swap`) waits for the request in progress, and the next one sees the new disk.
+    disk: Arc<Mutex<Disk>>,
+    /// As configured: a swapped-in image is opened the same way.
+    read_only: bool,
+    /// The GET_ID answer follows the image's file (no id was given), so a swap derives
+    /// it again from the new file.
+    id_from_file: bool,
     avail_features: u64,
     /// `struct virtio_blk_config` up to `blk_size`, little endian.
     config: [u8; 24],
@@ -77,26 +85,14 @@ impl Block {
     /// answer (at most 20 bytes); without it one is derived from the file's device and
     /// inode numbers, stable across runs for the same file.
     pub fn new(path: &Path, read_only: bool, id: Option<String>) -> Result<Block, BlockError> {
-        let mut file = user_file::open(path, !read_only, Allowed::RegularFileOrBlockDevice)
-            .map_err(BlockError::Open)?;
-        let size_err = |source| BlockError::Size {
-            path: path.to_path_buf(),
-            source,
-        };
-        // Seeking to the end also sizes host block devices, whose metadata length is 0.
-        let size = file.seek(SeekFrom::End(0)).map_err(size_err)?;
-        let meta = file.metadata().map_err(size_err)?;
+        let image = DiskImage::open(path, read_only)?;
+        let id_from_file = id.is_none();
         let id = match id {
             Some(id) if id.len() > ID_LEN => return Err(BlockError::IdTooLong { id }),
             Some(id) => id,
-            None => format!("{:x}-{:x}", meta.dev(), meta.ino()),
+            None => image.derived_id.clone(),
         };
-        let mut id_bytes = [0u8; ID_LEN];
-        let n = id.len().min(ID_LEN);
-        id_bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-
-        // A tail shorter than a sector cannot be addressed and is left alone.
-        let capacity = size / SECTOR_SIZE;
+        let capacity = image.capacity;
         let mut avail_features = 1u64 << VIRTIO_F_VERSION_1
             | 1 << VIRTIO_BLK_F_FLUSH
             | 1 << VIRTIO_BLK_F_SEG_MAX
@@ -105,12 +101,9 @@ impl Block {
             avail_features |= 1 << VIRTIO_BLK_F_RO;
         }
         Ok(Block {
-            disk: Arc::new(Disk {
-                file,
-                read_only,
-                capacity,
-                id: id_bytes,
-            }),
+            disk: Arc::new(Mutex::new(Disk::new(image, id_bytes(&id)))),
+            read_only,
+            id_from_file,
             avail_features,
             config: config_space(capacity),
             limiter: QueueLimiter::default(),
@@ -126,17 +119,31 @@ impl Block {
 
     /// Capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
-        self.disk.capacity
+        self.disk().capacity
     }
 
     pub fn read_only(&self) -> bool {
-        self.disk.read_only
+        self.read_only
     }
 
-    /// The raw fd of the image (e.g. for a seccomp or fd-passing audit).
-    pub fn file(&self) -> &File {
-        &self.disk.file
+    /// The disk, between two requests of the worker.
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        lock_disk(&self.disk)
     }
+}
+
+/// A worker that panicked mid-request leaves the disk whole (its fields are only replaced
+/// whole, by a swap), so a poisoned lock is taken as it is.
+fn lock_disk(disk: &Mutex<Disk>) -> MutexGuard<'_, Disk> {
+    disk.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `id` as the GET_ID answer: its first 20 bytes, NUL padded.
+fn id_bytes(id: &str) -> [u8; ID_LEN] {
+    let mut bytes = [0u8; ID_LEN];
+    let n = id.len().min(ID_LEN);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    bytes
 }
 
 /// The config space's blk_size (a le32): the sector size.
@@ -198,5 +205,9 @@ impl VirtioDevice for Block {
 
     fn restore(&mut self, state: DeviceState) -> Result<(), StateError> {
         self.restore_state(state)
+    }
+
+    fn swap_disk(&mut self, image: DiskImage) -> Result<(), SwapError> {
+        self.swap_image(image)
     }
 }

@@ -5,7 +5,8 @@
 //! A restore checks the whole state against the device it is given and against guest
 //! memory before it changes anything, and starts nothing: [`MmioTransport::resume`] does,
 //! so a VMM can restore every device first and start them only once all were accepted.
-//! ConfigGeneration is not saved: it is always 0 here (see `read_reg`).
+//! ConfigGeneration is saved with InterruptStatus: a driver that read the configuration
+//! before the snapshot must see the same generation after it.
 
 use serde::{Deserialize, Serialize};
 use virtio_queue::{Queue, QueueT};
@@ -75,6 +76,8 @@ pub struct TransportState {
     /// InterruptStatus: what the driver has not acknowledged yet.
     pub interrupt_status: u32,
     pub needs_reset: bool,
+    /// ConfigGeneration.
+    pub config_generation: u32,
     /// The device was processing its queues: resuming starts it again.
     pub running: bool,
     pub device: DeviceState,
@@ -131,6 +134,7 @@ impl MmioTransport {
             queues,
             interrupt_status: self.interrupt.status(),
             needs_reset: self.interrupt.needs_reset(),
+            config_generation: self.interrupt.config_generation(),
             running,
             device: saved.state,
         };
@@ -169,9 +173,11 @@ impl MmioTransport {
         transport.driver_features_sel = state.driver_features_sel;
         transport.driver_features = state.driver_features;
         transport.queue_sel = state.queue_sel;
-        transport
-            .interrupt
-            .restore(state.interrupt_status, state.needs_reset);
+        transport.interrupt.restore(
+            state.interrupt_status,
+            state.needs_reset,
+            state.config_generation,
+        );
         transport.raise_on_resume = state.interrupt_status != 0;
         transport.quiesced = state.running.then_some(state);
         Ok(transport)
