@@ -374,6 +374,16 @@ EOF
         done
         echo "BENCH-SNAPSHOT round $round/$n done"
     done
+    # Where the time of one run goes, for each vmm run variant (the process level: vmm's
+    # own start and end, without isolation).
+    for v in process vm+container@snapshot vm+container; do
+        set -- --isolation "${v%@snapshot}"
+        [ "$v" != process ] && set -- "$@" --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD"
+        [ "$v" != "${v%@snapshot}" ] && set -- "$@" --from-snapshot
+        /usr/local/bin/vmm run "$@" --rootfs "$WORKLOAD" --timings -- /bin/true \
+            </dev/null >/dev/null 2>/tmp/snap-bench-phases.err
+        echo "BENCH-SNAPSHOT phases of $v: $(sed -n 's/^vmm: timings (ms since start): //p' /tmp/snap-bench-phases.err)"
+    done
     local c r cold snap
     c=$(snap_bench_median container)
     r=$(snap_bench_median crun)
