@@ -96,6 +96,8 @@ pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
     let (plan, jailed) = root::plan(&spec.dir, config, &cwd)?;
     plan.check_host_files()?;
     let cgroup = VmCgroup::create(&spec.cgroup, &format!("vmm-jail-{}", std::process::id()))?;
+    // Read here: the jail has no /proc.
+    let last_cap = ids::last_capability();
     let mask = SignalMask::block()?;
     let sys = LinuxSyscall::new(mask.saved);
     sys.unshare(libc::CLONE_NEWPID)
@@ -114,7 +116,7 @@ pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
                 .unwrap_or_default();
             std::mem::forget(cgroup);
             drop(mask);
-            jail_self(&sys, spec, &plan, &dirs)?;
+            jail_self(&sys, spec, &plan, &dirs, last_cap)?;
             Ok(Entered::Jailed(Box::new(jailed)))
         }
         child => {
@@ -132,6 +134,7 @@ fn jail_self<S: Syscall>(
     spec: &JailSpec,
     plan: &RootPlan,
     cgroup_dirs: &[PathBuf],
+    last_cap: u32,
 ) -> Result<(), JailError> {
     sys.set_parent_death_signal(libc::SIGKILL)
         .map_err(JailError::setup("set the parent-death signal"))?;
@@ -147,7 +150,7 @@ fn jail_self<S: Syscall>(
         .map_err(JailError::setup("unshare mount and IPC namespaces"))?;
     root::build(sys, plan, spec.uid, spec.gid)?;
     ids::apply_rlimits(sys, &spec.rlimits)?;
-    ids::drop_privileges(sys, spec.uid, spec.gid)?;
+    ids::drop_privileges(sys, spec.uid, spec.gid, last_cap)?;
     root::check_access(plan, spec.uid, spec.gid)
 }
 

@@ -1,0 +1,95 @@
+//! A compact front for a thread's filter: the calls allowed whatever their arguments are
+//! looked up in a bitmap, 3 instructions per block of 32 call numbers, before the
+//! argument-filtered rules that seccompiler builds.
+//!
+//! Why: seccompiler gives every call a chain of its own (4 instructions for a call allowed
+//! outright, tested one after the other), and the kernel checks and JIT-compiles the whole
+//! program each time a thread installs it. The vCPU's filter went from ~330 instructions
+//! to ~130 with this front (`front_shortens_every_filter` in the tests), which is most of
+//! what installing it costs; and each call is now looked up in a few jumps rather than
+//! up to ~60 comparisons.
+//!
+//! What it keeps: it allows only x86_64 calls (the architecture word, then no x32 bit);
+//! everything else falls through to seccompiler's program unchanged, which kills another
+//! architecture's calls and traps the rest. The tests run every call number (and the
+//! argument values the rules name) through both programs and compare the actions.
+
+use seccompiler::sock_filter;
+
+/// `seccomp_data.nr` and `seccomp_data.arch`, as the kernel lays them out.
+const NR_OFFSET: u32 = 0;
+const ARCH_OFFSET: u32 = 4;
+/// The x32 ABI's calls are x86_64's numbers with this bit set.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// `AUDIT_ARCH_X86_64`: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
+pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+
+fn insn(code: u32, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// Instructions that return `allow` for the x86_64 calls in `allowed` and go on at the
+/// instruction right after them for any other call.
+pub fn allowing(allowed: &[u32], allow: u32) -> Vec<sock_filter> {
+    use libc::{
+        BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
+        BPF_MISC, BPF_RET, BPF_RSH, BPF_TAX, BPF_W, BPF_X,
+    };
+    // Block number → bitmap of its 32 calls.
+    let mut blocks: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+    for &nr in allowed.iter().filter(|&&nr| nr < X32_SYSCALL_BIT) {
+        *blocks.entry(nr / 32).or_default() |= 1 << (nr % 32);
+    }
+    if blocks.is_empty() {
+        return Vec::new();
+    }
+    // The layout, from the end: the test of the chosen bit (4 instructions) then the rest
+    // of the filter; before it, 3 instructions per block.
+    const TEST_LEN: u32 = 4;
+    let n = blocks.len() as u32;
+    let mut out = vec![
+        insn(BPF_LD | BPF_W | BPF_ABS, 0, 0, ARCH_OFFSET),
+        // Not x86_64: on to the rest, which kills it. The jump skips everything below.
+        insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, AUDIT_ARCH_X86_64),
+        insn(BPF_LD | BPF_W | BPF_ABS, 0, 0, NR_OFFSET),
+        // x32 (or any number that large): on to the rest, which traps it.
+        insn(BPF_JMP | BPF_JSET | BPF_K, 0, 0, X32_SYSCALL_BIT),
+        // X = nr % 32, the bit to test; A = nr / 32, the block.
+        insn(BPF_ALU | BPF_AND | BPF_K, 0, 0, 31),
+        insn(BPF_MISC | BPF_TAX, 0, 0, 0),
+        insn(BPF_LD | BPF_W | BPF_ABS, 0, 0, NR_OFFSET),
+        insn(BPF_ALU | BPF_RSH | BPF_K, 0, 0, 5),
+    ];
+    // Offsets count from the instruction after the jump. The rest begins after the 8
+    // instructions above, 3 per block, the jump past the test, and the test.
+    out[1].jf = jump(3 * n + 11);
+    out[3].jt = jump(3 * n + 9);
+    for (i, (&block, &bits)) in blocks.iter().enumerate() {
+        let i = i as u32;
+        // Not this block: the next one (the last one's "next" is the jump to the rest).
+        out.push(insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, block));
+        out.push(insn(BPF_LD | BPF_IMM, 0, 0, bits));
+        // To the test: past the remaining blocks and the jump to the rest.
+        out.push(insn(BPF_JMP | BPF_JA, 0, 0, 3 * (n - 1 - i) + 1));
+    }
+    // No block of allowed calls: the rest.
+    out.push(insn(BPF_JMP | BPF_JA, 0, 0, TEST_LEN));
+    out.extend([
+        insn(BPF_ALU | BPF_RSH | BPF_X, 0, 0, 0),
+        insn(BPF_ALU | BPF_AND | BPF_K, 0, 0, 1),
+        insn(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 1),
+        insn(BPF_RET | BPF_K, 0, 0, allow),
+    ]);
+    out
+}
+
+/// A conditional jump's offset: at most 255 instructions, which holds for up to 80
+/// blocks (2560 call numbers; x86_64 has fewer than 500).
+fn jump(offset: u32) -> u8 {
+    u8::try_from(offset).expect("a seccomp front of fewer than 80 blocks")
+}
