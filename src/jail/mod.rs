@@ -17,6 +17,7 @@ pub mod args;
 mod cgroup;
 mod error;
 mod ids;
+pub mod phases;
 mod root;
 
 use std::path::PathBuf;
@@ -92,6 +93,7 @@ pub enum Entered {
 
 /// Makes the jail of `spec` for `config` and forks the VMM into it; see the module's text.
 pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
+    phases::start();
     let cwd = std::env::current_dir().map_err(JailError::setup("read the working directory"))?;
     let (plan, jailed) = root::plan(&spec.dir, config, &cwd)?;
     plan.check_host_files()?;
@@ -100,8 +102,10 @@ pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
     let last_cap = ids::last_capability();
     let mask = SignalMask::block()?;
     let sys = LinuxSyscall::new(mask.saved);
+    phases::mark("plan and signal mask");
     sys.unshare(libc::CLONE_NEWPID)
         .map_err(JailError::setup("unshare a PID namespace"))?;
+    phases::mark("unshare PID");
     // SAFETY: the process has one thread (the caller's promise), so the child's copy of
     // it is whole: no lock is held by a thread that does not exist there.
     match unsafe { libc::fork() } {
@@ -115,12 +119,15 @@ pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
                 .map(|c| c.dirs().to_vec())
                 .unwrap_or_default();
             std::mem::forget(cgroup);
+            phases::mark("fork (child)");
             drop(mask);
             jail_self(&sys, spec, &plan, &dirs, last_cap)?;
+            phases::mark("jailed");
             Ok(Entered::Jailed(Box::new(jailed)))
         }
         child => {
             let status = launch::wait_forwarding(child, &mask.set)?;
+            phases::mark("child reaped (parent)");
             drop(cgroup);
             let outcome = launch::Outcome::from_wait_status(status, false);
             Ok(Entered::Parent(ExitCode::from(outcome.status)))
@@ -148,9 +155,12 @@ fn jail_self<S: Syscall>(
     }
     sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC)
         .map_err(JailError::setup("unshare mount and IPC namespaces"))?;
+    phases::mark("unshare mount and IPC");
     root::build(sys, plan, spec.uid, spec.gid)?;
+    phases::mark("root built and pivoted");
     ids::apply_rlimits(sys, &spec.rlimits)?;
     ids::drop_privileges(sys, spec.uid, spec.gid, last_cap)?;
+    phases::mark("privileges dropped");
     root::check_access(plan, spec.uid, spec.gid)
 }
 

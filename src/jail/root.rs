@@ -198,6 +198,7 @@ pub fn build<S: Syscall>(sys: &S, plan: &RootPlan, uid: u32, gid: u32) -> Result
         None,
     )
     .map_err(JailError::setup("make the jail's root read-only"))?;
+    super::phases::mark("root built");
     enter_root(sys, dir, || {
         std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
     })
@@ -224,8 +225,10 @@ fn enter_root<S: Syscall>(
         }
         Err(e) => return Err(JailError::setup(format!("pivot_root into {dir:?}"))(e)),
     }
+    super::phases::mark("pivot_root");
     sys.umount2(Path::new("."), libc::MNT_DETACH)
         .map_err(JailError::setup("detach the old root"))?;
+    super::phases::mark("old root detached");
     sys.chdir(Path::new("/"))
         .map_err(JailError::setup("chdir / in the jail"))
 }
