@@ -188,11 +188,20 @@ impl VmCgroup {
     }
 }
 
-impl Drop for VmCgroup {
-    fn drop(&mut self) {
+impl VmCgroup {
+    /// Removes the groups (again on drop, which finds them gone). Allocates nothing for
+    /// paths under 384 bytes, so the jail's parent may call it once its child has ended
+    /// (see `super::clone_vm`).
+    pub fn remove(&self) {
         for dir in self.dirs.iter().rev() {
             cgroup::remove_dir(dir);
         }
+    }
+}
+
+impl Drop for VmCgroup {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

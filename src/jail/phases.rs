@@ -21,6 +21,9 @@ pub fn start() {
 pub fn mark(phase: &str) {
     if let Some(Some(origin)) = ORIGIN.get() {
         let ms = origin.elapsed().as_secs_f64() * 1e3;
-        eprintln!("vmm: jail phase {phase}: {ms:.3} ms (pid {})", std::process::id());
+        eprintln!(
+            "vmm: jail phase {phase}: {ms:.3} ms (pid {})",
+            std::process::id()
+        );
     }
 }
