@@ -2,12 +2,14 @@
 //!
 //! The VMM checks the jail's options and makes the VM's cgroup (so that bad input ends it
 //! before anything is jailed), blocks the signals it forwards, unshares a PID namespace and
-//! forks. The child, PID 1 of that namespace, joins the cgroup and the network namespace
-//! of `--netns`, unshares mount and IPC namespaces, builds the jail's root and pivots into
-//! it ([`root`]), sets its rlimits and drops to U:G without capabilities ([`ids`]), then
-//! returns to run the VM in-process with the options rewritten to the jail's paths; its
-//! seccomp filters come later, per thread, as without a jail. The parent stays outside:
-//! it forwards signals, exits with the child's status and removes the cgroup.
+//! starts a child that shares its memory ([`clone_vm`]: a fork's page-table copy was most
+//! of the jail's cost under PVM). The child, PID 1 of that namespace, joins the cgroup and
+//! the network namespace of `--netns`, unshares mount and IPC namespaces, builds the
+//! jail's root and pivots into it ([`root`]), sets its rlimits and drops to U:G without
+//! capabilities ([`ids`]), then runs the VM in-process with the options rewritten to the
+//! jail's paths; its seccomp filters come later, per thread, as without a jail. The parent
+//! stays outside: it forwards signals, removes the cgroup and exits with the child's
+//! status. [`phases`] times each step.
 //!
 //! In-process rather than a re-exec: the static `vmm` binary is running already, so
 //! nothing executable has to be in the jail (the jailer copies Firecracker's binary in),
