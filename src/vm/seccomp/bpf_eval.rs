@@ -17,7 +17,7 @@ impl Call {
             0 => self.nr,
             4 => self.arch,
             // instruction_pointer (8..16) is never looked at by these filters.
-            16..=63 if offset % 4 == 0 => {
+            16..=63 if offset.is_multiple_of(4) => {
                 let arg = self.args[(offset as usize - 16) / 8];
                 match (offset - 16) % 8 {
                     0 => arg as u32,

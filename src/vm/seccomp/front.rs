@@ -21,6 +21,10 @@ const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 /// The x32 ABI's calls are x86_64's numbers with this bit set.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// The call numbers the bitmap covers (x86_64 has fewer than 500): 32 blocks at most,
+/// which keeps every jump within a conditional jump's 255 instructions. A call above it
+/// stays with seccompiler's rules.
+pub const BITMAP_CALLS: u32 = 1024;
 /// `AUDIT_ARCH_X86_64`: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
 pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 
@@ -33,8 +37,8 @@ fn insn(code: u32, jt: u8, jf: u8, k: u32) -> sock_filter {
     }
 }
 
-/// Instructions that return `allow` for the x86_64 calls in `allowed` and go on at the
-/// instruction right after them for any other call.
+/// Instructions that return `allow` for the x86_64 calls in `allowed` (all below
+/// [`BITMAP_CALLS`]) and go on at the instruction right after them for any other call.
 pub fn allowing(allowed: &[u32], allow: u32) -> Vec<sock_filter> {
     use libc::{
         BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
@@ -42,7 +46,8 @@ pub fn allowing(allowed: &[u32], allow: u32) -> Vec<sock_filter> {
     };
     // Block number → bitmap of its 32 calls.
     let mut blocks: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
-    for &nr in allowed.iter().filter(|&&nr| nr < X32_SYSCALL_BIT) {
+    for &nr in allowed {
+        assert!(nr < BITMAP_CALLS, "call {nr} is past the front's bitmap");
         *blocks.entry(nr / 32).or_default() |= 1 << (nr % 32);
     }
     if blocks.is_empty() {
@@ -88,8 +93,9 @@ pub fn allowing(allowed: &[u32], allow: u32) -> Vec<sock_filter> {
     out
 }
 
-/// A conditional jump's offset: at most 255 instructions, which holds for up to 80
-/// blocks (2560 call numbers; x86_64 has fewer than 500).
+/// A conditional jump's offset: at most 3 × 32 + 11 with [`BITMAP_CALLS`]'s 32 blocks,
+/// well within a u8.
 fn jump(offset: u32) -> u8 {
-    u8::try_from(offset).expect("a seccomp front of fewer than 80 blocks")
+    const _: () = assert!(3 * (BITMAP_CALLS / 32) + 11 <= u8::MAX as u32);
+    offset as u8
 }

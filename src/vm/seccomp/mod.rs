@@ -76,7 +76,9 @@ pub fn compile(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
     let rules = rules::rules(kind);
     let refuses_openat = !rules.contains_key(&libc::SYS_openat);
     let (unconditional, filtered): (rules::Rules, rules::Rules) =
-        rules.into_iter().partition(|(_, chain)| chain.is_empty());
+        rules.into_iter().partition(|(nr, chain)| {
+            chain.is_empty() && u32::try_from(*nr).is_ok_and(|nr| nr < front::BITMAP_CALLS)
+        });
     let numbers: Vec<u32> = unconditional.keys().map(|&nr| nr as u32).collect();
     let filter = SeccompFilter::new(
         filtered,
