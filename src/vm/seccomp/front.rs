@@ -4,10 +4,10 @@
 //!
 //! Why: seccompiler gives every call a chain of its own (4 instructions for a call allowed
 //! outright, tested one after the other), and the kernel checks and JIT-compiles the whole
-//! program each time a thread installs it. The vCPU's filter went from ~330 instructions
-//! to ~130 with this front (`front_shortens_every_filter` in the tests), which is most of
-//! what installing it costs; and each call is now looked up in a few jumps rather than
-//! up to ~60 comparisons.
+//! program each time a thread installs it. With this front the vCPU's filter is 158
+//! instructions rather than 243, the others about half as long (`front_shortens_every_filter`
+//! in the tests), and an allowed call is found with one comparison per block of 32 numbers
+//! rather than one per call.
 //!
 //! What it keeps: it allows only x86_64 calls (the architecture word, then no x32 bit);
 //! everything else falls through to seccompiler's program unchanged, which kills another

@@ -43,7 +43,8 @@ pub enum SeccompError {
 
 /// Each kind's program, compiled by the first thread that needs it. A process compiles
 /// each filter once, however many VMs (`vmm compare`, `vmm bench soak`), vCPUs and
-/// workers it runs: compiling the nine filters took about as long as a guest's boot.
+/// workers it runs, and only the kinds it starts: compiling every worker's filter on each
+/// start was most of what the filters cost in CPU on `vmm bench start`.
 static PROGRAMS: [OnceLock<Result<Arc<BpfProgram>, Arc<SeccompError>>>; ThreadKind::COUNT] =
     [const { OnceLock::new() }; ThreadKind::COUNT];
 
