@@ -139,10 +139,15 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
     let Some(jail) = jail else {
         return exit_code_of(vm::run_with(&config, options));
     };
-    let error = jail::enter(&jail, &config, |config| {
-        exit_status_of(vm::run_with(config, options))
-    });
-    report_jail_error(&error)
+    match jail::enter(&jail, &config) {
+        Ok(jail::Entered::Parent(code)) => code,
+        Ok(jail::Entered::Jailed(config)) => {
+            let code = exit_code_of(vm::run_with(&config, options));
+            jail::phases::mark("VM ended (child)");
+            code
+        }
+        Err(e) => report_jail_error(&e),
+    }
 }
 
 /// Prints a jail error on one line; 2 when the input was at fault, else 1.
@@ -201,23 +206,15 @@ pub(crate) fn vm_config_from(
 }
 
 pub(crate) fn exit_code_of(result: Result<vm::VmOutcome, vm::VmError>) -> ExitCode {
-    ExitCode::from(exit_status_of(result))
-}
-
-/// The exit status of a VM's run (after reporting a failure or error on stderr).
-fn exit_status_of(result: Result<vm::VmOutcome, vm::VmError>) -> u8 {
     match result {
-        Ok(vm::VmOutcome::Reset | vm::VmOutcome::Stopped) => exit_code::SUCCESS,
-        Ok(vm::VmOutcome::DebugExit(code)) => code,
+        Ok(vm::VmOutcome::Reset | vm::VmOutcome::Stopped) => ExitCode::SUCCESS,
+        Ok(vm::VmOutcome::DebugExit(code)) => ExitCode::from(code),
         Ok(vm::VmOutcome::Failed(failure)) => {
             eprintln!("vmm: the VM failed: {}", error_chain(&failure));
-            exit_code::FAILED
+            ExitCode::from(exit_code::FAILED)
         }
-        Ok(vm::VmOutcome::Terminated(sig)) => exit_code::signalled(sig),
-        Err(e) => {
-            eprintln!("vmm: error: {}", error_chain(&e));
-            exit_code::of_error(e.is_bad_input())
-        }
+        Ok(vm::VmOutcome::Terminated(sig)) => ExitCode::from(exit_code::signalled(sig)),
+        Err(e) => report_vm_error(&e),
     }
 }
 

@@ -188,20 +188,11 @@ impl VmCgroup {
     }
 }
 
-impl VmCgroup {
-    /// Removes the groups (again on drop, which finds them gone). Allocates nothing for
-    /// paths under 384 bytes, so the jail's parent may call it once its child has ended
-    /// (see `super::clone_vm`).
-    pub fn remove(&self) {
+impl Drop for VmCgroup {
+    fn drop(&mut self) {
         for dir in self.dirs.iter().rev() {
             cgroup::remove_dir(dir);
         }
-    }
-}
-
-impl Drop for VmCgroup {
-    fn drop(&mut self) {
-        self.remove();
     }
 }
 

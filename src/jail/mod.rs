@@ -2,8 +2,7 @@
 //!
 //! The VMM checks the jail's options and makes the VM's cgroup (so that bad input ends it
 //! before anything is jailed), blocks the signals it forwards, unshares a PID namespace and
-//! starts a child that shares its memory ([`clone_vm`]: a fork's page-table copy was most
-//! of the jail's cost under PVM). The child, PID 1 of that namespace, joins the cgroup and
+//! forks. The child, PID 1 of that namespace, joins the cgroup and
 //! the network namespace of `--netns`, unshares mount and IPC namespaces, builds the
 //! jail's root and pivots into it ([`root`]), sets its rlimits and drops to U:G without
 //! capabilities ([`ids`]), then runs the VM in-process with the options rewritten to the
@@ -17,13 +16,13 @@
 
 pub mod args;
 mod cgroup;
-mod clone_vm;
 mod error;
 mod ids;
 pub mod phases;
 mod root;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use runtime::config::Rlimit;
 use runtime::launch::{self, SignalMask};
@@ -85,23 +84,16 @@ impl JailSpec {
     }
 }
 
-/// Makes the jail of `spec` for `config` and runs `run` in it, on the jailed VMM's options
-/// (their paths the jail's), in a child that shares this process's memory
-/// ([`clone_vm`]); see the module's text. Both processes end in here: the child with what
-/// `run` returns, this one with the child's status. Returns only the error that kept the
-/// jail from being entered.
-pub fn enter(spec: &JailSpec, config: &VmConfig, run: impl FnOnce(&VmConfig) -> u8) -> JailError {
-    match start(spec, config, run) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
+/// Which side of the fork returned from [`enter`].
+pub enum Entered {
+    /// The VMM outside the jail, after the jailed one ended: exit with this status.
+    Parent(ExitCode),
+    /// The jailed VMM: run this VM (its paths are the jail's).
+    Jailed(Box<VmConfig>),
 }
 
-fn start(
-    spec: &JailSpec,
-    config: &VmConfig,
-    run: impl FnOnce(&VmConfig) -> u8,
-) -> Result<std::convert::Infallible, JailError> {
+/// Makes the jail of `spec` for `config` and forks the VMM into it; see the module's text.
+pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
     phases::start();
     let cwd = std::env::current_dir().map_err(JailError::setup("read the working directory"))?;
     let (plan, jailed) = root::plan(&spec.dir, config, &cwd)?;
@@ -115,42 +107,33 @@ fn start(
     sys.unshare(libc::CLONE_NEWPID)
         .map_err(JailError::setup("unshare a PID namespace"))?;
     phases::mark("unshare PID");
-    let cgroup_dirs = cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default();
-    let saved_mask = mask.saved;
-    let mut child = Some(|| {
-        phases::mark("clone (child)");
-        // SAFETY: the mask the parent saved before blocking the forwarded signals.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &saved_mask, std::ptr::null_mut()) };
-        if let Err(e) = jail_self(&sys, spec, &plan, cgroup_dirs, last_cap) {
-            eprintln!("vmm: error: {}", edge::error_chain(&e));
-            return edge::exit_code::of_error(e.is_bad_input());
+    // SAFETY: the process has one thread (the caller's promise), so the child's copy of
+    // it is whole: no lock is held by a thread that does not exist there.
+    match unsafe { libc::fork() } {
+        -1 => Err(JailError::setup("fork into the new PID namespace")(
+            std::io::Error::last_os_error(),
+        )),
+        0 => {
+            // The parent removes the cgroup; this copy only names its directories.
+            let dirs = cgroup
+                .as_ref()
+                .map(|c| c.dirs().to_vec())
+                .unwrap_or_default();
+            std::mem::forget(cgroup);
+            phases::mark("fork (child)");
+            drop(mask);
+            jail_self(&sys, spec, &plan, &dirs, last_cap)?;
+            phases::mark("jailed");
+            Ok(Entered::Jailed(Box::new(jailed)))
         }
-        phases::mark("jailed");
-        let status = run(&jailed);
-        phases::mark("VM ended (child)");
-        status
-    });
-    // SAFETY: the process has one thread (the caller's promise). This frame, which holds
-    // `child`, is never left while the child lives: this side ends in `_exit` below. Until
-    // then it makes only waitpid, sigwaitinfo and kill (wait_forwarding), the cgroup's
-    // rmdirs (on paths short enough for the stack) and writes to stderr: nothing that
-    // allocates or takes a lock the child may have died holding.
-    let pid = unsafe { clone_vm::spawn(&mut child) }.map_err(JailError::setup(
-        "start the jailed VMM in the new PID namespace",
-    ))?;
-    let status = match launch::wait_forwarding(pid, &mask.set) {
-        Ok(status) => launch::Outcome::from_wait_status(status, false).status,
-        Err(e) => {
-            eprintln!("vmm: error: waiting for the jailed VMM: {e}");
-            edge::exit_code::FAILED
+        child => {
+            let status = launch::wait_forwarding(child, &mask.set)?;
+            phases::mark("child reaped (parent)");
+            drop(cgroup);
+            let outcome = launch::Outcome::from_wait_status(status, false);
+            Ok(Entered::Parent(ExitCode::from(outcome.status)))
         }
-    };
-    phases::mark("child reaped (parent)");
-    if let Some(cgroup) = &cgroup {
-        cgroup.remove();
     }
-    // SAFETY: ends the process; nothing is flushed or freed (see above).
-    unsafe { libc::_exit(i32::from(status)) }
 }
 
 /// The child's side: from the host's namespaces into the jail, as U:G.
