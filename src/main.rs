@@ -142,7 +142,11 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
     };
     match jail::enter(&jail, &config) {
         Ok(jail::Entered::Parent(code)) => code,
-        Ok(jail::Entered::Jailed(config)) => exit_code_of(vm::run_with(&config, options)),
+        Ok(jail::Entered::Jailed(config)) => {
+            let code = exit_code_of(vm::run_with(&config, options));
+            jail::phases::mark("VM ended (child)");
+            code
+        }
         Err(e) => report_jail_error(&e),
     }
 }

@@ -122,3 +122,22 @@ fn a_balloon_with_statistics_activated_by_a_vcpu_runs_under_the_vcpu_filter() {
     );
     assert!(run.failures().is_empty(), "{}", run.describe());
 }
+
+#[test]
+fn a_vm_without_virtio_devices_starts_no_spawner() {
+    if skip_without_kvm("a_vm_without_virtio_devices_starts_no_spawner") {
+        return;
+    }
+    // `spin` prints a line and then keeps its vCPU busy: the VM is up with every thread
+    // it will have.
+    let mut vm = spawn_guest(&[], "tests=spin");
+    let came = vm.wait_for_line("vmmtest: spinning", Duration::from_secs(10));
+    assert!(came, "the guest did not spin:\n{}", vm.output_so_far());
+    let threads = common::thread_seccomp_modes(vm.pid(), &["vcpu0", "vmm-events"]);
+    // SAFETY: kill(2) of our own child, which `finish` reaps.
+    unsafe { libc::kill(vm.pid() as i32, libc::SIGKILL) };
+    vm.finish(Duration::from_secs(10));
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"vcpu0"), "{threads:?}");
+    assert!(!names.contains(&"vmm-spawner"), "{threads:?}");
+}

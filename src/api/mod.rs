@@ -58,7 +58,7 @@ pub fn run(path: &Path, args: &VmArgs, started: Instant) -> ExitCode {
     };
     let filter = match args.no_seccomp {
         true => None,
-        false => match seccomp::compile(ThreadKind::Api) {
+        false => match seccomp::program(ThreadKind::Api) {
             Ok(filter) => Some(filter),
             Err(e) => return failed(&edge::error_chain(&e)),
         },

@@ -2,12 +2,13 @@
 //!
 //! The VMM checks the jail's options and makes the VM's cgroup (so that bad input ends it
 //! before anything is jailed), blocks the signals it forwards, unshares a PID namespace and
-//! forks. The child, PID 1 of that namespace, joins the cgroup and the network namespace
-//! of `--netns`, unshares mount and IPC namespaces, builds the jail's root and pivots into
-//! it ([`root`]), sets its rlimits and drops to U:G without capabilities ([`ids`]), then
-//! returns to run the VM in-process with the options rewritten to the jail's paths; its
-//! seccomp filters come later, per thread, as without a jail. The parent stays outside:
-//! it forwards signals, exits with the child's status and removes the cgroup.
+//! forks. The child, PID 1 of that namespace, joins the cgroup and
+//! the network namespace of `--netns`, unshares mount and IPC namespaces, builds the
+//! jail's root and pivots into it ([`root`]), sets its rlimits and drops to U:G without
+//! capabilities ([`ids`]), then runs the VM in-process with the options rewritten to the
+//! jail's paths; its seccomp filters come later, per thread, as without a jail. The parent
+//! stays outside: it forwards signals, removes the cgroup and exits with the child's
+//! status. [`phases`] times each step.
 //!
 //! In-process rather than a re-exec: the static `vmm` binary is running already, so
 //! nothing executable has to be in the jail (the jailer copies Firecracker's binary in),
@@ -17,6 +18,7 @@ pub mod args;
 mod cgroup;
 mod error;
 mod ids;
+pub mod phases;
 mod root;
 
 use std::path::PathBuf;
@@ -92,14 +94,19 @@ pub enum Entered {
 
 /// Makes the jail of `spec` for `config` and forks the VMM into it; see the module's text.
 pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
+    phases::start();
     let cwd = std::env::current_dir().map_err(JailError::setup("read the working directory"))?;
     let (plan, jailed) = root::plan(&spec.dir, config, &cwd)?;
     plan.check_host_files()?;
     let cgroup = VmCgroup::create(&spec.cgroup, &format!("vmm-jail-{}", std::process::id()))?;
+    // Read here: the jail has no /proc.
+    let last_cap = ids::last_capability();
     let mask = SignalMask::block()?;
     let sys = LinuxSyscall::new(mask.saved);
+    phases::mark("plan and signal mask");
     sys.unshare(libc::CLONE_NEWPID)
         .map_err(JailError::setup("unshare a PID namespace"))?;
+    phases::mark("unshare PID");
     // SAFETY: the process has one thread (the caller's promise), so the child's copy of
     // it is whole: no lock is held by a thread that does not exist there.
     match unsafe { libc::fork() } {
@@ -113,12 +120,15 @@ pub fn enter(spec: &JailSpec, config: &VmConfig) -> Result<Entered, JailError> {
                 .map(|c| c.dirs().to_vec())
                 .unwrap_or_default();
             std::mem::forget(cgroup);
+            phases::mark("fork (child)");
             drop(mask);
-            jail_self(&sys, spec, &plan, &dirs)?;
+            jail_self(&sys, spec, &plan, &dirs, last_cap)?;
+            phases::mark("jailed");
             Ok(Entered::Jailed(Box::new(jailed)))
         }
         child => {
             let status = launch::wait_forwarding(child, &mask.set)?;
+            phases::mark("child reaped (parent)");
             drop(cgroup);
             let outcome = launch::Outcome::from_wait_status(status, false);
             Ok(Entered::Parent(ExitCode::from(outcome.status)))
@@ -132,6 +142,7 @@ fn jail_self<S: Syscall>(
     spec: &JailSpec,
     plan: &RootPlan,
     cgroup_dirs: &[PathBuf],
+    last_cap: u32,
 ) -> Result<(), JailError> {
     sys.set_parent_death_signal(libc::SIGKILL)
         .map_err(JailError::setup("set the parent-death signal"))?;
@@ -145,9 +156,12 @@ fn jail_self<S: Syscall>(
     }
     sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC)
         .map_err(JailError::setup("unshare mount and IPC namespaces"))?;
+    phases::mark("unshare mount and IPC");
     root::build(sys, plan, spec.uid, spec.gid)?;
+    phases::mark("root built and pivoted");
     ids::apply_rlimits(sys, &spec.rlimits)?;
-    ids::drop_privileges(sys, spec.uid, spec.gid)?;
+    ids::drop_privileges(sys, spec.uid, spec.gid, last_cap)?;
+    phases::mark("privileges dropped");
     root::check_access(plan, spec.uid, spec.gid)
 }
 

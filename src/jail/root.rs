@@ -198,17 +198,39 @@ pub fn build<S: Syscall>(sys: &S, plan: &RootPlan, uid: u32, gid: u32) -> Result
         None,
     )
     .map_err(JailError::setup("make the jail's root read-only"))?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if root_is_initial_ramfs(&mountinfo) {
-        // pivot_root refuses to move the initial ramfs (EINVAL): a host booted from an
-        // initramfs, as the nested tier's outer guest is. Then move the jail's root over
-        // `/` and chroot into it (runc's msMoveRoot). The old root stays under it, out of
-        // reach: getting back out of a chroot takes CAP_SYS_CHROOT, which the jailed VMM
-        // drops next.
-        move_root(sys, dir)
-    } else {
-        runtime::rootfs::pivot(sys, dir).map_err(JailError::from)
+    super::phases::mark("root built");
+    enter_root(sys, dir, || {
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+    })
+}
+
+/// Makes `dir` the root: pivot_root, and the old root detached. `mountinfo` is read only
+/// when pivot_root refuses with EINVAL, as it does on a host whose `/` is the initial
+/// ramfs (the nested tier's outer guest boots from an initramfs): then the jail's root is
+/// moved over `/` and chrooted into (runc's msMoveRoot). The old root stays under it, out
+/// of reach: getting back out of a chroot takes CAP_SYS_CHROOT, which the jailed VMM drops
+/// next. (Reading mountinfo every time cost ~0.1 ms: the host's mount table, copied into
+/// the new namespace, rendered as text.)
+fn enter_root<S: Syscall>(
+    sys: &S,
+    dir: &Path,
+    mountinfo: impl FnOnce() -> String,
+) -> Result<(), JailError> {
+    sys.chdir(dir)
+        .map_err(JailError::setup(format!("chdir into {dir:?}")))?;
+    match sys.pivot_root(Path::new("."), Path::new(".")) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && root_is_initial_ramfs(&mountinfo()) => {
+            return move_root(sys, dir);
+        }
+        Err(e) => return Err(JailError::setup(format!("pivot_root into {dir:?}"))(e)),
     }
+    super::phases::mark("pivot_root");
+    sys.umount2(Path::new("."), libc::MNT_DETACH)
+        .map_err(JailError::setup("detach the old root"))?;
+    super::phases::mark("old root detached");
+    sys.chdir(Path::new("/"))
+        .map_err(JailError::setup("chdir / in the jail"))
 }
 
 /// Whether `/` is the kernel's initial ramfs (fs type `rootfs` in mountinfo).
@@ -348,6 +370,56 @@ mod tests {
 
     use super::*;
     use crate::vm::device_specs::{DeviceSpecs, DiskSpec, NetSpec, VsockSpec};
+    use runtime::sys::fake::FakeSyscall;
+    use std::cell::Cell;
+
+    const INITRAMFS: &str = "1 1 0:2 / / rw - rootfs rootfs rw\n";
+
+    #[test]
+    fn mountinfo_is_not_read_when_pivot_root_works() {
+        let sys = FakeSyscall::default();
+        let read = Cell::new(false);
+        enter_root(&sys, Path::new("/srv/jail"), || {
+            read.set(true);
+            INITRAMFS.to_owned()
+        })
+        .unwrap();
+        assert!(!read.get(), "mountinfo read: {:?}", sys.calls.borrow());
+        assert_eq!(
+            *sys.calls.borrow(),
+            [
+                "chdir /srv/jail",
+                "pivot_root . .",
+                "umount2 . 2",
+                "chdir /"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_initial_ramfs_root_is_moved_over_when_pivot_root_refuses() {
+        let sys = FakeSyscall {
+            fail_on: Some("pivot_root".into()),
+            fail_errno: Some(libc::EINVAL),
+            ..Default::default()
+        };
+        enter_root(&sys, Path::new("/srv/jail"), || INITRAMFS.to_owned()).unwrap();
+        assert_eq!(sys.count("chroot ."), 1, "{:?}", sys.calls.borrow());
+        assert_eq!(sys.count("umount2"), 0, "{:?}", sys.calls.borrow());
+    }
+
+    #[test]
+    fn pivot_root_refusing_on_a_mounted_root_is_an_error() {
+        let sys = FakeSyscall {
+            fail_on: Some("pivot_root".into()),
+            fail_errno: Some(libc::EINVAL),
+            ..Default::default()
+        };
+        let disk = "25 1 254:0 / / rw - ext4 /dev/vda rw\n";
+        let err = enter_root(&sys, Path::new("/srv/jail"), || disk.to_owned()).unwrap_err();
+        assert!(err.to_string().contains("pivot_root"), "{err}");
+        assert_eq!(sys.count("chroot"), 0);
+    }
 
     fn disk(path: &str, read_only: bool) -> DiskSpec {
         DiskSpec {

@@ -103,10 +103,12 @@ pub fn run_built(built: BuiltVm, options: RunOptions) -> Result<VmOutcome, VmErr
     let filters = match options.no_seccomp {
         true => None,
         false => {
-            seccomp::start_spawner()?;
+            if needs_spawner(&virtio) {
+                seccomp::start_spawner()?;
+            }
             Some(ThreadFilters {
-                vcpu: Arc::new(seccomp::compile(seccomp::ThreadKind::Vcpu)?),
-                events: seccomp::compile(seccomp::ThreadKind::Events)?,
+                vcpu: seccomp::program(seccomp::ThreadKind::Vcpu)?,
+                events: seccomp::program(seccomp::ThreadKind::Events)?,
             })
         }
     };
@@ -183,6 +185,13 @@ pub fn run_built(built: BuiltVm, options: RunOptions) -> Result<VmOutcome, VmErr
     })
 }
 
+/// Whether the VM needs the thread that starts device workers: only virtio devices have
+/// workers. (A VM without them used to start it anyway, and compile the five worker
+/// filters for it: most of what the filters cost on `vmm bench start`.)
+fn needs_spawner(virtio: &AttachedVirtio) -> bool {
+    !virtio.transports.is_empty()
+}
+
 /// The control of a running VM, detached from it when dropped.
 struct Attached(Option<Arc<super::VmControl>>);
 
@@ -212,7 +221,7 @@ struct StoppedVcpus {
 /// spawner's business).
 struct ThreadFilters {
     vcpu: Arc<seccompiler::BpfProgram>,
-    events: seccompiler::BpfProgram,
+    events: Arc<seccompiler::BpfProgram>,
 }
 
 /// Starts the vCPU threads; with `filter`, each confines itself before its first KVM_RUN.
@@ -247,7 +256,7 @@ fn spawn_vcpus(
 fn run_event_loop(
     console_input: Option<Arc<Mutex<devices::Serial>>>,
     stop: Arc<StopSignal>,
-    filter: Option<seccompiler::BpfProgram>,
+    filter: Option<Arc<seccompiler::BpfProgram>>,
 ) -> Result<(), VmError> {
     let Some(filter) = filter else {
         return event_loop::run_until_stop(console_input, stop);
@@ -291,4 +300,19 @@ fn stop_vcpus(threads: Vec<VcpuThread>) -> StoppedVcpus {
         }
     }
     stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_without_virtio_devices_starts_no_spawner() {
+        let none = AttachedVirtio {
+            transports: Vec::new(),
+            balloon: None,
+            metrics: super::super::device_metrics::DeviceMetrics::default(),
+        };
+        assert!(!needs_spawner(&none));
+    }
 }

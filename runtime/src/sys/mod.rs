@@ -4,7 +4,7 @@
 
 pub mod linux;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 
 use std::ffi::CString;

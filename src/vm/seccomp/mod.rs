@@ -10,9 +10,12 @@
 //! caller's work (the next VM of `vmm compare`, `vmm run`'s workload). The loader thread
 //! has ended before the first vCPU runs.
 
+mod front;
 mod report;
 pub mod rules;
 mod spawner;
+
+use std::sync::{Arc, OnceLock};
 
 use seccompiler::{sock_filter, BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
@@ -33,6 +36,25 @@ pub enum SeccompError {
     },
     #[error("starting the thread that starts device workers: {0}")]
     Spawner(#[source] std::io::Error),
+    /// The first compilation's error, handed to every later caller (see [`program`]).
+    #[error(transparent)]
+    Compiled(Arc<SeccompError>),
+}
+
+/// Each kind's program, compiled by the first thread that needs it. A process compiles
+/// each filter once, however many VMs (`vmm compare`, `vmm bench soak`), vCPUs and
+/// workers it runs, and only the kinds it starts: compiling every worker's filter on each
+/// start was most of what the filters cost in CPU on `vmm bench start`.
+static PROGRAMS: [OnceLock<Result<Arc<BpfProgram>, Arc<SeccompError>>>; ThreadKind::COUNT] =
+    [const { OnceLock::new() }; ThreadKind::COUNT];
+
+/// The filter of a thread of `kind` (see [`compile`]), compiled once per process and
+/// shared.
+pub fn program(kind: ThreadKind) -> Result<Arc<BpfProgram>, SeccompError> {
+    PROGRAMS[kind.index()]
+        .get_or_init(|| compile(kind).map(Arc::new).map_err(Arc::new))
+        .clone()
+        .map_err(SeccompError::Compiled)
 }
 
 /// The filter of a thread of `kind`: its rules allow, openat (unless they allow it) fails
@@ -44,22 +66,34 @@ pub enum SeccompError {
 /// memory of a thread arena back (`free` reads /proc/sys/vm/overcommit_memory to decide
 /// how): trapping that stopped about one VM in five with every device attached (`vmm
 /// bench soak` found it). Refused, glibc takes its default (madvise) and goes on.
+///
+/// The calls its rules allow whatever the arguments are come first, in a compact front
+/// ([`front`]); seccompiler builds the rest from the rules that look at arguments.
 pub fn compile(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
     let build = |source| SeccompError::Build {
         kind: kind.name(),
         source,
     };
+    let rules = rules::rules(kind);
+    let refuses_openat = !rules.contains_key(&libc::SYS_openat);
+    let (unconditional, filtered): (rules::Rules, rules::Rules) =
+        rules.into_iter().partition(|(nr, chain)| {
+            chain.is_empty() && u32::try_from(*nr).is_ok_and(|nr| nr < front::BITMAP_CALLS)
+        });
+    let numbers: Vec<u32> = unconditional.keys().map(|&nr| nr as u32).collect();
     let filter = SeccompFilter::new(
-        rules::rules(kind),
+        filtered,
         SeccompAction::Trap,
         SeccompAction::Allow,
         TargetArch::x86_64,
     )
     .map_err(build)?;
-    let program = filter.try_into().map_err(build)?;
-    Ok(match rules::rules(kind).contains_key(&libc::SYS_openat) {
-        true => program,
-        false => refusing_openat(program),
+    let rest: BpfProgram = filter.try_into().map_err(build)?;
+    let mut program = front::allowing(&numbers, libc::SECCOMP_RET_ALLOW);
+    program.extend(rest);
+    Ok(match refuses_openat {
+        true => refusing_openat(program),
+        false => program,
     })
 }
 
@@ -117,5 +151,7 @@ pub fn confine_or_exit(kind: ThreadKind, program: &BpfProgram) {
     }
 }
 
+#[cfg(test)]
+mod bpf_eval;
 #[cfg(test)]
 mod tests;

@@ -74,6 +74,14 @@ impl ThreadKind {
         ThreadKind::Rng,
     ];
 
+    /// How many kinds there are: [`ThreadKind::index`] is below it.
+    pub const COUNT: usize = 9;
+
+    /// A number of its own for each kind, below [`ThreadKind::COUNT`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The kind of the device worker thread named `name` (devices name their workers
     /// as [`ThreadKind::name`] says).
     pub fn of_worker(name: &str) -> Option<ThreadKind> {

@@ -2,17 +2,18 @@
 //! vCPU that activates a device may not start threads, nor make the calls its worker
 //! makes; so the vCPU asks this thread, which may do what any worker may (and start a
 //! thread), and each worker confines itself further before its first event.
+//!
+//! Only a VM with virtio devices has workers, so only such a VM starts the spawner (see
+//! [`crate::vm::run_built`]), and each worker kind's filter is compiled when its first
+//! worker starts ([`super::program`]), not all five up front.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 
+use super::{confine_or_exit, program, SeccompError, ThreadKind};
 use devices::virtio::worker::{self, WorkerBody};
-use seccompiler::BpfProgram;
-
-use super::{compile, confine_or_exit, SeccompError, ThreadKind};
 
 struct Request {
     name: String,
@@ -32,18 +33,14 @@ pub fn start_spawner() -> Result<(), SeccompError> {
 }
 
 fn start() -> Result<(), SeccompError> {
-    let own = compile(ThreadKind::Spawner)?;
-    let mut programs = BTreeMap::new();
-    for kind in ThreadKind::WORKERS {
-        programs.insert(kind.name(), compile(kind)?);
-    }
+    let own = program(ThreadKind::Spawner)?;
     let (requests, incoming) = mpsc::channel::<Request>();
     std::thread::Builder::new()
         .name(ThreadKind::Spawner.name().into())
         .spawn(move || {
             confine_or_exit(ThreadKind::Spawner, &own);
             for request in incoming {
-                let started = spawn_confined(&programs, request.name, request.body);
+                let started = spawn_confined(request.name, request.body);
                 let _ = request.started.send(started);
             }
         })
@@ -69,18 +66,13 @@ fn start() -> Result<(), SeccompError> {
 }
 
 /// Starts worker `name`, which confines itself to its kind's filter before its body runs.
-fn spawn_confined(
-    programs: &BTreeMap<&'static str, BpfProgram>,
-    name: String,
-    body: WorkerBody,
-) -> io::Result<JoinHandle<()>> {
-    let Some((kind, program)) = ThreadKind::of_worker(&name)
-        .and_then(|kind| Some((kind, programs.get(kind.name())?.clone())))
-    else {
+fn spawn_confined(name: String, body: WorkerBody) -> io::Result<JoinHandle<()>> {
+    let Some(kind) = ThreadKind::of_worker(&name) else {
         return Err(io::Error::other(format!(
             "no seccomp filter for the device worker {name:?}"
         )));
     };
+    let program = program(kind).map_err(|e| io::Error::other(edge::error_chain(&e)))?;
     std::thread::Builder::new().name(name).spawn(move || {
         confine_or_exit(kind, &program);
         body();

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 const ALL_KINDS: [ThreadKind; 9] = [
     ThreadKind::Vcpu,
@@ -270,4 +271,161 @@ fn a_blk_worker_may_not_stat_files_as_a_disk_swap_needs_none_there() {
         let (status, _) = in_confined_child(ThreadKind::Blk, syscall);
         assert_eq!(status, report::EXIT_STATUS, "{syscall}");
     }
+}
+
+/// The program as it was before the front: seccompiler's alone, for every rule (with the
+/// openat refusal in front where the kind refuses it).
+fn seccompiler_only(kind: ThreadKind) -> BpfProgram {
+    let rules = rules::rules(kind);
+    let refuses_openat = !rules.contains_key(&libc::SYS_openat);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .unwrap();
+    let program: BpfProgram = filter.try_into().unwrap();
+    match refuses_openat {
+        true => refusing_openat(program),
+        false => program,
+    }
+}
+
+/// Each argument-filtered rule of `kind` as (call, [(argument, value)]), read from the
+/// rules' Debug text (seccompiler keeps their fields private).
+fn filtered_cases(kind: ThreadKind) -> Vec<(u32, Vec<(usize, u64)>)> {
+    let number_after = |text: &str, key: &str| -> Vec<u64> {
+        text.split(key)
+            .skip(1)
+            .map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap()
+            })
+            .collect()
+    };
+    let mut cases = Vec::new();
+    for (nr, chain) in rules::rules(kind) {
+        for rule in chain {
+            let text = format!("{rule:?}");
+            let indices = number_after(&text, "arg_index: ");
+            let values = number_after(&text, "value: ");
+            assert_eq!(indices.len(), values.len(), "{text}");
+            let pairs = indices.iter().map(|&i| i as usize).zip(values).collect();
+            cases.push((nr as u32, pairs));
+        }
+    }
+    cases
+}
+
+/// Calls that probe every branch: each number of 0..1024 with zero arguments, in x86_64,
+/// as x32 and as i386; and each argument-filtered rule's own arguments, and each of them
+/// changed in turn.
+fn probe_calls(kind: ThreadKind) -> Vec<bpf_eval::Call> {
+    const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+    let call = |nr, arch, args| bpf_eval::Call { nr, arch, args };
+    let mut calls = Vec::new();
+    for nr in (0..1024).chain([u32::MAX, 0x7fff_ffff]) {
+        calls.push(call(nr, front::AUDIT_ARCH_X86_64, [0; 6]));
+        calls.push(call(nr | 0x4000_0000, front::AUDIT_ARCH_X86_64, [0; 6]));
+        calls.push(call(nr, AUDIT_ARCH_I386, [0; 6]));
+    }
+    for (nr, pairs) in filtered_cases(kind) {
+        let mut args = [0u64; 6];
+        for &(i, v) in &pairs {
+            args[i] = v;
+        }
+        calls.push(call(nr, front::AUDIT_ARCH_X86_64, args));
+        calls.push(call(nr | 0x4000_0000, front::AUDIT_ARCH_X86_64, args));
+        for slot in 0..6 {
+            for changed in [
+                args[slot].wrapping_add(1),
+                args[slot] ^ (1 << 32),
+                libc::PROT_EXEC as u64 | args[slot],
+                u64::MAX,
+            ] {
+                let mut other = args;
+                other[slot] = changed;
+                calls.push(call(nr, front::AUDIT_ARCH_X86_64, other));
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn the_front_answers_every_call_as_seccompilers_program_alone_does() {
+    for kind in ALL_KINDS {
+        let (ours, reference) = (compile(kind).unwrap(), seccompiler_only(kind));
+        let calls = probe_calls(kind);
+        let mut allowed = 0;
+        for call in &calls {
+            let (got, want) = (bpf_eval::run(&ours, call), bpf_eval::run(&reference, call));
+            assert_eq!(got, want, "{kind:?}: {call:?}");
+            allowed += usize::from(got == libc::SECCOMP_RET_ALLOW);
+        }
+        // The probes reach allowed calls and argument-filtered ones, not only refusals.
+        assert!(allowed > 10, "{kind:?}: only {allowed} allowed");
+    }
+}
+
+#[test]
+fn the_front_kills_other_architectures_and_traps_x32_calls() {
+    const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+    for kind in ALL_KINDS {
+        let program = compile(kind).unwrap();
+        // write (1) is allowed everywhere in x86_64; not as i386's exit (1) nor as x32.
+        let write = |nr, arch| bpf_eval::Call {
+            nr,
+            arch,
+            args: [0; 6],
+        };
+        let x86_64 = write(libc::SYS_write as u32, front::AUDIT_ARCH_X86_64);
+        assert_eq!(bpf_eval::run(&program, &x86_64), libc::SECCOMP_RET_ALLOW);
+        let i386 = write(libc::SYS_write as u32, AUDIT_ARCH_I386);
+        assert_eq!(
+            bpf_eval::run(&program, &i386),
+            libc::SECCOMP_RET_KILL_PROCESS,
+            "{kind:?}"
+        );
+        let x32 = write(
+            libc::SYS_write as u32 | 0x4000_0000,
+            front::AUDIT_ARCH_X86_64,
+        );
+        assert_eq!(
+            bpf_eval::run(&program, &x32),
+            libc::SECCOMP_RET_TRAP,
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn front_shortens_every_filter() {
+    for kind in ALL_KINDS {
+        let (ours, reference) = (compile(kind).unwrap(), seccompiler_only(kind));
+        assert!(
+            ours.len() * 3 < reference.len() * 2,
+            "{kind:?}: {} instructions, {} without the front",
+            ours.len(),
+            reference.len()
+        );
+    }
+}
+
+#[test]
+fn each_kinds_program_is_compiled_once_and_shared() {
+    for kind in ALL_KINDS {
+        let first = program(kind).unwrap();
+        let second = program(kind).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "{kind:?}");
+        assert_eq!(*first, compile(kind).unwrap(), "{kind:?}");
+    }
+}
+
+#[test]
+fn an_x32_call_is_stopped_by_the_installed_filter() {
+    // write as x32 (the bit set): the kernel hands it to the filter as x86_64 arch.
+    let (status, stderr) = in_confined_child(ThreadKind::Vcpu, libc::SYS_write | 0x4000_0000);
+    assert_eq!(status, report::EXIT_STATUS, "{stderr}");
 }
