@@ -146,18 +146,24 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
     crate::vm::loader::KernelImage::open(&images.kernel)?;
     timings.mark("checked");
-    let image = rootfs_image::image_for(&config.rootfs, &|line| eprintln!("vmm: {line}"))?;
-    timings.mark("rootfs image");
 
     // Blocked before the VM's threads start, so that they inherit the mask.
     let signals = ForwardedSignals::block().map_err(RunError::io("block signals"))?;
     let dir = run_dir::RunDir::create().map_err(RunError::io("create the run directory"))?;
     let uds = dir.path().join(VSOCK_SOCKET);
+    let image_of_rootfs = || {
+        let image = rootfs_image::image_for(&config.rootfs, &|line| eprintln!("vmm: {line}"))?;
+        timings.mark("rootfs image");
+        Ok::<_, RunError>(image)
+    };
     let (mut vm, swapped_bytes) = if args.from_snapshot {
+        // The VM is restored on its thread while this one finds (or packs) the image.
+        let pending = from_snapshot::begin(&images, size, &uds, args.boot_timeout, timings)?;
+        let image = image_of_rootfs()?;
         let bytes = disk_bytes(&image)?;
-        let vm = from_snapshot::start(&images, size, &image, &uds, args.boot_timeout, timings)?;
-        (vm, Some(bytes))
+        (pending.finish(&image, timings)?, Some(bytes))
     } else {
+        let image = image_of_rootfs()?;
         let config = VmConfig {
             kernel: images.kernel,
             mem_mib: size.mem_mib,
