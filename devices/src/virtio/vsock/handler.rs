@@ -1,11 +1,12 @@
 //! The vsock queue processing, run on the device's `Worker` thread over the queue
 //! eventfds and the muxer's epoll: guest tx packets go into the muxer and muxer packets
 //! into guest rx buffers. The event queue carries one event only, TRANSPORT_RESET, which a
-//! snapshot sends (see `state`).
+//! snapshot sends (see `state`); rx waits for the driver to act on it (see `reset_ack`).
 
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::muxer::{ConnKey, Muxer};
 use super::packet::{self, HDR_SIZE, MAX_PAYLOAD};
+use super::reset_ack::ResetAck;
 use crate::virtio::chain::{self, Reader, Writer};
 use crate::virtio::device::DeviceQueue;
 use crate::virtio::metrics::ErrorCounters;
@@ -43,6 +45,8 @@ pub struct VsockHandler {
     bufs: Buffers,
     /// TRANSPORT_RESET is owed to the guest: sent as soon as it posts an event buffer.
     reset_owed: bool,
+    /// A TRANSPORT_RESET went out that the driver has not acted on yet: rx waits.
+    reset_ack: Option<ResetAck>,
 }
 
 /// What a stopped handler hands a snapshot.
@@ -92,12 +96,18 @@ impl VsockHandler {
                 tx: Vec::with_capacity(MAX_PAYLOAD),
             },
             reset_owed: false,
+            reset_ack: None,
         })
     }
 
     /// Owes the guest a TRANSPORT_RESET, as a saved handler did.
     pub fn owe_transport_reset(&mut self) {
         self.reset_owed = true;
+    }
+
+    /// Holds rx until the driver has acted on the TRANSPORT_RESET a saved handler sent.
+    pub fn await_reset_ack(&mut self) {
+        self.reset_ack = Some(ResetAck::new(None, Instant::now()));
     }
 
     /// The muxer, to give it a saved state before the worker starts.
@@ -181,16 +191,37 @@ impl VsockHandler {
     fn send_owed_reset(&mut self) -> Result<(), BrokenChain> {
         if self.reset_owed {
             self.reset_owed = !self.post_transport_reset()?;
+            if !self.reset_owed {
+                let avail = self.evq_avail_idx()?;
+                self.reset_ack = Some(ResetAck::new(Some(avail), Instant::now()));
+            }
         }
         Ok(())
+    }
+
+    /// Whether rx waits for the driver to act on a TRANSPORT_RESET.
+    fn rx_held(&mut self) -> Result<bool, BrokenChain> {
+        let Some(mut ack) = self.reset_ack else {
+            return Ok(false);
+        };
+        let acked = ack.acked(self.evq_avail_idx()?, Instant::now());
+        self.reset_ack = (!acked).then_some(ack);
+        Ok(!acked)
+    }
+
+    fn evq_avail_idx(&self) -> Result<std::num::Wrapping<u16>, BrokenChain> {
+        self.evq
+            .avail_idx(&self.mem, Ordering::Acquire)
+            .map_err(|_| BrokenChain)
     }
 
     /// Runs tx and rx until neither makes progress: tx answers may fill rx, and rx
     /// draining RSTs may let tx continue.
     fn process_queues(&mut self, bufs: &mut Buffers) -> Result<(), BrokenChain> {
+        let rx_held = self.rx_held()?;
         loop {
             let tx = self.process_tx(&mut bufs.tx)?;
-            let rx = self.process_rx(&mut bufs.rx)?;
+            let rx = !rx_held && self.process_rx(&mut bufs.rx)?;
             if !tx && !rx {
                 return Ok(());
             }
@@ -293,7 +324,11 @@ impl EventHandler for VsockHandler {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.muxer.next_deadline()
+        let ack = self.reset_ack.as_ref().map(ResetAck::deadline);
+        match (self.muxer.next_deadline(), ack) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn after_wake(&mut self, _: &mut Interest) -> ControlFlow<()> {

@@ -20,6 +20,7 @@ mod credit;
 mod handler;
 mod muxer;
 mod packet;
+mod reset_ack;
 mod state;
 mod unix;
 

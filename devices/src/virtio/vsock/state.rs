@@ -118,7 +118,8 @@ fn invalid(problem: String) -> StateError {
 }
 
 /// Gives a new handler what the saved one left: a RST owed for every stream, the next
-/// host port, and TRANSPORT_RESET if it could not be sent.
+/// host port, and TRANSPORT_RESET if it could not be sent, or else rx held until the
+/// driver has acted on the one sent.
 pub(super) fn resume_from(handler: &mut VsockHandler, saved: &VsockState) {
     let reset: Vec<ConnKey> = saved
         .connections
@@ -131,5 +132,8 @@ pub(super) fn resume_from(handler: &mut VsockHandler, saved: &VsockState) {
     handler.muxer_mut().restore(saved.next_host_port, &reset);
     if saved.transport_reset_owed {
         handler.owe_transport_reset();
+    } else {
+        // Sent at the save: in the guest's event queue, not acted on yet.
+        handler.await_reset_ack();
     }
 }

@@ -1,10 +1,12 @@
 //! A vsock device saved and restored into a new transport and device over the same guest
 //! memory, behind the real transport (the other tests activate the device directly): a
 //! stream open at the save is reset (TRANSPORT_RESET on the event queue, a RST on rx, EOF
-//! on the host end), and a new stream works after the restore.
+//! on the host end), and a new stream works after the restore, once the driver has acted
+//! on the reset (it posts an event buffer again).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -85,6 +87,13 @@ impl Guest {
             .add_desc_chains(&[desc(addr, 4, VRING_DESC_F_WRITE)], slot)
             .unwrap();
         self.d.notify(EV as u32);
+    }
+
+    /// Checks that the device puts nothing on rx for `time`.
+    fn expect_rx_held(&self, time: Duration) {
+        let seen = self.queues[RX].used_idx().unwrap();
+        std::thread::sleep(time);
+        assert_eq!(self.queues[RX].used_idx().unwrap(), seen, "rx went on");
     }
 
     /// The events the device used, by id.
@@ -191,6 +200,10 @@ fn vsock_stream_open_at_save_is_reset_and_a_new_one_works_after_restore() {
     assert_eq!(host.read_to_end(&mut rest).unwrap(), 0);
 
     let mut g = g.restore(GUEST_CID, state).unwrap();
+    // Rx waits until the driver has acted on the reset, as Linux's says by posting its
+    // event buffer again.
+    g.expect_rx_held(Duration::from_millis(100));
+    g.post_event(2);
     // The restored device resets the stream once more, on rx.
     let rst = g.recv();
     assert_eq!(rst.op, OP_RST);
@@ -227,6 +240,7 @@ fn vsock_goes_on_after_save_and_resume_with_its_streams_reset() {
     let (mut host, host_port) = g.connect(52);
     g.d.transport.save().unwrap();
     g.d.transport.resume().unwrap();
+    g.post_event(2);
     let rst = g.recv();
     assert_eq!((rst.op, rst.src_port), (OP_RST, host_port));
     let mut rest = Vec::new();
@@ -274,4 +288,39 @@ fn vsock_restore_refuses_a_connection_table_past_the_limit() {
         _ => panic!("the restore took the table"),
     };
     assert!(matches!(err, StateError::Invalid { .. }), "{err:?}");
+}
+
+#[test]
+fn a_host_stream_right_after_a_restore_waits_until_the_driver_has_acted_on_the_reset() {
+    let mut g = Guest::start(4, 2);
+    let state = g.d.transport.save().unwrap();
+    let mut g = g.restore(GUEST_CID, state).unwrap();
+    // Connected before the guest ran its reset work: had the REQUEST gone out now, that
+    // work would have reset the new stream too.
+    let mut host = UnixStream::connect(&g.path).unwrap();
+    host.set_read_timeout(Some(WAIT)).unwrap();
+    writeln!(host, "CONNECT 52").unwrap();
+    g.expect_rx_held(Duration::from_millis(150));
+    g.post_event(2);
+    let req = g.recv();
+    assert_eq!((req.op, req.dst_port), (OP_REQUEST, 52));
+    g.send(guest_hdr(OP_RESPONSE, 52, req.src_port));
+    assert_eq!(read_line(&mut host), format!("OK {}", req.src_port));
+}
+
+#[test]
+fn rx_goes_on_after_a_restore_when_the_driver_never_acts_on_the_reset() {
+    let mut g = Guest::start(4, 2);
+    let state = g.d.transport.save().unwrap();
+    let mut g = g.restore(GUEST_CID, state).unwrap();
+    let waited = Instant::now();
+    let mut host = UnixStream::connect(&g.path).unwrap();
+    writeln!(host, "CONNECT 52").unwrap();
+    let req = g.recv();
+    assert_eq!(req.op, OP_REQUEST);
+    let took = waited.elapsed();
+    assert!(
+        took >= crate::virtio::vsock::reset_ack::ACK_TIMEOUT - Duration::from_millis(50),
+        "{took:?}"
+    );
 }
