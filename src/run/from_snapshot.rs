@@ -1,13 +1,13 @@
 //! `vmm run --from-snapshot`: the run's microVM is restored from a warm snapshot (see
-//! [`warm_snapshot`]) instead of booted ([`start`]). The snapshot's guest was paused with
-//! its agent waiting and a placeholder disk as `rootfs`; the restored VM runs on at once
-//! (it catches up with its restore while the run finds the workload's image), then the
-//! placeholder's backing file is swapped for the image ([`WarmVm::swap_in`]) and the
-//! agent, told the image's size, waits for the guest to see it before it mounts it. The
-//! first run for a kernel, initramfs and VM size boots the guest once to make the
+//! [`warm_snapshot`]) instead of booted: on the VM's thread, where it runs on as soon as
+//! it is built, while the run finds the workload's image ([`begin`], then
+//! [`Pending::finish`]). The snapshot's guest was paused with its agent waiting and a
+//! placeholder disk as `rootfs`; the placeholder's backing file is swapped for the image,
+//! and the agent, told the image's size, waits for the guest to see it before it mounts
+//! it. The first run for a kernel, initramfs and VM size boots the guest once to make the
 //! snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,83 +27,130 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// that the restored VM binds the run's afresh.
 const MAKER_SOCKET: &str = "maker.sock";
 
-/// The restored VM, running, with the placeholder disk still in place.
-pub(super) struct WarmVm {
-    vm: BackgroundVm,
-    control: Arc<VmControl>,
+/// A restore under way: the VM is being built on its thread, and runs on once it is,
+/// while the caller finds the workload's image; [`Pending::finish`] swaps it in.
+pub(super) struct Pending {
+    dir: PathBuf,
+    key: String,
+    entry: Entry,
+    stub: PathBuf,
+    made_now: bool,
+    lock: KeyLock,
+    restored: Restored,
+    uds: PathBuf,
+    boot_timeout: u64,
+    inputs: OwnedInputs,
 }
 
-impl WarmVm {
-    /// Swaps `image` in for the placeholder disk; the guest sees it with the
-    /// configuration-change interrupt (the agent waits for its size before it mounts).
-    pub(super) fn swap_in(self, image: &Path, timings: &Timings) -> Result<BackgroundVm, RunError> {
-        self.control.update_disk(ROOTFS_DRIVE, image)?;
-        timings.mark("disk swapped");
-        Ok(self.vm)
+/// [`Inputs`] kept for a second making of the snapshot.
+struct OwnedInputs {
+    vmm: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    mem_mib: u64,
+    cpus: u16,
+}
+
+impl OwnedInputs {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            vmm: &self.vmm,
+            kernel: &self.kernel,
+            initrd: &self.initrd,
+            mem_mib: self.mem_mib,
+            cpus: self.cpus,
+            cmdline: GUEST_CMDLINE,
+        }
     }
 }
 
-/// Restores the warm snapshot for `images` and `size` (made first if there is none), with
-/// its vsock device at `uds`, and lets it run: the guest catches up with its restore (the
-/// vsock reset, its clock) while the caller finds the workload's image.
-pub(super) fn start(
+/// Starts restoring the warm snapshot for `images` and `size` (made first if there is
+/// none), with its vsock device at `uds`.
+pub(super) fn begin(
     images: &GuestImages,
     size: VmSize,
     uds: &Path,
     boot_timeout: u64,
     timings: &Timings,
-) -> Result<WarmVm, RunError> {
+) -> Result<Pending, RunError> {
     let dir = warm_snapshot::cache_dir();
     let cache_err = |action| move |source| RunError::WarmSnapshot { action, source };
     warm_snapshot::create_dir(&dir).map_err(cache_err("create the snapshot cache"))?;
     warm_snapshot::sweep(&dir);
-    let vmm = std::env::current_exe().map_err(cache_err("find the vmm binary"))?;
-    let inputs = Inputs {
-        vmm: &vmm,
-        kernel: &images.kernel,
-        initrd: &images.initrd,
+    let inputs = OwnedInputs {
+        vmm: std::env::current_exe().map_err(cache_err("find the vmm binary"))?,
+        kernel: images.kernel.clone(),
+        initrd: images.initrd.clone(),
         mem_mib: size.mem_mib,
         cpus: size.cpus,
-        cmdline: GUEST_CMDLINE,
     };
-    let key = warm_snapshot::key(&inputs).map_err(cache_err("key the guest images"))?;
+    let key = warm_snapshot::key(&inputs.inputs()).map_err(cache_err("key the guest images"))?;
     let lock = KeyLock::acquire(&dir, &key).map_err(cache_err("lock the snapshot"))?;
     let stub = warm_snapshot::stub(&dir).map_err(cache_err("make the placeholder disk"))?;
-
     let mut entry = warm_snapshot::entry(&dir, &key);
     let made_now = !entry.exists();
     if made_now {
-        entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
+        entry = make(&dir, &key, &inputs.inputs(), &stub, boot_timeout)?;
         timings.mark("snapshot made");
     }
-    let restored = match restore(&entry, uds) {
-        Ok(restored) => restored,
-        // A snapshot this vmm made but cannot restore (a host that changed under it):
-        // made again once, from a fresh boot.
-        Err(e) if !made_now => {
-            eprintln!(
-                "vmm: the warm snapshot {:?} did not restore ({}); making it again",
-                entry.dir,
-                edge::error_chain(&e)
-            );
-            warm_snapshot::discard(&dir, &key);
-            entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
-            timings.mark("snapshot made");
-            restore(&entry, uds)?
-        }
-        Err(e) => return Err(e),
-    };
-    warm_snapshot::touch(&entry);
-    // The restore has read the state and mapped the memory: the files may go now.
-    drop(lock);
-    warm_snapshot::evict(&dir, &key);
-    timings.mark("vm restored");
-    restored.control.resume()?;
-    timings.mark("vm resumed");
-    Ok(WarmVm {
-        vm: restored.vm,
-        control: restored.control,
+    let restored = restore(&entry, uds)?;
+    Ok(Pending {
+        dir,
+        key,
+        entry,
+        stub,
+        made_now,
+        lock,
+        restored,
+        uds: uds.to_owned(),
+        boot_timeout,
+        inputs,
     })
+}
+
+impl Pending {
+    /// Once the restored VM is built: swaps `image` in for the placeholder disk. The guest
+    /// sees it with the configuration-change interrupt; the agent waits for its size
+    /// before it mounts it.
+    pub(super) fn finish(self, image: &Path, timings: &Timings) -> Result<BackgroundVm, RunError> {
+        let Pending {
+            dir,
+            key,
+            mut entry,
+            stub,
+            made_now,
+            lock,
+            restored,
+            uds,
+            boot_timeout,
+            inputs,
+        } = self;
+        let restored = match restored.attached() {
+            Ok(restored) => restored,
+            // A snapshot this vmm made but cannot restore (a host that changed under it):
+            // made again once, from a fresh boot.
+            Err(e) if !made_now => {
+                eprintln!(
+                    "vmm: the warm snapshot {:?} did not restore ({}); making it again",
+                    entry.dir,
+                    edge::error_chain(&e)
+                );
+                warm_snapshot::discard(&dir, &key);
+                entry = make(&dir, &key, &inputs.inputs(), &stub, boot_timeout)?;
+                timings.mark("snapshot made");
+                restore(&entry, &uds)?.attached()?
+            }
+            Err(e) => return Err(e),
+        };
+        warm_snapshot::touch(&entry);
+        // The restore has read the state and mapped the memory: the files may go now.
+        drop(lock);
+        warm_snapshot::evict(&dir, &key);
+        timings.mark("vm restored");
+        restored.control.update_disk(ROOTFS_DRIVE, image)?;
+        timings.mark("disk swapped");
+        Ok(restored.vm)
+    }
 }
 
 struct Restored {
@@ -111,32 +158,41 @@ struct Restored {
     control: Arc<VmControl>,
 }
 
-/// Restores `entry` paused, with its vsock device at `uds`; returns once it is built.
+/// Starts restoring `entry`, with its vsock device at `uds`: the guest runs on as soon as
+/// it is built, catching up with its restore (the vsock reset, its clock) while the run
+/// finds the workload's image.
 fn restore(entry: &Entry, uds: &Path) -> Result<Restored, RunError> {
     let control = VmControl::new();
-    let mut vm = BackgroundVm::restore(
+    let vm = BackgroundVm::restore(
         RestoreConfig {
             state: entry.state.clone(),
             mem_file: entry.mem.clone(),
-            resume: false,
+            resume: true,
             started: Instant::now(),
             report_first_exit: false,
             vsock_uds: Some(uds.to_owned()),
         },
         control.clone(),
     )?;
-    let deadline = Instant::now() + ATTACH_TIMEOUT;
-    while !control.wait_attached(Duration::from_millis(20)) {
-        if vm.has_ended() {
-            return Err(vm.ended_error());
-        }
-        if Instant::now() >= deadline {
-            return Err(RunError::WarmSnapshotStuck {
-                secs: ATTACH_TIMEOUT.as_secs(),
-            });
-        }
-    }
     Ok(Restored { vm, control })
+}
+
+impl Restored {
+    /// Returns once the VM is built (its state read, its memory mapped).
+    fn attached(mut self) -> Result<Self, RunError> {
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        while !self.control.wait_attached(Duration::from_millis(20)) {
+            if self.vm.has_ended() {
+                return Err(self.vm.ended_error());
+            }
+            if Instant::now() >= deadline {
+                return Err(RunError::WarmSnapshotStuck {
+                    secs: ATTACH_TIMEOUT.as_secs(),
+                });
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// Boots the guest with the placeholder disk, waits for its agent to answer, and

@@ -157,11 +157,11 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
         Ok::<_, RunError>(image)
     };
     let (mut vm, swapped_bytes) = if args.from_snapshot {
-        // The restored guest runs on while this thread finds (or packs) the image.
-        let warm = from_snapshot::start(&images, size, &uds, args.boot_timeout, timings)?;
+        // The VM is restored on its thread while this one finds (or packs) the image.
+        let pending = from_snapshot::begin(&images, size, &uds, args.boot_timeout, timings)?;
         let image = image_of_rootfs()?;
         let bytes = disk_bytes(&image)?;
-        (warm.swap_in(&image, timings)?, Some(bytes))
+        (pending.finish(&image, timings)?, Some(bytes))
     } else {
         let image = image_of_rootfs()?;
         let config = VmConfig {
