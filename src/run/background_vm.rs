@@ -102,6 +102,16 @@ impl BackgroundVm {
         RunError::VmEnded { outcome, console }
     }
 
+    /// Asks the VM to stop without waiting for it: for a run whose workload ended, which
+    /// exits next. The process's exit then ends the VM's threads and KVM tears the VM
+    /// down, as Firecracker ends its process, rather than each thread being kicked out of
+    /// KVM_RUN and joined in turn (60-80 ms of a run from a snapshot in the nested tier).
+    pub fn stop_at_exit(mut self) {
+        self.stop.request(StopReason::Requested);
+        // Dropping the handle detaches the thread; Drop then finds nothing to join.
+        drop(self.thread.take());
+    }
+
     /// Stops the VM and waits (a bounded time) for its threads.
     pub fn stop(&mut self) {
         self.stop.request(StopReason::Requested);

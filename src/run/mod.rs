@@ -196,8 +196,15 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
         link: link.as_ref(),
     };
     let result = connect_and_run(args, &uds, workload, &signals, &mut vm, timings);
-    vm.stop();
-    timings.mark("vm stopped");
+    if result.is_ok() {
+        // The workload's end is the run's: this process exits next, and its exit ends the
+        // VM. A failed run stops the VM first, so that nothing of it outlives the error.
+        vm.stop_at_exit();
+        timings.mark("vm let go");
+    } else {
+        vm.stop();
+        timings.mark("vm stopped");
+    }
     result
 }
 
