@@ -124,18 +124,18 @@ fn image_in(
 ) -> Result<PathBuf, RootfsImageError> {
     let root = canonical_dir(rootfs)?;
     let mkfs = Mkfs::find()?;
-    let packer = Packer {
-        cache,
-        mkfs_version: mkfs.version()?,
-        mkfs,
-        root,
-    };
     // 0700: the images hold copies of files that may be readable only by their owner.
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(cache)
         .map_err(|e| RootfsImageError::cache(cache, "cannot create the directory", e))?;
+    let packer = Packer {
+        cache,
+        mkfs_version: mkfs.version_in(cache)?,
+        mkfs,
+        root,
+    };
     cache::sweep(cache);
 
     for _ in 0..PACK_ATTEMPTS {
