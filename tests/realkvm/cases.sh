@@ -340,6 +340,13 @@ case_bench_vmc_from_snapshot() {
     [ -x /realkvm/elapsed ] || { WHY="no /realkvm/elapsed"; return 2; }
     [ -x /usr/local/bin/vmm-runc ] || { WHY="no vmm-runc in the outer guest"; return 2; }
     outer_as_host
+    # The phases runs also count the VM's exits by kind (bench.sh's ftrace histograms):
+    # after a restore, every guest page touched the first time is a nested page fault
+    # (SVM exit 0x400), which a booted guest, its memory in huge pages, mostly does not take.
+    . /realkvm/bench.sh
+    local HISTS="kvm_exit:exit_reason.hex kvm_page_fault:error_code.hex"
+    mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+    mount -t tracefs tracefs "$TRACING" 2>/dev/null
     local b=/tmp/snap-bench n=${SNAP_BENCH_RUNS:-8} round v results status
     rm -rf "$b" /tmp/snap-bench-*.ms /tmp/sb-vmm-root /tmp/sb-crun-root
     mkdir -p "$b"
@@ -380,9 +387,15 @@ EOF
         set -- --isolation "${v%@snapshot}"
         [ "$v" != process ] && set -- "$@" --kernel "$MICROVM_VMLINUX" --initrd "$AGENT_INITRD"
         [ "$v" != "${v%@snapshot}" ] && set -- "$@" --from-snapshot
-        /usr/local/bin/vmm run "$@" --rootfs "$WORKLOAD" --timings -- /bin/true \
-            </dev/null >/dev/null 2>/tmp/snap-bench-phases.err
-        echo "BENCH-SNAPSHOT phases of $v: $(sed -n 's/^vmm: timings (ms since start): //p' /tmp/snap-bench-phases.err)"
+        [ "$v" != process ] && hist_arm ""
+        rm -f /tmp/snap-bench-phases.ms
+        /realkvm/elapsed /tmp/snap-bench-phases.ms /usr/local/bin/vmm run "$@" --rootfs "$WORKLOAD" \
+            --timings -- /bin/true </dev/null >/dev/null 2>/tmp/snap-bench-phases.err
+        echo "BENCH-SNAPSHOT phases of $v: $(sed -n 's/^vmm: timings (ms since start): //p' /tmp/snap-bench-phases.err), parent saw the exit $(cut -d' ' -f1 /tmp/snap-bench-phases.ms)"
+        if [ "$v" != process ]; then
+            hist_report "$v"
+            hist_arm "!"
+        fi
     done
     local c r cold snap
     c=$(snap_bench_median container)
