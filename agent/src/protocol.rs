@@ -29,6 +29,9 @@ use serde_json::Value;
 /// The version of this protocol; every message carries it as `"v"`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The length of `hello`'s seed: 256 bits, what the kernel's generator keys itself with.
+pub const SEED_BYTES: usize = 32;
+
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 1024;
 
@@ -49,8 +52,18 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
-    /// Opens a control connection; answered with [`HelloReply`].
-    Hello,
+    /// Opens a control connection; answered with [`HelloReply`]. `seed`: [`SEED_BYTES`]
+    /// random bytes of the host, which the agent mixes into the guest kernel's random
+    /// number generator, and reseeds it from, before it answers. VMs restored from one
+    /// snapshot share that generator's state, and a kernel reseeds on its own only once
+    /// its key is a second old (a minute, after the first two minutes of uptime, in Linux
+    /// 6.1): the workloads of VMs restored from a guest snapshotted soon after a rekey
+    /// could read the same "random" bytes (keys, nonces) until then. Absent (what hosts before it
+    /// send), the generator is left alone.
+    Hello {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<Vec<u8>>,
+    },
     /// Prepares a workload: its root file system, and its config (the runtime's own,
     /// built on the host). Answered with an empty object.
     Create {
@@ -123,7 +136,7 @@ impl Op {
     /// The op's name, as it appears on the wire.
     pub fn name(&self) -> &'static str {
         match self {
-            Op::Hello => "hello",
+            Op::Hello { .. } => "hello",
             Op::Create { .. } => "create",
             Op::Attach { .. } => "attach",
             Op::Start { .. } => "start",

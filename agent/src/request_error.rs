@@ -2,7 +2,7 @@
 
 use std::io;
 
-use agent_protocol::protocol::{ErrorKind, Reply};
+use agent_protocol::protocol::{ErrorKind, Reply, SEED_BYTES};
 use edge::error_chain;
 use runtime::error::ContainerError;
 
@@ -60,6 +60,10 @@ pub enum RequestError {
         #[source]
         source: io::Error,
     },
+    #[error("hello's seed must be {SEED_BYTES} bytes, not {0}")]
+    BadSeed(usize),
+    #[error("seed the guest kernel's random number generator")]
+    Seed(#[source] io::Error),
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
@@ -81,6 +85,8 @@ impl RequestError {
             Self::Exists(_) | Self::BadSignal(_) | Self::NotExecTarget(_) | Self::NoTerminal(_) => {
                 ErrorKind::BadInput
             }
+            // Hosts send the seed themselves: a wrong length is a host's bug.
+            Self::BadSeed(_) => ErrorKind::Protocol,
             Self::Container(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Link(e) if e.is_bad_input() => ErrorKind::BadInput,
             Self::Files(e) if e.is_bad_input() => ErrorKind::BadInput,
@@ -90,6 +96,7 @@ impl RequestError {
             | Self::NotRunning { .. }
             | Self::Resize { .. }
             | Self::Stdio { .. }
+            | Self::Seed(_)
             | Self::Container(_)
             | Self::Root(_)
             | Self::Init(_)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent_protocol::protocol::{
     decode_request, ConsoleSize, ErrorKind, FileCopy, HelloReply, LinkAddresses, Op, ProtocolError,
-    Reply, Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION,
+    Reply, Request, RootfsSource, StartReply, StreamKind, PROTOCOL_VERSION, SEED_BYTES,
 };
 use runtime::config::{ContainerConfig, ProcessConfig};
 use runtime::launch::{self, Stdio};
@@ -35,6 +35,21 @@ pub const MAX_WAITS: usize = 64;
 
 /// How long a `shutdown` reply may take to leave before the agent goes on regardless.
 const SHUTDOWN_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers `hello`, after seeding the guest kernel's random number generator with the
+/// host's `seed` when there is one (see [`Op::Hello`]).
+fn hello(seed: Option<&[u8]>) -> Result<HelloReply, RequestError> {
+    if let Some(seed) = seed {
+        let seed =
+            <&[u8; SEED_BYTES]>::try_from(seed).map_err(|_| RequestError::BadSeed(seed.len()))?;
+        sys::seed_kernel_random(seed).map_err(RequestError::Seed)?;
+    }
+    Ok(HelloReply {
+        protocol: PROTOCOL_VERSION,
+        agent: format!("vmm-agent {}", env!("CARGO_PKG_VERSION")),
+        kernel: sys::kernel_release(),
+    })
+}
 
 impl Agent {
     /// Takes the connection's complete lines while it accepts requests.
@@ -114,14 +129,7 @@ impl Agent {
     fn dispatch(&mut self, conn: ConnId, request: Request) -> Option<Result<Reply, RequestError>> {
         let id = request.id;
         let answer = match request.op {
-            Op::Hello => Ok(Reply::ok(
-                id,
-                &HelloReply {
-                    protocol: PROTOCOL_VERSION,
-                    agent: format!("vmm-agent {}", env!("CARGO_PKG_VERSION")),
-                    kernel: sys::kernel_release(),
-                },
-            )),
+            Op::Hello { seed } => hello(seed.as_deref()).map(|hello| Reply::ok(id, &hello)),
             Op::Create {
                 container,
                 config,

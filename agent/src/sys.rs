@@ -10,6 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
+use agent_protocol::protocol::SEED_BYTES;
+
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
         Err(io::Error::last_os_error())
@@ -163,6 +165,36 @@ pub fn flush_block_device(fd: &OwnedFd) -> io::Result<()> {
     const BLKFLSBUF: libc::c_ulong = 0x1261;
     // SAFETY: BLKFLSBUF takes no argument; `fd` is an open descriptor owned by the caller.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), BLKFLSBUF as _, 0) }).map(drop)
+}
+
+/// Mixes `seed` into the kernel's random number generator, credited as entropy
+/// (RNDADDENTROPY), and makes it rekey from its pool at once (RNDRESEEDCRNG, Linux 4.17):
+/// its output from then on depends on `seed`. Both need CAP_SYS_ADMIN.
+pub fn seed_kernel_random(seed: &[u8; SEED_BYTES]) -> io::Result<()> {
+    // From <linux/random.h>; the libc crate exports neither. RNDADDENTROPY is
+    // _IOW('R', 0x03, int[2]), RNDRESEEDCRNG is _IO('R', 0x07).
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+    /// `struct rand_pool_info` with its flexible array member sized for one seed.
+    #[repr(C)]
+    struct PoolInfo {
+        entropy_count: libc::c_int,
+        buf_size: libc::c_int,
+        buf: [u8; SEED_BYTES],
+    }
+    // 32 bytes, 256 bits: both fit an int.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    let info = PoolInfo {
+        entropy_count: (SEED_BYTES * 8) as libc::c_int,
+        buf_size: SEED_BYTES as libc::c_int,
+        buf: *seed,
+    };
+    let random = open(Path::new("/dev/urandom"), libc::O_WRONLY | libc::O_CLOEXEC)?;
+    // SAFETY: RNDADDENTROPY reads a rand_pool_info and `buf_size` bytes after its two
+    // ints; `info` is laid out so (repr(C)) and lives across the call.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY as _, &info) })?;
+    // SAFETY: RNDRESEEDCRNG takes no argument; `random` is an open descriptor.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDRESEEDCRNG as _, 0) }).map(drop)
 }
 
 pub fn sethostname(name: &str) -> io::Result<()> {

@@ -7,7 +7,7 @@
 
 mod support;
 
-use agent_protocol::protocol::{ErrorKind, ErrorReply, Op, Reply, StreamKind};
+use agent_protocol::protocol::{ErrorKind, ErrorReply, Op, Reply, StreamKind, SEED_BYTES};
 use support::*;
 
 /// The error of a reply, which must not be a success.
@@ -20,7 +20,7 @@ fn error_of(reply: &Reply) -> &ErrorReply {
 
 /// The agent still answers `hello` on a new connection.
 fn assert_still_serving(agent: &Agent) {
-    let reply = agent.control().request(Op::Hello);
+    let reply = agent.control().request(Op::Hello { seed: None });
     assert!(reply.ok.is_some(), "{reply:?}");
 }
 
@@ -41,7 +41,7 @@ fn start_before_create_is_refused() {
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::Protocol);
     assert!(error.message.contains("never-created"), "{error:?}");
-    let hello = control.request(Op::Hello);
+    let hello = control.request(Op::Hello { seed: None });
     assert!(hello.ok.is_some(), "the connection stays open: {hello:?}");
 }
 
@@ -101,7 +101,7 @@ fn malformed_json_gets_a_protocol_error_and_the_connection_stays_open() {
     let error = error_of(&reply);
     assert_eq!(error.kind, ErrorKind::Protocol);
     assert!(error.message.contains("not valid JSON"), "{error:?}");
-    let hello = control.request(Op::Hello);
+    let hello = control.request(Op::Hello { seed: None });
     assert!(hello.ok.is_some(), "{hello:?}");
 }
 
@@ -294,4 +294,48 @@ fn a_link_in_test_mode_is_bad_input_and_creates_nothing() {
     });
     assert_eq!(error_of(&reply).kind, ErrorKind::Protocol, "{reply:?}");
     assert_still_serving(&agent);
+}
+
+#[test]
+fn a_hello_seed_of_the_wrong_length_is_refused_and_the_connection_stays_open() {
+    let (agent, _root) = agent_with_empty_root("short-seed");
+    let mut control = agent.control();
+    let reply = control.request(Op::Hello {
+        seed: Some(vec![1; 5]),
+    });
+    let error = error_of(&reply);
+    assert_eq!(error.kind, ErrorKind::Protocol);
+    assert!(
+        error
+            .message
+            .contains(&format!("{SEED_BYTES} bytes, not 5")),
+        "{error:?}"
+    );
+    let hello = control.request(Op::Hello { seed: None });
+    assert!(hello.ok.is_some(), "{hello:?}");
+}
+
+/// As root the seed reaches the kernel (here the host's, which 32 random bytes cannot
+/// harm); without CAP_SYS_ADMIN the kernel refuses it, and the agent says so rather than
+/// answer as if the generator were reseeded.
+#[test]
+fn a_hello_seed_is_fed_to_the_kernel_or_its_refusal_is_reported() {
+    let (agent, _root) = agent_with_empty_root("seed");
+    let mut control = agent.control();
+    let mut seed = vec![0u8; SEED_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .unwrap();
+    let reply = control.request(Op::Hello { seed: Some(seed) });
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(reply.ok.is_some(), "{reply:?}");
+    } else {
+        let error = error_of(&reply);
+        assert_eq!(error.kind, ErrorKind::Failed);
+        assert!(
+            error.message.contains("random number generator"),
+            "{error:?}"
+        );
+    }
 }

@@ -22,7 +22,11 @@ fn a_connect_to_another_port_is_closed() {
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty(), "no OK line: {rest:?}");
-    assert!(agent.control().request(Op::Hello).ok.is_some());
+    assert!(agent
+        .control()
+        .request(Op::Hello { seed: None })
+        .ok
+        .is_some());
 }
 
 #[test]
@@ -40,7 +44,11 @@ fn a_line_too_long_closes_its_connection_but_not_the_agent() {
         Some(ErrorKind::Protocol)
     );
     assert!(control.is_closed_by_agent());
-    assert!(agent.control().request(Op::Hello).ok.is_some());
+    assert!(agent
+        .control()
+        .request(Op::Hello { seed: None })
+        .ok
+        .is_some());
 }
 
 /// A second handle on the control connection's socket, to write without a reply.

@@ -15,7 +15,10 @@ fn hello_reports_protocol_agent_and_kernel() {
     let empty = Scratch::new("hello-root");
     let agent = Agent::start("hello", &empty.0);
     let mut control = agent.control();
-    let hello: HelloReply = control.request(Op::Hello).into_result().unwrap();
+    let hello: HelloReply = control
+        .request(Op::Hello { seed: None })
+        .into_result()
+        .unwrap();
     assert_eq!(hello.protocol, 1);
     assert_eq!(
         hello.agent,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agent_protocol::protocol::{
     decode_reply, encode, HelloReply, LineBuffer, Op, ProtocolError, Reply, ReplyError, Request,
-    StreamKind, AGENT_PORT, MAX_LINE, PROTOCOL_VERSION,
+    StreamKind, AGENT_PORT, MAX_LINE, PROTOCOL_VERSION, SEED_BYTES,
 };
 use serde::de::DeserializeOwned;
 
@@ -100,7 +100,12 @@ impl Control {
         };
         // A connection the guest accepted but that closes before the hello is answered
         // (an agent starting up, or one that is not ours) counts as "not listening yet".
-        let id = match control.send(Op::Hello) {
+        // Fresh host entropy for the guest's random number generator on every connection:
+        // a VM restored from a snapshot must not go on with the generator it was saved with.
+        let mut seed = vec![0; SEED_BYTES];
+        devices::virtio::rng::getrandom(&mut seed)
+            .map_err(RunError::io("read the host's random bytes for the guest"))?;
+        let id = match control.send(Op::Hello { seed: Some(seed) }) {
             Ok(id) => id,
             Err(_) => return Ok(None),
         };

@@ -40,7 +40,9 @@ fn sample_config() -> Box<ContainerConfig> {
 fn requests() -> Vec<Value> {
     let config = sample_config();
     let ops = vec![
-        Op::Hello,
+        Op::Hello {
+            seed: Some(vec![7; SEED_BYTES]),
+        },
         Op::Create {
             container: "c1".into(),
             config: config.clone(),

@@ -23,7 +23,10 @@ fn round_trip(op: Op) {
 
 #[test]
 fn every_op_survives_encode_and_decode() {
-    round_trip(Op::Hello);
+    round_trip(Op::Hello { seed: None });
+    round_trip(Op::Hello {
+        seed: Some((0..32).collect()),
+    });
     round_trip(Op::Create {
         container: "c1".into(),
         config: sample_config(),
@@ -116,7 +119,7 @@ fn op_names_match_the_wire() {
     assert!(text.contains(r#""op":"shutdown""#), "{text}");
     assert!(text.contains(r#""v":1"#), "{text}");
     assert_eq!(Op::Shutdown.name(), "shutdown");
-    assert!(Op::NAMES.contains(&Op::Hello.name()));
+    assert!(Op::NAMES.contains(&Op::Hello { seed: None }.name()));
 }
 
 #[test]

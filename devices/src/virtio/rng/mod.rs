@@ -193,9 +193,9 @@ fn fill(writer: &mut Writer<'_>, buf: &mut [u8]) -> Option<u32> {
     Some(written as u32)
 }
 
-/// Fills `buf` completely; getrandom may return short for requests over 256 bytes when a
-/// signal arrives.
-fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+/// Fills `buf` completely from the host's getrandom(2) (which may return short for
+/// requests over 256 bytes when a signal arrives).
+pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let rest = &mut buf[done..];
