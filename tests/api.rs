@@ -15,16 +15,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::api::Api;
+use common::api::{skip_without_curl, Api};
 use common::{scratch_dir, skip_without_kvm, spawn_vmm, TEST_GUEST, VMM};
-
-fn skip_without_curl(test: &str) -> bool {
-    let found = Command::new("curl").arg("--version").output().is_ok();
-    if !found {
-        eprintln!("SKIP {test}: curl is not installed");
-    }
-    !found
-}
 
 /// Why the VMM could not create a tap here, or None when it can.
 fn tap_skip_reason() -> Option<&'static str> {

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::api::Api;
+use common::api::{skip_without_curl, Api};
 use common::snapshots::MEM_MIB;
 use common::{skip_without_kvm, TEST_GUEST};
 
@@ -22,17 +22,6 @@ const A_BYTE: u8 = 0xa1;
 const A_SECTORS: usize = 128;
 const B_BYTE: u8 = 0xb2;
 const B_SECTORS: usize = 48;
-
-fn curl_found(test: &str) -> bool {
-    let found = std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!("SKIP {test}: curl is not installed");
-    }
-    found
-}
 
 /// Writes disks A and B into `dir`; configures the blkswap guest with A as drive "data"
 /// and starts it, returning once the guest waits for the swap.
@@ -100,6 +89,12 @@ fn assert_guest_saw_b(run: &common::Run) {
         Some(A_SECTORS.to_string().as_str())
     );
     assert_eq!(run.fact("blkswap_generation_before"), Some("0"));
+    assert_guest_was_told_of_b(run);
+}
+
+/// The facts the guest prints once told of the swap: a new generation, the
+/// configuration-change bit in InterruptStatus, and B's capacity and first byte.
+fn assert_guest_was_told_of_b(run: &common::Run) {
     assert_eq!(run.fact("blkswap_generation_after"), Some("1"));
     let status: u32 = run.fact("blkswap_int_status").unwrap().parse().unwrap();
     assert_ne!(status & 2, 0, "InterruptStatus {status:#x}");
@@ -116,7 +111,7 @@ fn assert_guest_saw_b(run: &common::Run) {
 #[test]
 fn a_drive_patched_after_boot_gives_the_guest_the_new_files_bytes_and_capacity() {
     let test = "a_drive_patched_after_boot_gives_the_guest_the_new_files_bytes_and_capacity";
-    if skip_without_kvm(test) || !curl_found(test) {
+    if skip_without_kvm(test) || skip_without_curl(test) {
         return;
     }
     let mut api = Api::start("api-drive-swap", &[]);
@@ -154,7 +149,7 @@ fn a_drive_patched_after_boot_gives_the_guest_the_new_files_bytes_and_capacity()
 fn a_drive_swapped_while_paused_is_the_one_a_snapshot_reopens_and_the_guest_is_told_on_load() {
     let test =
         "a_drive_swapped_while_paused_is_the_one_a_snapshot_reopens_and_the_guest_is_told_on_load";
-    if skip_without_kvm(test) || !curl_found(test) {
+    if skip_without_kvm(test) || skip_without_curl(test) {
         return;
     }
     let mut first = Api::start("api-drive-swap-snap", &[]);
@@ -196,17 +191,7 @@ fn a_drive_swapped_while_paused_is_the_one_a_snapshot_reopens_and_the_guest_is_t
     let (run, second_dir) = second.finish(Duration::from_secs(30));
     // The restored guest prints only what came after `ready`.
     assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert_eq!(run.fact("blkswap_generation_after"), Some("1"));
-    let status: u32 = run.fact("blkswap_int_status").unwrap().parse().unwrap();
-    assert_ne!(status & 2, 0, "InterruptStatus {status:#x}");
-    assert_eq!(
-        run.fact("blkswap_capacity_after"),
-        Some(B_SECTORS.to_string().as_str())
-    );
-    assert_eq!(
-        run.fact("blkswap_byte_after"),
-        Some(B_BYTE.to_string().as_str())
-    );
+    assert_guest_was_told_of_b(&run);
     std::fs::remove_dir_all(first_dir).unwrap();
     std::fs::remove_dir_all(second_dir).unwrap();
 }

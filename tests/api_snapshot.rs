@@ -10,25 +10,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::Api;
+use common::api::{skip_without_curl, Api};
 use common::snapshots::{guest_args, MEM_MIB};
 use common::{run_vmm, skip_without_kvm, TEST_GUEST};
-
-fn curl_found(test: &str) -> bool {
-    let found = std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!("SKIP {test}: curl is not installed");
-    }
-    found
-}
 
 #[test]
 fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_it() {
     let test = "a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_it";
-    if skip_without_kvm(test) || !curl_found(test) {
+    if skip_without_kvm(test) || skip_without_curl(test) {
         return;
     }
     let args = guest_args(&[], "memcount");
@@ -117,7 +106,7 @@ fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_i
 fn a_guest_with_a_busy_disk_and_rng_snapshotted_through_the_api_resumes_and_loads_paused() {
     let test =
         "a_guest_with_a_busy_disk_and_rng_snapshotted_through_the_api_resumes_and_loads_paused";
-    if skip_without_kvm(test) || !curl_found(test) {
+    if skip_without_kvm(test) || skip_without_curl(test) {
         return;
     }
     let first = Api::start("api-snap-dev-first", &[]);

@@ -42,6 +42,20 @@ fn main_thread_fails_next_launch(
     })
 }
 
+/// A controller given a kernel and told its VM was started (by the main thread).
+fn started_controller() -> (Controller, mpsc::Receiver<Launch>) {
+    let (mut c, rx) = controller();
+    call(
+        &mut c,
+        "PUT",
+        "/boot-source",
+        Some(r#"{"kernel_image_path": "vmlinux"}"#),
+    );
+    let config = c.preboot.vm_config(None).unwrap();
+    c.started_elsewhere(&config);
+    (c, rx)
+}
+
 fn call(c: &mut Controller, method: &str, path: &str, body: Option<&str>) -> Response {
     c.handle(Request {
         method: method.into(),
@@ -194,15 +208,7 @@ fn a_vm_started_elsewhere_refuses_configuration_and_a_second_start() {
 
 #[test]
 fn snapshot_create_needs_a_paused_vm_and_refuses_diff_snapshots() {
-    let (mut c, _rx) = controller();
-    call(
-        &mut c,
-        "PUT",
-        "/boot-source",
-        Some(r#"{"kernel_image_path": "vmlinux"}"#),
-    );
-    let config = c.preboot.vm_config(None).unwrap();
-    c.started_elsewhere(&config);
+    let (mut c, _rx) = started_controller();
     let r = call(&mut c, "PUT", "/snapshot/create", Some(LOAD));
     assert!(fault(&r).contains("must be paused"), "{r:?}");
     let diff = r#"{"snapshot_path": "s", "mem_file_path": "m", "snapshot_type": "Diff"}"#;
@@ -215,15 +221,7 @@ fn snapshot_create_needs_a_paused_vm_and_refuses_diff_snapshots() {
 
 #[test]
 fn a_drive_patched_after_start_refuses_a_rate_limiter_and_needs_a_running_vm() {
-    let (mut c, _rx) = controller();
-    call(
-        &mut c,
-        "PUT",
-        "/boot-source",
-        Some(r#"{"kernel_image_path": "vmlinux"}"#),
-    );
-    let config = c.preboot.vm_config(None).unwrap();
-    c.started_elsewhere(&config);
+    let (mut c, _rx) = started_controller();
     let limiter =
         r#"{"drive_id": "data", "rate_limiter": {"ops": {"size": 1, "refill_time": 10}}}"#;
     let r = call(&mut c, "PATCH", "/drives/data", Some(limiter));

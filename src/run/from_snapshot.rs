@@ -17,9 +17,8 @@ use super::error::{console_suffix, RunError};
 use super::images::GuestImages;
 use super::timings::Timings;
 use super::warm_snapshot::{self, Entry, Inputs, KeyLock};
-use super::{agent_client, GUEST_CID, GUEST_CMDLINE, ROOTFS_DRIVE};
-use crate::vm::device_specs::{DeviceSpecs, DiskSpec, VsockSpec};
-use crate::vm::{RestoreConfig, VmConfig, VmControl};
+use super::{agent_client, run_vm_config, GUEST_CMDLINE, ROOTFS_DRIVE};
+use crate::vm::{RestoreConfig, VmControl};
 
 /// How long a restore may take to read its state and map its memory.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,30 +211,18 @@ fn make(
     let temp = warm_snapshot::temp_entry(dir, key).map_err(cache_err("make a directory"))?;
     let uds = temp.dir.join(MAKER_SOCKET);
     let control = VmControl::new();
-    let mut vm = BackgroundVm::start(
-        VmConfig {
-            kernel: inputs.kernel.to_owned(),
-            mem_mib: inputs.mem_mib,
-            cpus: inputs.cpus,
-            cmdline: inputs.cmdline.into(),
-            initrd: Some(inputs.initrd.to_owned()),
-            devices: DeviceSpecs {
-                disks: vec![DiskSpec {
-                    path: stub.to_owned(),
-                    read_only: true,
-                    id: Some(ROOTFS_DRIVE.into()),
-                    rate_limiter: None,
-                }],
-                vsock: Some(VsockSpec {
-                    guest_cid: GUEST_CID,
-                    uds_path: uds.clone(),
-                }),
-                ..Default::default()
-            },
-            boot_timer: None,
-        },
-        Some(control.clone()),
-    )?;
+    let size = VmSize {
+        mem_mib: inputs.mem_mib,
+        cpus: inputs.cpus,
+    };
+    let config = run_vm_config(
+        inputs.kernel.to_owned(),
+        inputs.initrd.to_owned(),
+        size,
+        stub.to_owned(),
+        &uds,
+    );
+    let mut vm = BackgroundVm::start(config, Some(control.clone()))?;
     let result = snapshot_when_agent_answers(&mut vm, &control, &uds, &temp, boot_timeout);
     vm.stop();
     let _ = std::fs::remove_file(&uds);

@@ -7,6 +7,7 @@ pub mod args;
 mod background_vm;
 mod command_check;
 pub mod error;
+mod file_identity;
 mod from_snapshot;
 mod host_link;
 pub mod images;
@@ -164,29 +165,9 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
         (pending.finish(&image, timings)?, Some(bytes))
     } else {
         let image = image_of_rootfs()?;
-        let config = VmConfig {
-            kernel: images.kernel,
-            mem_mib: size.mem_mib,
-            cpus: size.cpus,
-            cmdline: GUEST_CMDLINE.into(),
-            initrd: Some(images.initrd),
-            devices: DeviceSpecs {
-                disks: vec![DiskSpec {
-                    path: image,
-                    read_only: true,
-                    id: Some(ROOTFS_DRIVE.into()),
-                    rate_limiter: None,
-                }],
-                vsock: Some(VsockSpec {
-                    guest_cid: GUEST_CID,
-                    uds_path: uds.clone(),
-                }),
-                // The link's TAP, created by the VM and deleted with it (see `host_link`).
-                nets: link.iter().map(HostLink::net_spec).collect(),
-                ..Default::default()
-            },
-            boot_timer: None,
-        };
+        let mut config = run_vm_config(images.kernel, images.initrd, size, image, &uds);
+        // The link's TAP, created by the VM and deleted with it (see `host_link`).
+        config.devices.nets = link.iter().map(HostLink::net_spec).collect();
         (BackgroundVm::start(config, None)?, None)
     };
     timings.mark("vm started");
@@ -376,6 +357,40 @@ enum Connected {
     Agent(agent_client::Control),
     /// SIGINT, SIGTERM, ... came before the agent answered.
     StoppedBy(i32),
+}
+
+/// The microVM of a VM-level run: `kernel` with the agent's `initrd`, `size`, the disk
+/// `rootfs` read-only as drive [`ROOTFS_DRIVE`] and vsock at `uds`. A warm snapshot's
+/// maker builds the same VM around its placeholder disk, so that a restore has the
+/// devices a run expects.
+fn run_vm_config(
+    kernel: PathBuf,
+    initrd: PathBuf,
+    size: args::VmSize,
+    rootfs: PathBuf,
+    uds: &Path,
+) -> VmConfig {
+    VmConfig {
+        kernel,
+        mem_mib: size.mem_mib,
+        cpus: size.cpus,
+        cmdline: GUEST_CMDLINE.into(),
+        initrd: Some(initrd),
+        devices: DeviceSpecs {
+            disks: vec![DiskSpec {
+                path: rootfs,
+                read_only: true,
+                id: Some(ROOTFS_DRIVE.into()),
+                rate_limiter: None,
+            }],
+            vsock: Some(VsockSpec {
+                guest_cid: GUEST_CID,
+                uds_path: uds.to_owned(),
+            }),
+            ..Default::default()
+        },
+        boot_timer: None,
+    }
 }
 
 /// Connects to the agent behind `uds`, retrying while it does not listen yet (the guest

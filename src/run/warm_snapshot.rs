@@ -13,11 +13,13 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
+
+use super::file_identity::file_identity;
 
 pub(super) use super::rootfs_image::cache::KeyLock;
 
@@ -87,7 +89,7 @@ pub fn key(inputs: &Inputs<'_>) -> io::Result<String> {
         ("kernel", inputs.kernel),
         ("initrd", inputs.initrd),
     ] {
-        hash.update(format!("{what} {}\n", identity(path)?));
+        hash.update(format!("{what} {}\n", file_identity(path)?));
     }
     hash.update(format!(
         "mem {} cpus {} cmdline {}\n",
@@ -95,20 +97,6 @@ pub fn key(inputs: &Inputs<'_>) -> io::Result<String> {
     ));
     let digest = hash.finalize();
     Ok(digest[..12].iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn identity(path: &Path) -> io::Result<String> {
-    let path = fs::canonicalize(path)?;
-    let meta = fs::metadata(&path)?;
-    Ok(format!(
-        "{} {} {}.{} {}:{}",
-        path.display(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.dev(),
-        meta.ino()
-    ))
 }
 
 /// Where the snapshot of `key` is, once made.

@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 
 use super::{scratch_dir, spawn_vmm, LiveVm};
 
+/// True (after printing `SKIP`) when curl, the API tests' client, is not installed.
+pub fn skip_without_curl(test: &str) -> bool {
+    let found = Command::new("curl").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("SKIP {test}: curl is not installed");
+    }
+    !found
+}
+
 /// A `vmm --api-sock` process and its scratch directory.
 pub struct Api {
     pub vm: LiveVm,

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use edge::exit_code;
 
+use super::super::file_identity::file_identity;
 use super::size::{Geometry, BLOCK_SIZE, INODE_SIZE};
 use super::RootfsImageError;
 
@@ -65,7 +66,7 @@ impl Mkfs {
     /// [`Mkfs::version`], remembered in `cache` for as long as the binary is the same
     /// file: its path, size, modification time and inode (an upgrade replaces it).
     pub fn version_in(&self, cache: &Path) -> Result<String, RootfsImageError> {
-        let identity = self.identity();
+        let identity = file_identity(&self.path).ok();
         let memo = cache.join(VERSION_MEMO);
         if let (Some(identity), Ok(text)) = (&identity, fs::read_to_string(&memo)) {
             if let Some((seen, version)) = text.split_once('\n') {
@@ -83,21 +84,6 @@ impl Mkfs {
             }
         }
         Ok(version)
-    }
-
-    fn identity(&self) -> Option<String> {
-        use std::os::unix::fs::MetadataExt;
-        let path = fs::canonicalize(&self.path).ok()?;
-        let meta = fs::metadata(&path).ok()?;
-        Some(format!(
-            "{} {} {}.{} {}:{}",
-            path.display(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.dev(),
-            meta.ino()
-        ))
     }
 
     /// Packs `rootfs` into a new file at `image` (which must not exist), durably on disk
