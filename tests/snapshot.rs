@@ -17,7 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::snapshots::{
-    guest_args, restore, snapshot_run, wait_with_deadline, Snapshotted, SNAPSHOT_AFTER_MS,
+    assert_generation_changes, guest_args, restore, snapshot_run, wait_with_deadline,
+    without_generation_facts, Snapshotted, SNAPSHOT_AFTER_MS,
 };
 use common::{run_vmm, scratch_dir, skip_without_kvm, spawn_vmm, Run, VMM};
 
@@ -70,10 +71,14 @@ fn a_guest_snapshotted_mid_run_and_killed_finishes_the_same_in_a_new_process() {
         "the run went on, not over"
     );
     assert_eq!(
-        snapshot.stdout.clone() + &restored.stdout,
-        whole.stdout,
+        without_generation_facts(&(snapshot.stdout.clone() + &restored.stdout)),
+        without_generation_facts(&whole.stdout),
         "what the two processes printed is the uninterrupted run's output"
     );
+    // The restored VM has a generation of its own, and was told so once; the
+    // uninterrupted one kept its boot's.
+    assert_generation_changes(&whole, 0);
+    assert_generation_changes(&restored, 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -120,6 +125,10 @@ fn two_restores_of_one_snapshot_run_side_by_side_without_seeing_each_others_writ
         mem_before,
         "the memory file is unchanged"
     );
+    // Two VMs from one snapshot: each with a generation ID of its own.
+    assert_generation_changes(&first, 1);
+    assert_generation_changes(&second, 1);
+    assert_ne!(first.fact("vmgenid"), second.fact("vmgenid"));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -174,7 +183,10 @@ fn a_two_vcpu_guest_restores_with_its_second_vcpu_online() {
         restored.fact("memcount_checksum"),
         whole.fact("memcount_checksum")
     );
-    assert_eq!(snapshot.stdout + &restored.stdout, whole.stdout);
+    assert_eq!(
+        without_generation_facts(&(snapshot.stdout + &restored.stdout)),
+        without_generation_facts(&whole.stdout)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

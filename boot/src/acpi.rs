@@ -16,7 +16,8 @@
 //!   driver binds to — distro kernels built without `virtio_mmio.device=` support need
 //!   this — the console `PNP0501` at [`COM1_PORT`] with its IRQ (hardware-reduced means
 //!   no legacy PIC, so Linux maps no ISA IRQ unless a device names it), and a `QEMU0001`
-//!   pvpanic device at [`PVPANIC_PORT`].
+//!   pvpanic device at [`PVPANIC_PORT`], and the VM generation ID with the Generic Event
+//!   Device that announces its changes ([`crate::vmgenid`]).
 //!
 //! The MP table stays: kernels built without ACPI still find the vCPUs there.
 
@@ -96,7 +97,7 @@ pub fn write_acpi_tables<M: GuestMemoryBackend>(
     Ok(ACPI_RSDP_START)
 }
 
-fn bytes_of(table: &dyn Aml) -> Vec<u8> {
+pub(crate) fn bytes_of(table: &dyn Aml) -> Vec<u8> {
     let mut bytes = Vec::new();
     table.to_aml_bytes(&mut bytes);
     bytes
@@ -170,6 +171,7 @@ fn dsdt(windows: &[VirtioMmioWindow]) -> Result<Vec<u8>, BootError> {
         devices.push(virtio_device(i, w)?);
     }
     devices.push(pvpanic_device());
+    devices.extend(crate::vmgenid::dsdt_devices());
     let scope_children: Vec<RawAml> = devices.into_iter().map(RawAml).collect();
     let scope_refs: Vec<&dyn Aml> = scope_children.iter().map(|d| d as &dyn Aml).collect();
     aml::Scope::new("\\_SB_".into(), scope_refs).to_aml_bytes(&mut body);

@@ -223,3 +223,73 @@ fn virtio_window_above_4g_is_rejected() {
     let result = write_acpi_tables(&mem, 1, &[(0x1_0000_0000, 0x1000, 5)]);
     assert!(matches!(result, Err(BootError::GuestMemory { .. })));
 }
+
+#[test]
+fn dsdt_describes_the_vm_generation_id_and_its_event_device() {
+    let t = written(1, &VIRTIO);
+    assert_eq!(count(&t.dsdt, b"VMGENCTR"), 1);
+    assert_eq!(count(&t.dsdt, b"VM_GEN_COUNTER"), 1);
+    assert_eq!(count(&t.dsdt, b"ACPI0013"), 1);
+    // ADDR: a package of two DWord constants (0x0C), the address's low and high halves.
+    let mut addr = vec![0x0C];
+    addr.extend((crate::layout::VMGENID_START as u32).to_le_bytes());
+    assert_eq!(count(&t.dsdt, &addr), 1, "ADDR's low half");
+    // The event device's interrupt: consumer, edge, active high, the generation ID's line.
+    let mut desc = vec![0x89, 6, 0, 0b011, 1];
+    desc.extend(crate::platform::VMGENID_IRQ.to_le_bytes());
+    assert_eq!(count(&t.dsdt, &desc), 1);
+    // Notify (\_SB_.VGEN, 0x80): NotifyOp, a rooted two-part name, ByteConst 0x80.
+    let notify = [&[0x86, b'\\', 0x2E][..], b"_SB_VGEN", &[0x0A, 0x80]].concat();
+    assert_eq!(count(&t.dsdt, &notify), 1);
+}
+
+/// The DSDT as ACPICA's disassembler reads it back: well-formed AML whose every name
+/// resolves, with the generation ID device, its event device and the notification.
+#[test]
+fn iasl_disassembles_the_dsdt_with_every_device() {
+    let Ok(iasl) = which_iasl() else {
+        eprintln!("SKIP iasl_disassembles_the_dsdt_with_every_device: no iasl (apt-get install acpica-tools)");
+        return;
+    };
+    let t = written(2, &VIRTIO);
+    let dir = std::env::temp_dir().join(format!("vmm-dsdt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let aml = dir.join("dsdt.dat");
+    std::fs::write(&aml, &t.dsdt).unwrap();
+    let out = std::process::Command::new(iasl)
+        .arg("-d")
+        .arg(&aml)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success() && !dsl.is_empty(),
+        "iasl -d failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "Device (VGEN)",
+        "Name (_HID, \"VMGENCTR\")",
+        "Name (ADDR, Package (0x02)",
+        "Device (GED0)",
+        "Name (_HID, \"ACPI0013\"",
+        "Method (_EVT, 1, Serialized)",
+        "Notify (\\_SB.VGEN, 0x80)",
+        "Device (COM1)",
+        "Name (_HID, \"LNRO0005\"",
+    ] {
+        assert!(dsl.contains(expected), "no {expected:?} in:\n{dsl}");
+    }
+}
+
+fn which_iasl() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("iasl"))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

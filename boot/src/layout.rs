@@ -58,9 +58,13 @@ pub const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 pub const ACPI_RSDP_START: u64 = 0xE_0000;
 /// ACPI tables (DSDT, FADT, MADT, XSDT, in that order), right after the RSDP's 36 bytes.
 pub const ACPI_TABLES_START: u64 = 0xE_0100;
-/// End (exclusive) of the ACPI table area: 64 KiB from the RSDP, below the BIOS area at
-/// 0xF0000 that Linux scans for the MP floating pointer.
-pub const ACPI_TABLES_END: u64 = 0xF_0000;
+/// End (exclusive) of the ACPI table area: 60 KiB from the RSDP (the tables of 16 vCPUs
+/// and 19 virtio devices take under 4 KiB), then the VM generation ID's page.
+pub const ACPI_TABLES_END: u64 = 0xE_F000;
+/// The VM generation ID (16 bytes, [`crate::vmgenid`]): in the reserved BIOS area
+/// ([`EBDA_START`]..[`HIMEM_START`] in the e820 map), so the guest never uses it as RAM,
+/// and below 0xF0000, where Linux scans for the MP floating pointer.
+pub const VMGENID_START: u64 = 0xE_F000;
 // The fixed boot structures must not overlap one another; checked at compile time.
 const _: () = {
     assert!(BOOT_GDT_START + 4 * 8 <= BOOT_IDT_START);
@@ -74,7 +78,7 @@ const _: () = {
         MMIO_GAP_START <= KVM_IDENTITY_MAP_ADDRESS && KVM_TSS_ADDRESS + 3 * 4096 <= MMIO_GAP_END
     );
     assert!(MPTABLE_START < ACPI_RSDP_START && ACPI_RSDP_START + 36 <= ACPI_TABLES_START);
-    assert!(ACPI_TABLES_END <= HIMEM_START);
+    assert!(ACPI_TABLES_END <= VMGENID_START && VMGENID_START + 16 <= 0xF_0000);
 };
 
 /// End (exclusive) of the RAM below the MMIO gap for a guest of `mem_bytes` bytes.

@@ -28,6 +28,7 @@ pub mod msr;
 pub mod paging;
 pub mod platform;
 pub mod regs;
+pub mod vmgenid;
 pub mod zero_page;
 
 pub use error::BootError;

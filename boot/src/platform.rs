@@ -166,6 +166,11 @@ pub const VIRTIO_MMIO_WINDOW: u64 = 0x1000;
 pub const VIRTIO_IRQ_FIRST: u32 = lines(VIRTIO_MMIO).0;
 pub const VIRTIO_IRQ_LAST: u32 = lines(VIRTIO_MMIO).1;
 pub const IOAPIC_ADDR: u64 = IOAPIC.base;
+/// The interrupt of the ACPI Generic Event Device that tells the guest its VM generation
+/// ID changed ([`crate::vmgenid`]): ISA line 3 (COM2's, which this machine does not
+/// have), edge triggered, active high, as every ISA line here. Not a row of [`PLATFORM`]:
+/// the device has no port or MMIO window, only this line and its ID in guest RAM.
+pub const VMGENID_IRQ: u32 = 3;
 pub const APIC_ADDR: u64 = LAPIC.base;
 
 /// The row named `name`; a misspelt name fails the build.
@@ -274,6 +279,9 @@ const _: () = {
         i += 1;
     }
     assert!(VIRTIO_MMIO.len.is_multiple_of(VIRTIO_MMIO_WINDOW));
+    // The generation ID's line lies below the virtio devices' (that no row has it is
+    // `vmgenid::tests::the_event_line_is_no_other_devices`).
+    assert!(VMGENID_IRQ < VIRTIO_IRQ_FIRST);
 };
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ fn test_guest_header_mirrors_the_platform_and_layout() {
     assert_eq!(guest_define("ZERO_PAGE_ADDR"), ZERO_PAGE_START);
     assert_eq!(guest_define("BOOT_STACK_POINTER"), BOOT_STACK_POINTER);
     assert_eq!(guest_define("PML4_ADDR"), PML4_START);
+    assert_eq!(guest_define("VMGENID_IOAPIC_PIN"), u64::from(VMGENID_IRQ));
+    assert_eq!(guest_define("VMGENID_ADDR"), crate::layout::VMGENID_START);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! 1. the payload: kernel, command line and initrd ([`loader::Payload`]), which the loader
 //!    thread has been copying since guest RAM was mapped; waited for here;
 //! 2. the MP table, for kernels without ACPI;
-//! 3. the ACPI tables (distro kernels find the virtio devices only there);
+//! 3. the ACPI tables (distro kernels find the virtio devices only there) and a fresh VM
+//!    generation ID at the address their DSDT names;
 //! 4. the zero page, which points the kernel at the command line, the initrd and the e820
 //!    map;
 //! 5. the GDT, IDT and page tables every vCPU enters long mode over.
@@ -56,6 +57,7 @@ pub fn write_boot_structures(
     let loaded: loader::LoadedPayload = payload.wait()?;
     boot::mptable::write_mptable(mem, plan.num_cpus)?;
     boot::acpi::write_acpi_tables(mem, plan.num_cpus, &plan.virtio_windows)?;
+    super::generation_id::write_fresh(mem)?;
     let zero_page = boot::zero_page::write_zero_page(
         mem,
         &ZeroPageConfig {

@@ -21,6 +21,7 @@ mod event_loop;
 pub mod exit_counts;
 pub mod exit_stats;
 pub mod failure;
+mod generation_id;
 mod input;
 mod kvm_setup;
 pub mod loader;

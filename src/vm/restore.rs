@@ -3,8 +3,9 @@
 //! created, so a bad pair of files is refused (exit status 2) without a VM. Then the same
 //! machine is built as at boot (`super::boot`), but with no kernel, no boot structures
 //! and no boot registers: guest RAM is the memory file mapped privately, the vCPUs, the
-//! irqchip, PIT, clock and serial port take their saved state, and the VM runs on from
-//! where it was paused.
+//! irqchip, PIT, clock and serial port take their saved state, the guest gets a new VM
+//! generation ID (and the interrupt that announces it), and the VM runs on from where it
+//! was paused.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +117,7 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
         .collect::<Result<Vec<_>, VmError>>()?;
     debug_assert_eq!(vcpus.len(), usize::from(num_cpus));
     vm_state::restore(&vm, &snapshot.vm)?;
+    super::generation_id::announce_new_generation(&vm, &mem)?;
     // The devices run before the vCPUs do; a restore that stays paused leaves them
     // stopped until the control resumes the VM.
     if config.resume {

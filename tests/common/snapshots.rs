@@ -29,6 +29,34 @@ pub fn guest_args(extra: &[&str], tests: &str) -> Vec<String> {
     args
 }
 
+/// A memcount run's output without its VM generation ID facts, which differ by design
+/// between a run and its restore (each VM has an ID of its own).
+pub fn without_generation_facts(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("vmmtest: fact vmgenid"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Checks what memcount saw of the VM generation ID: set at boot, and `changes` changes,
+/// each announced by one event.
+pub fn assert_generation_changes(run: &Run, changes: u32) {
+    assert_eq!(run.fact("vmgenid_set"), Some("1"), "{}", run.describe());
+    assert_eq!(
+        run.fact("vmgenid_changed"),
+        Some(if changes > 0 { "1" } else { "0" }),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.fact("vmgenid_events"),
+        Some(changes.to_string().as_str()),
+        "{}",
+        run.describe()
+    );
+}
+
 /// What a VMM printed until it was snapshotted and killed.
 pub struct Snapshotted {
     pub stdout: String,

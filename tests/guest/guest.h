@@ -42,6 +42,9 @@ typedef long i64;
 #define UART_IOAPIC_PIN 4
 #define VEC_KBD 0x31      /* IOAPIC pin 1 (i8042 keyboard) */
 #define KBD_IOAPIC_PIN 1
+#define VEC_VMGENID 0x33  /* IOAPIC pin 3: the VM generation ID's event (boot/src/vmgenid.rs) */
+#define VMGENID_IOAPIC_PIN 3
+#define VMGENID_ADDR 0xEF000 /* its 16 bytes (boot/src/layout.rs) */
 
 /* ---- SMP ---- */
 #define MAX_CPUS 64 /* APIC IDs at or above this are parked; must match head.S */

@@ -4,6 +4,10 @@
  * pages at the end. Snapshotted mid-run and restored, it must end with the count and
  * checksum of a run that was never interrupted. The sleeps keep it under ~3*10^4
  * instructions while it runs for about half a second, so a snapshot lands mid-run.
+ * It also watches the VM generation ID: it reads the 16 bytes at VMGENID_ADDR first,
+ * takes the ID's event line (IOAPIC pin 3), and at the end says whether the ID changed,
+ * how many events came, and the ID it ends with (its first 8 bytes): a restore must
+ * change the ID and announce it once; a run never interrupted sees neither.
  * `spin` prints one line and then reads an unassigned port forever: a guest whose every
  * turn is a VM exit (`vmm bench restore` times a restore to its first exit). */
 #include "guest.h"
@@ -38,8 +42,13 @@ void sleep_halted(u32 us) {
     lapic_write(LAPIC_LVT_TIMER, LAPIC_LVT_MASKED | VEC_TIMER);
 }
 
+static u64 vmgenid_word(u32 i) { return ((volatile u64 *)VMGENID_ADDR)[i]; }
+
 void test_memcount(struct test *t) {
     lapic_enable();
+    u64 id_at_start[2] = {vmgenid_word(0), vmgenid_word(1)};
+    u32 events_before = irq_count[VEC_VMGENID];
+    ioapic_route(VMGENID_IOAPIC_PIN, VEC_VMGENID, (u8)lapic_id());
     for (u32 p = 0; p < MEMCOUNT_PAGES; p++)
         for (u32 w = 0; w < WORDS_TOUCHED; w++) *word(p, w) = ((u64)p << 32) | w;
     count = 0;
@@ -58,6 +67,12 @@ void test_memcount(struct test *t) {
             h ^= *word(p, w);
             h *= 0x100000001b3UL;
         }
+    ioapic_mask(VMGENID_IOAPIC_PIN);
+    kprintf("vmmtest: fact vmgenid_set=%u\n", (id_at_start[0] | id_at_start[1]) != 0);
+    kprintf("vmmtest: fact vmgenid_changed=%u\n",
+            vmgenid_word(0) != id_at_start[0] || vmgenid_word(1) != id_at_start[1]);
+    kprintf("vmmtest: fact vmgenid_events=%u\n", irq_count[VEC_VMGENID] - events_before);
+    kprintf("vmmtest: fact vmgenid=0x%016lx\n", vmgenid_word(0));
     kprintf("vmmtest: fact memcount_count=%u\n", count);
     kprintf("vmmtest: fact memcount_checksum=0x%016lx\n", h);
     check(t, count == MEMCOUNT_STEPS, "count %u after %u steps", count, MEMCOUNT_STEPS);

@@ -118,6 +118,17 @@ fn boot_structures_land_where_the_vcpus_are_pointed() {
     // The MP floating pointer in the EBDA and the ACPI RSDP in the BIOS area.
     assert_eq!(&read_bytes(&mem, 0x9_fc00, 4), b"_MP_");
     assert_eq!(&read_bytes(&mem, 0xe_0000, 8), b"RSD PTR ");
+    // A VM generation ID of 16 random bytes where the DSDT's ADDR points, new per VM.
+    let id = read_bytes(&mem, 0xe_f000, 16);
+    assert_ne!(id, [0u8; 16]);
+    let other = memory::create_guest_memory(MEM_BYTES).unwrap();
+    let payload = load_test_guest(&other, &guest, None);
+    write_boot_structures(&other, payload, &plan(1)).unwrap();
+    assert_ne!(
+        read_bytes(&other, 0xe_f000, 16),
+        id,
+        "two VMs, one generation ID"
+    );
 }
 
 #[test]
