@@ -26,7 +26,7 @@ cpus_2 cpus_4 reboot_exits_0 poweroff_exits_0 panic_exits_nonzero
 microvm_elf_initrd microvm_cpus_4 microvm_poweroff_exits_0 microvm_panic_exits_nonzero
 distro_virtio_blk_via_acpi root_on_virtio_blk_rw disk_ro_refuses_writes net_ping_tap vsock_round_trip hwrng_readable
 run_vm_identity_stdio_exit_42 run_vmc_identity_stdio_exit_42
-run_vm_from_snapshot_runs_a_command run_vmc_from_snapshot_identity_stdio_exit_42 run_from_snapshot_random_differs bench_vmc_from_snapshot
+run_vm_from_snapshot_runs_a_command run_vmc_from_snapshot_identity_stdio_exit_42 run_from_snapshot_random_differs run_from_snapshot_new_vm_generation bench_vmc_from_snapshot
 run_vm_stdin_eof_then_kill_9 run_vmc_stdin_eof_then_exit_3
 run_vm_oom_is_reported run_vmc_oom_is_reported run_vm_pids_stop_fork_bomb run_vmc_pids_stop_fork_bomb
 run_vmc_sigterm_reaches_workload run_agent_survives_host_disconnect run_finds_default_images run_bad_input_exits_2 run_vm_smallest_memory_runs run_guest_panic_ends_the_run run_vm_net_link_pings_the_host
@@ -930,12 +930,40 @@ run_all() {
     done
     echo "REALKVM-DONE pass=$pass fail=$fail skip=$skip"
 }
-# Two runs from one warm snapshot: the workloads read different random bytes. Each run's
-# hello carries a fresh host seed that rekeys the guest kernel's generator before the
-# workload runs, whatever that kernel would do on its own. Here it does diverge on its own
-# too (a try with the seed left out of the restored runs' hellos still read different
-# bytes), so this case guards the property, not the seed; the agent feeding the seed to
-# the kernel is agent/tests/bad_requests.rs's.
+# The VM generation ID (boot/src/vmgenid.rs): the guest kernel's vmgenid driver binds to
+# the DSDT's device at boot; a cold boot is never told of a new generation, a restore is
+# (the Generic Event Device's interrupt, then the driver's reseed, which it logs).
+case_run_from_snapshot_new_vm_generation() {
+    need_run || return
+    local probe='ls /sys/bus/acpi/drivers/vmgenid/ 2>&1 | grep -c VMGENCTR;
+        dmesg | grep -c "crng reseeded due to virtual machine fork";
+        grep -i ged /proc/interrupts | tr -s " " | cut -d" " -f3'
+    local bound reseeds events
+    vrun vm -- sh -c "$probe"
+    expect_status 0 || return 1
+    # shellcheck disable=SC2046 # three numbers, split on purpose
+    set -- $(cat /tmp/run.out)
+    bound=${1:-} reseeds=${2:-} events=${3:-}
+    echo "REALKVM-INFO cold boot: vmgenid devices bound=$bound, reseeds=$reseeds, GED interrupts=$events"
+    [ "$bound" = 1 ] || { WHY="cold boot: the vmgenid driver did not bind: $(cat /tmp/run.out)"; return 1; }
+    [ "$reseeds" = 0 ] || { WHY="cold boot: reseeded for a VM fork: $(cat /tmp/run.out)"; return 1; }
+    vrun vm --from-snapshot -- sh -c "$probe"
+    expect_status 0 || return 1
+    # shellcheck disable=SC2046 # three numbers, split on purpose
+    set -- $(cat /tmp/run.out)
+    bound=${1:-} reseeds=${2:-} events=${3:-}
+    echo "REALKVM-INFO restored: vmgenid devices bound=$bound, reseeds=$reseeds, GED interrupts=$events"
+    [ "$reseeds" = 1 ] || { WHY="restored: the guest did not reseed once for a new generation: $(cat /tmp/run.out)"; return 1; }
+    [ "${events:-0}" -ge 1 ] 2>/dev/null || { WHY="restored: no GED interrupt counted: $(cat /tmp/run.out)"; return 1; }
+}
+
+# Two runs from one warm snapshot: the workloads read different random bytes. Each
+# restore gives the guest a new VM generation ID, on which its kernel reseeds (the case
+# above), and each run's hello carries a fresh host seed that rekeys the generator before
+# the workload runs, whatever the kernel does. Here the kernels diverge even without
+# either (a try with both left out still read different bytes), so this case guards the
+# property, not a mechanism; the mechanisms are the case above and
+# agent/tests/bad_requests.rs.
 case_run_from_snapshot_random_differs() {
     need_run || return
     local level first second
