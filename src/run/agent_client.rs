@@ -14,6 +14,7 @@ use agent_protocol::protocol::{
 use serde::de::DeserializeOwned;
 
 use super::error::RunError;
+use super::timings::Timings;
 
 /// How long one handshake with the vsock socket may take: the VMM answers at once, and the
 /// guest within its 2 s connect timeout.
@@ -87,11 +88,18 @@ pub struct Control {
 
 impl Control {
     /// Opens a control connection and says hello; `Ok(None)` while the agent does not
-    /// listen yet.
-    pub fn connect(uds: &Path) -> Result<Option<(Self, HelloReply)>, RunError> {
+    /// listen yet. `timings` hears when the guest accepted the connection ("agent
+    /// connected"), before the hello's round trip.
+    pub fn connect(
+        uds: &Path,
+        timings: Option<&Timings>,
+    ) -> Result<Option<(Self, HelloReply)>, RunError> {
         let Some(stream) = open_stream(uds).map_err(RunError::io("connect to the agent"))? else {
             return Ok(None);
         };
+        if let Some(timings) = timings {
+            timings.mark("agent connected");
+        }
         let mut control = Self {
             stream,
             lines: LineBuffer::new(),

@@ -250,7 +250,7 @@ fn snapshot_when_agent_answers(
         }
         // The connection closes at once: restored connections are reset anyway, and the
         // agent's answer proves it is up and listening.
-        if agent_client::Control::connect(uds)?.is_some() {
+        if agent_client::Control::connect(uds, None)?.is_some() {
             break;
         }
         if Instant::now() >= deadline {

@@ -411,7 +411,7 @@ fn connect_agent(
         if let Some(sig) = signals.take().filter(|&s| signals::ends_the_run(s)) {
             return Ok(Connected::StoppedBy(sig));
         }
-        if let Some((control, _hello)) = agent_client::Control::connect(uds)? {
+        if let Some((control, _hello)) = agent_client::Control::connect(uds, Some(timings))? {
             timings.mark("agent answered");
             return Ok(Connected::Agent(control));
         }
