@@ -1,5 +1,5 @@
-/* The nested tier's stopwatch for whole commands (the snapshot benchmark in cases.sh), one
- * static binary in the outer guest:
+/* The nested tier's stopwatch for whole commands (the snapshot benchmark in
+ * cases/snapshot.sh), one static binary in the outer guest:
  *
  *   elapsed RESULTS COMMAND [ARGS...]
  *

@@ -4,7 +4,7 @@
 # Debian guest under QEMU loads kvm_amd, and `vmm` runs inside it. See tests/realkvm/README.md.
 #
 # Usage: tests/realkvm/run.sh [--only case1,case2] [--bench N] [--build-kernel]
-#   --only LIST      run only these cases (names in tests/realkvm/cases.sh)
+#   --only LIST      run only these cases (names in tests/realkvm/cases/*.sh)
 #   --bench N        instead of the cases, boot the same guest N times with vmm and with
 #                    QEMU -M microvm and report the medians and their ratio
 #   --build-kernel   build the microVM kernel first if it is not cached (~13 min on 2 cores)
@@ -69,7 +69,7 @@ trap 'rm -rf "$tree"' EXIT
 mkdir -p "$tree"/{bin,dev,proc,sys,tmp,run,modules,realkvm/img,usr/local/bin}
 cp /bin/busybox "$tree/bin/busybox"
 install -m 0755 "$here/outer-init" "$tree/init"
-cp "$here/cases.sh" "$here/bench.sh" "$tree/realkvm/"
+cp -r "$here/cases.sh" "$here/cases" "$here/bench.sh" "$tree/realkvm/"
 [ -x "${VSOCK_ECHO:-}" ] && cp "$VSOCK_ECHO" "$tree/realkvm/vsock-echo"
 for m in "${modules[@]}"; do cp "$m" "$tree/modules/"; done
 # A dynamically linked binary runs if its libraries sit at the paths ldd prints (a static
@@ -270,7 +270,7 @@ t_qemu=$(date +%s)
 set +e
 boot_outer "$append"
 if [ -z "$bench" ]; then
-    all_cases=${only:-$(grep -o '^case_[a-z0-9_]*' "$here/cases.sh" | sed 's/^case_//' | paste -sd, -)}
+    all_cases=${only:-$(cat "$here"/cases/*.sh | grep -o '^case_[a-z0-9_]*' | sed 's/^case_//' | paste -sd, -)}
     for retry in 1 2 3 4; do
         grep -q '^REALKVM-DONE' "$log" && break
         remaining=$(echo "$all_cases" | tr ',' '\n' | while read -r c; do
