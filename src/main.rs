@@ -130,6 +130,7 @@ fn run_vm(args: &cli::VmArgs, started: Instant) -> ExitCode {
             started,
             report_first_exit: args.bench_first_exit,
             vsock_uds: None,
+            tap: None,
         };
         return exit_code_of(vm::restore_with(&restore, options));
     }

@@ -62,6 +62,7 @@ impl Control {
             started: Instant::now(),
             report_first_exit: false,
             vsock_uds: None,
+            tap: None,
         };
         Ok(Box::new(move |options| vm::restore_with(&config, options)))
     }

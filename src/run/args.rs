@@ -152,9 +152,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["rootfs", "kernel", "initrd", "vm_mem", "vm_cpus"])]
     pub vm_socket: Option<PathBuf>,
     /// Start the microVM from a warm snapshot (a guest whose agent already waits) instead
-    /// of booting it: the first run for a kernel, initramfs and VM size boots once and
-    /// keeps the snapshot in ~/.cache/vmm/snapshots; later runs restore it and swap the
-    /// workload's rootfs in for its placeholder disk. For the vm and vm+container levels.
+    /// of booting it: the first run for a kernel, initramfs and VM size (with or without
+    /// `--net link`'s NIC) boots once and keeps the snapshot in ~/.cache/vmm/snapshots;
+    /// later runs restore it, swap the workload's rootfs in for its placeholder disk and
+    /// put the NIC on their own TAP. For the vm and vm+container levels.
     #[arg(long, conflicts_with = "vm_socket")]
     pub from_snapshot: bool,
     /// Print on stderr, at the end, when each phase of the run ended (ms since start).
@@ -323,10 +324,6 @@ fn check_link(args: &RunArgs) -> Result<(), RunError> {
              host's network (use --isolation container or vm)"
         }
         Isolation::VmContainer => "--net link is not supported at vm+container yet",
-        Isolation::Vm if args.from_snapshot => {
-            "--net link cannot be used with --from-snapshot: the warm snapshot's VM has no \
-             NIC (boot the VM instead)"
-        }
         Isolation::Vm if args.vm_socket.is_some() => {
             "--net link cannot be used with --vm-socket: the link's NIC is a device the VM \
              gets when it boots (start that VM with `vmm --net tap=NAME` instead)"

@@ -4,8 +4,10 @@
 //! [`Pending::finish`]). The snapshot's guest was paused with its agent waiting and a
 //! placeholder disk as `rootfs`; the placeholder's backing file is swapped for the image,
 //! and the agent, told the image's size, waits for the guest to see it before it mounts
-//! it. The first run for a kernel, initramfs and VM size boots the guest once to make the
-//! snapshot.
+//! it. The first run for a kernel, initramfs, VM size and NIC (or none) boots the guest
+//! once to make the snapshot. A run with `--net link` restores a snapshot whose VM has a
+//! NIC, and puts that NIC on its own TAP; the agent configures the guest's end when it
+//! creates the workload, as after a boot.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use super::images::GuestImages;
 use super::timings::Timings;
 use super::warm_snapshot::{self, Entry, Inputs, KeyLock};
 use super::{agent_client, run_vm_config, GUEST_CMDLINE, ROOTFS_DRIVE};
+use crate::vm::device_specs::NetSpec;
 use crate::vm::{RestoreConfig, VmControl};
 
 /// How long a restore may take to read its state and map its memory.
@@ -48,9 +51,16 @@ struct OwnedInputs {
     initrd: PathBuf,
     mem_mib: u64,
     cpus: u16,
+    /// The NIC of a run with a link: the snapshot's VM has one (on the first run's TAP);
+    /// later runs put it on theirs.
+    nic: Option<NetSpec>,
 }
 
 impl OwnedInputs {
+    fn tap(&self) -> Option<&str> {
+        self.nic.as_ref().map(|nic| nic.tap.as_str())
+    }
+
     fn inputs(&self) -> Inputs<'_> {
         Inputs {
             vmm: &self.vmm,
@@ -59,15 +69,17 @@ impl OwnedInputs {
             mem_mib: self.mem_mib,
             cpus: self.cpus,
             cmdline: GUEST_CMDLINE,
+            nic: self.nic.is_some(),
         }
     }
 }
 
-/// Starts restoring the warm snapshot for `images` and `size` (made first if there is
-/// none), with its vsock device at `uds`.
+/// Starts restoring the warm snapshot for `images`, `size` and `nic` (made first if there
+/// is none), with its vsock device at `uds` and its NIC, if any, on `nic`'s TAP.
 pub(super) fn begin(
     images: &GuestImages,
     size: VmSize,
+    nic: Option<NetSpec>,
     uds: &Path,
     boot_timeout: u64,
     timings: &Timings,
@@ -82,6 +94,7 @@ pub(super) fn begin(
         initrd: images.initrd.clone(),
         mem_mib: size.mem_mib,
         cpus: size.cpus,
+        nic,
     };
     let key = warm_snapshot::key(&inputs.inputs()).map_err(cache_err("key the guest images"))?;
     let lock = KeyLock::acquire(&dir, &key).map_err(cache_err("lock the snapshot"))?;
@@ -89,10 +102,10 @@ pub(super) fn begin(
     let mut entry = warm_snapshot::entry(&dir, &key);
     let made_now = !entry.exists();
     if made_now {
-        entry = make(&dir, &key, &inputs.inputs(), &stub, boot_timeout)?;
+        entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
         timings.mark("snapshot made");
     }
-    let restored = restore(&entry, uds)?;
+    let restored = restore(&entry, uds, inputs.tap())?;
     Ok(Pending {
         dir,
         key,
@@ -135,9 +148,9 @@ impl Pending {
                     edge::error_chain(&e)
                 );
                 warm_snapshot::discard(&dir, &key);
-                entry = make(&dir, &key, &inputs.inputs(), &stub, boot_timeout)?;
+                entry = make(&dir, &key, &inputs, &stub, boot_timeout)?;
                 timings.mark("snapshot made");
-                restore(&entry, &uds)?.attached()?
+                restore(&entry, &uds, inputs.tap())?.attached()?
             }
             Err(e) => return Err(e),
         };
@@ -157,10 +170,10 @@ struct Restored {
     control: Arc<VmControl>,
 }
 
-/// Starts restoring `entry`, with its vsock device at `uds`: the guest runs on as soon as
-/// it is built, catching up with its restore (the vsock reset, its clock) while the run
-/// finds the workload's image.
-fn restore(entry: &Entry, uds: &Path) -> Result<Restored, RunError> {
+/// Starts restoring `entry`, with its vsock device at `uds` and its NIC on `tap`: the guest
+/// runs on as soon as it is built, catching up with its restore (the vsock reset, its
+/// clock) while the run finds the workload's image.
+fn restore(entry: &Entry, uds: &Path, tap: Option<&str>) -> Result<Restored, RunError> {
     let control = VmControl::new();
     let vm = BackgroundVm::restore(
         RestoreConfig {
@@ -170,6 +183,7 @@ fn restore(entry: &Entry, uds: &Path) -> Result<Restored, RunError> {
             started: Instant::now(),
             report_first_exit: false,
             vsock_uds: Some(uds.to_owned()),
+            tap: tap.map(str::to_owned),
         },
         control.clone(),
     )?;
@@ -199,10 +213,11 @@ impl Restored {
 fn make(
     dir: &Path,
     key: &str,
-    inputs: &Inputs<'_>,
+    owned: &OwnedInputs,
     stub: &Path,
     boot_timeout: u64,
 ) -> Result<Entry, RunError> {
+    let inputs = owned.inputs();
     eprintln!(
         "vmm: making the warm snapshot for this kernel, initramfs and VM size (once: it \
          boots the guest)"
@@ -215,13 +230,15 @@ fn make(
         mem_mib: inputs.mem_mib,
         cpus: inputs.cpus,
     };
-    let config = run_vm_config(
+    let mut config = run_vm_config(
         inputs.kernel.to_owned(),
         inputs.initrd.to_owned(),
         size,
         stub.to_owned(),
         &uds,
     );
+    // The run's own TAP: it is gone when this VM stops, before the restore makes it anew.
+    config.devices.nets = owned.nic.iter().cloned().collect();
     let mut vm = BackgroundVm::start(config, Some(control.clone()))?;
     let result = snapshot_when_agent_answers(&mut vm, &control, &uds, &temp, boot_timeout);
     vm.stop();

@@ -159,7 +159,8 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     };
     let (mut vm, swapped_bytes) = if args.from_snapshot {
         // The VM is restored on its thread while this one finds (or packs) the image.
-        let pending = from_snapshot::begin(&images, size, &uds, args.boot_timeout, timings)?;
+        let nic = link.as_ref().map(HostLink::net_spec);
+        let pending = from_snapshot::begin(&images, size, nic, &uds, args.boot_timeout, timings)?;
         let image = image_of_rootfs()?;
         let bytes = disk_bytes(&image)?;
         (pending.finish(&image, timings)?, Some(bytes))

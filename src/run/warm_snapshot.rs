@@ -42,6 +42,8 @@ pub struct Inputs<'a> {
     pub mem_mib: u64,
     pub cpus: u16,
     pub cmdline: &'a str,
+    /// The VM has a NIC (`--net link`).
+    pub nic: bool,
 }
 
 /// One snapshot's files.
@@ -92,8 +94,8 @@ pub fn key(inputs: &Inputs<'_>) -> io::Result<String> {
         hash.update(format!("{what} {}\n", file_identity(path)?));
     }
     hash.update(format!(
-        "mem {} cpus {} cmdline {}\n",
-        inputs.mem_mib, inputs.cpus, inputs.cmdline
+        "mem {} cpus {} cmdline {} nic {}\n",
+        inputs.mem_mib, inputs.cpus, inputs.cmdline, inputs.nic
     ));
     let digest = hash.finalize();
     Ok(digest[..12].iter().map(|b| format!("{b:02x}")).collect())

@@ -29,6 +29,7 @@ fn inputs<'a>(dir: &'a Path, kernel: &'a Path) -> Inputs<'a> {
         mem_mib: 256,
         cpus: 1,
         cmdline: "console=ttyS0",
+        nic: false,
     }
 }
 
@@ -67,6 +68,15 @@ fn the_key_changes_with_the_kernel_file_and_the_vms_shape() {
             ..base.clone()
         })
         .unwrap()
+    );
+    assert_ne!(
+        first,
+        key(&Inputs {
+            nic: true,
+            ..base.clone()
+        })
+        .unwrap(),
+        "a VM with a NIC is another VM"
     );
     fs::write(&kernel, b"kernel two, rebuilt").unwrap();
     assert_ne!(

@@ -37,6 +37,9 @@ pub struct RestoreConfig {
     /// Where the vsock device listens instead of the snapshot's path: each VM restored
     /// from one warm snapshot (`vmm run --from-snapshot`) needs a socket of its own.
     pub vsock_uds: Option<PathBuf>,
+    /// The TAP of the snapshot's one NIC instead of the snapshot's, for the same reason
+    /// (`vmm run --from-snapshot --net link`: each run has a TAP of its own).
+    pub tap: Option<String>,
 }
 
 /// Restores the VM of `config` and runs it until it stops, with the console, stop signal,
@@ -53,6 +56,19 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
     let mut snapshot: VmSnapshot = snapshot::file::read(&config.state)?;
     if let (Some(uds), Some(vsock)) = (&config.vsock_uds, &mut snapshot.config.devices.vsock) {
         vsock.uds_path.clone_from(uds);
+    }
+    if let Some(tap) = &config.tap {
+        match snapshot.config.devices.nets.as_mut_slice() {
+            [nic] => nic.tap.clone_from(tap),
+            nics => {
+                return Err(SnapshotError::NotOneNic {
+                    path: config.state.clone(),
+                    nics: nics.len(),
+                    tap: tap.clone(),
+                }
+                .into())
+            }
+        }
     }
     let saved = &snapshot.config;
     if let Some(reason) = saved.inconsistency(snapshot.vcpus.len()) {

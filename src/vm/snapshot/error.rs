@@ -67,6 +67,15 @@ pub enum SnapshotError {
     #[error("snapshot state file {path:?} describes an impossible VM: {reason}")]
     Inconsistent { path: PathBuf, reason: String },
     #[error(
+        "snapshot state file {path:?} describes a VM with {nics} NICs: the TAP {tap:?} is for a \
+         VM with one"
+    )]
+    NotOneNic {
+        path: PathBuf,
+        nics: usize,
+        tap: String,
+    },
+    #[error(
         "snapshot memory file {path:?} is {found} bytes; the state file's guest RAM is {expected} bytes"
     )]
     MemoryFileSize {
@@ -139,6 +148,7 @@ impl SnapshotError {
                 | Undecodable { .. }
                 | StateTooLarge { .. }
                 | Inconsistent { .. }
+                | NotOneNic { .. }
                 | MemoryFileSize { .. }
                 | VirtioRestore { .. }
         )

@@ -147,11 +147,11 @@ case_run_bad_input_exits_2() {
 }
 # --net link at the vm level: the guest's eth0 has 10.231.x.2/30 and a default route via
 # the host's end of the TAP, which answers a ping; the TAP (vmm<pid>) is gone after the run.
-case_run_vm_net_link_pings_the_host() {
+link_case() { # [more vmm run options]
     need_run || return
     local before after addr gw
     before=$(ls /sys/class/net | tr '\n' ' ')
-    vrun vm --net link -- sh -c 'ip addr show eth0; ip route; gw=$(ip route | sed -n "s/^default via \([0-9.]*\).*/\1/p"); echo "gateway=$gw"; ping -c1 -W3 "$gw"'
+    vrun vm --net link "$@" -- sh -c 'ip addr show eth0; ip route; gw=$(ip route | sed -n "s/^default via \([0-9.]*\).*/\1/p"); echo "gateway=$gw"; ping -c1 -W3 "$gw"'
     after=$(ls /sys/class/net | tr '\n' ' ')
     expect_status 0 || { WHY="$WHY; stdout: $(tr '\n' '|' </tmp/run.out)"; return 1; }
     addr=$(sed -n 's/.*inet \(10\.231\.[0-9.]*\/30\).*/\1/p' /tmp/run.out | head -1)
@@ -162,4 +162,11 @@ case_run_vm_net_link_pings_the_host() {
     [ "$before" = "$after" ] || { WHY="interfaces before: $before; after: $after (a TAP left behind?)"; return 1; }
     ! echo "$after" | grep -q 'vmm[0-9]' || { WHY="a TAP is left behind: $after"; return 1; }
     echo "  eth0 $addr via $gw; outer interfaces after the run: $after"
+}
+case_run_vm_net_link_pings_the_host() { link_case; }
+# The same from a warm snapshot whose VM has a NIC: the first run makes it (on that run's
+# TAP) and restores it; the second only restores it, its NIC put on a TAP of its own.
+case_run_vm_from_snapshot_net_link_pings_the_host() {
+    link_case --from-snapshot || return
+    link_case --from-snapshot
 }
