@@ -168,5 +168,7 @@ case_run_vm_net_link_pings_the_host() { link_case; }
 # TAP) and restores it; the second only restores it, its NIC put on a TAP of its own.
 case_run_vm_from_snapshot_net_link_pings_the_host() {
     link_case --from-snapshot || return
-    link_case --from-snapshot
+    link_case --from-snapshot || return
+    ! grep -q "making the warm snapshot" /tmp/run.err ||
+        { WHY="the second run made the snapshot again: $(cat /tmp/run.err)"; return 1; }
 }
