@@ -366,3 +366,60 @@ fn an_exec_in_a_chrooted_baseline_takes_its_root() {
     });
     assert_eq!(wait(&mut control, &target).signal, Some(libc::SIGKILL));
 }
+
+/// vm+container's `--net link`: the guest's NIC exists in the agent's network namespace and
+/// the runtime moves it into the container's as eth0, where it gets the workload's address
+/// and its route. Here a veth end stands in for the NIC; its peer, with the host's address,
+/// answers the container's ping across it.
+#[test]
+fn a_container_gets_an_existing_interface_moved_in_as_its_link() {
+    let Some(rootfs) = rootfs_or_skip("existing_interface_link") else {
+        return;
+    };
+    let pid = std::process::id();
+    let (host_end, nic) = (format!("vmh{pid}"), format!("vmn{pid}"));
+    runtime::netlink::create_veth(&host_end, &nic, pid as i32).unwrap();
+    let _cleanup = DeleteLinkOnDrop(host_end.clone());
+    let addresses = runtime::netif::LinkAddresses::allocate(pid).unwrap();
+    runtime::netif::set_ipv4(&host_end, addresses.host, addresses.prefix_len).unwrap();
+    runtime::netif::set_up(&host_end).unwrap();
+
+    let agent = Agent::start("moved-nic", &rootfs);
+    let mut control = agent.control();
+    let name = unique("moved-nic");
+    let script = format!(
+        "ip -4 addr show dev eth0; ip route; ping -c1 -W3 {}",
+        addresses.host
+    );
+    let mut config = container_config(&rootfs, &name, &["sh", "-c", &script]);
+    config.net_link = Some(runtime::config::NetLink {
+        host_interface: nic.clone(),
+        addresses,
+        existing_interface: true,
+    });
+    let run = run(&agent, &mut control, &name, config, dir(&rootfs), None);
+
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.wait.status, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let workload = format!("inet {}/{}", addresses.workload, addresses.prefix_len);
+    assert!(stdout.contains(&workload), "{stdout}");
+    assert!(
+        stdout.contains(&format!("default via {}", addresses.host)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 packets received"), "{stdout}");
+    assert!(
+        !std::path::Path::new("/sys/class/net").join(&nic).exists(),
+        "the moved interface went with the container's namespace"
+    );
+}
+
+/// Deletes a network interface of this namespace (a veth pair: both ends) on drop.
+struct DeleteLinkOnDrop(String);
+
+impl Drop for DeleteLinkOnDrop {
+    fn drop(&mut self) {
+        let _ = runtime::netlink::delete_link(&self.0);
+    }
+}

@@ -134,14 +134,21 @@ impl Hooks {
 /// The container's end of a [`NetLink`], in its own network namespace.
 pub const LINK_INTERFACE: &str = "eth0";
 
-/// A veth pair between the host and the container: `host_interface` stays in the
-/// runtime's network namespace with `addresses.host`, the peer is the container's
-/// [`LINK_INTERFACE`] with `addresses.workload`, and the host's end is its default gateway.
+/// The container's link to the host: its [`LINK_INTERFACE`] with `addresses.workload`,
+/// whose default gateway is `addresses.host`.
+///
+/// By default a veth pair: `host_interface` is made and stays in the runtime's network
+/// namespace with `addresses.host`; the peer is the container's end. With
+/// `existing_interface` (a container in a microVM, whose NIC is its link), the interface
+/// `host_interface` already exists in the runtime's namespace and is moved into the
+/// container's as its end; the host's end is across the VM's TAP, not here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetLink {
     /// At most 15 bytes (IFNAMSIZ); unique among the runs on this host.
     pub host_interface: String,
     pub addresses: LinkAddresses,
+    #[serde(default)]
+    pub existing_interface: bool,
 }
 
 /// How the process's root becomes the rootfs.

@@ -170,6 +170,19 @@ impl HostLink {
     }
 }
 
+/// Moves the existing interface of `link` into the network namespace of process `pid` as
+/// [`LINK_INTERFACE`], which configures it itself. Nothing to undo: the namespace hands
+/// a physical NIC back to the initial one when it goes.
+fn move_interface(link: &NetLink, pid: i32) -> Result<()> {
+    let name = &link.host_interface;
+    netlink::move_link(name, LINK_INTERFACE, pid).map_err(|e| {
+        ContainerError::sys(
+            format!("move {name} into the container's network namespace as {LINK_INTERFACE}"),
+            e,
+        )
+    })
+}
+
 impl HostLink {
     /// Leaves the link in place (it goes with the container's network namespace).
     fn keep(self) {
@@ -508,8 +521,10 @@ fn spawn_with(
     }
     // The child waits for the release below, in its new network namespace: its end of the
     // link is there before it configures it.
-    if let Some(link) = &cfg.net_link {
-        running.link = Some(HostLink::create(link, running.pid())?);
+    match &cfg.net_link {
+        Some(link) if link.existing_interface => move_interface(link, running.pid())?,
+        Some(link) => running.link = Some(HostLink::create(link, running.pid())?),
+        None => {}
     }
     // The release carries the state the first process hands to its hooks.
     let state = match &create {

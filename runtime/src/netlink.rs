@@ -47,6 +47,8 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 
 const NLMSGHDR_LEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
+/// Where `ifi_index` lies in an `ifinfomsg` (after family, padding and type).
+const IFINDEX_OFFSET: usize = 4;
 const RTA_HDRLEN: usize = 4;
 /// The one sequence number: each socket carries a single request.
 const SEQ: u32 = 1;
@@ -135,6 +137,32 @@ fn veth_request(host: &str, peer: &str, pid: i32) -> Vec<u8> {
             });
         });
     });
+    request.finish()
+}
+
+/// `ip link set NAME netns PID name NEW_NAME`: moves the existing interface `name` (a
+/// microVM's NIC) into the network namespace of process `pid`, renamed `new_name` there.
+/// It arrives down and without addresses. Fails with ENODEV if `name` is not here.
+pub fn move_link(name: &str, new_name: &str, pid: i32) -> io::Result<()> {
+    check_name(name)?;
+    check_name(new_name)?;
+    let c_name = std::ffi::CString::new(name)?;
+    // SAFETY: `c_name` is a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    exchange(&move_request(index, new_name, pid))?.into_result()
+}
+
+/// The `RTM_NEWLINK` request of [`move_link`]: the link by its index (its name is the
+/// new one, which may be taken here), the target namespace by a process in it.
+fn move_request(index: u32, new_name: &str, pid: i32) -> Vec<u8> {
+    let mut request = LinkRequest::new(RTM_NEWLINK, 0);
+    let at = NLMSGHDR_LEN + IFINDEX_OFFSET;
+    request.buf[at..at + 4].copy_from_slice(&index.to_ne_bytes());
+    request.attr_str(IFLA_IFNAME, new_name);
+    request.attr(IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
     request.finish()
 }
 
@@ -354,6 +382,29 @@ mod tests {
         let peer_attrs = attrs(peer, IFINFOMSG_LEN, peer.len());
         assert_eq!(peer_attrs[0], (IFLA_IFNAME, &b"eth0\0"[..]));
         assert_eq!(peer_attrs[1], (IFLA_NET_NS_PID, &42u32.to_ne_bytes()[..]));
+    }
+
+    #[test]
+    fn move_request_names_the_link_by_index_and_gives_its_new_name_and_namespace() {
+        let buf = move_request(7, "eth0", 42);
+
+        assert_eq!(u32_at(&buf, 0).unwrap() as usize, buf.len());
+        assert_eq!(u16_at(&buf, 4), Some(RTM_NEWLINK));
+        assert_eq!(
+            u16_at(&buf, 6),
+            Some(NLM_F_REQUEST | NLM_F_ACK),
+            "no CREATE: it exists"
+        );
+        assert_eq!(u32_at(&buf, NLMSGHDR_LEN + IFINDEX_OFFSET), Some(7));
+        let top = attrs(&buf, NLMSGHDR_LEN + IFINFOMSG_LEN, buf.len());
+        assert_eq!(top[0], (IFLA_IFNAME, &b"eth0\0"[..]));
+        assert_eq!(top[1], (IFLA_NET_NS_PID, &42u32.to_ne_bytes()[..]));
+    }
+
+    #[test]
+    fn moving_an_interface_that_is_not_here_is_enodev() {
+        let err = move_link("vmmnosuch0", "eth0", std::process::id() as i32).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODEV), "{err}");
     }
 
     /// An NLMSG_ERROR reply as the kernel sends it with CAP_ACK and EXT_ACK.

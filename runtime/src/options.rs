@@ -254,6 +254,7 @@ pub fn host_link() -> Result<NetLink> {
     Ok(NetLink {
         host_interface: format!("vmm{pid}"),
         addresses,
+        existing_interface: false,
     })
 }
 

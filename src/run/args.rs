@@ -71,10 +71,11 @@ pub enum NetArg {
     /// The host's network (the process and container levels only).
     Host,
     /// A point-to-point link to the host: a veth pair at the container level, a TAP
-    /// device and a virtio-net NIC at the vm level: a free /30 of 10.231.0.0/16, its second
+    /// device and a virtio-net NIC at the vm level (at vm+container the NIC is moved into
+    /// the container's network namespace): a free /30 of 10.231.0.0/16, its second
     /// address the workload's eth0, its first the host's end and the workload's default
-    /// gateway. Not at the process level
-    /// (it shares the host's network), not at vm+container yet, not with --vm-socket.
+    /// gateway. Not at the process level (it shares the host's network), not with
+    /// --vm-socket.
     Link,
 }
 
@@ -323,12 +324,11 @@ fn check_link(args: &RunArgs) -> Result<(), RunError> {
             "--net link is not possible at the process level: the process level shares the \
              host's network (use --isolation container or vm)"
         }
-        Isolation::VmContainer => "--net link is not supported at vm+container yet",
         Isolation::Vm if args.vm_socket.is_some() => {
             "--net link cannot be used with --vm-socket: the link's NIC is a device the VM \
              gets when it boots (start that VM with `vmm --net tap=NAME` instead)"
         }
-        Isolation::Container | Isolation::Vm => return Ok(()),
+        Isolation::Container | Isolation::Vm | Isolation::VmContainer => return Ok(()),
     };
     Err(RunError::BadInput(refusal.into()))
 }

@@ -1,8 +1,9 @@
-//! The host's end of `vmm run --isolation vm --net link`: a TAP named `vmm<pid>`, which
-//! the VM's virtio-net device creates when the VM is built, given the host's address of a
-//! free /30 once the guest agent answers (the TAP exists by then: the VMM makes its
-//! devices before the guest runs). The guest agent configures the other end, eth0, when
-//! it creates the workload.
+//! The host's end of `vmm run --isolation vm|vm+container --net link`: a TAP named
+//! `vmm<pid>`, which the VM's virtio-net device creates when the VM is built, given the
+//! host's address of a free /30 once the guest agent answers (the TAP exists by then: the
+//! VMM makes its devices before the guest runs). The other end is the guest's eth0: the
+//! guest agent configures it when it creates the workload (vm), or the guest's runtime
+//! moves it into the container's network namespace, where it is configured (vm+container).
 //!
 //! The TAP is not persistent (the VMM never sets TUNSETPERSIST): the kernel deletes it,
 //! its address and its routes with it, when the VMM's descriptor closes, that is when the
@@ -67,6 +68,16 @@ impl HostLink {
             mac: Some([0x06, 0x00, a, b, c, d]),
             rx_rate_limiter: None,
             tx_rate_limiter: None,
+        }
+    }
+
+    /// The container's link at vm+container: the guest's NIC (eth0, on this TAP), moved
+    /// into the container's network namespace by the guest's runtime.
+    pub fn guest_nic_as_container_link(&self) -> runtime::config::NetLink {
+        runtime::config::NetLink {
+            host_interface: runtime::config::LINK_INTERFACE.to_owned(),
+            addresses: self.addresses,
+            existing_interface: true,
         }
     }
 

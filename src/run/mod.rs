@@ -132,7 +132,7 @@ fn run_on_host(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError>
 /// workload run there by the guest agent.
 fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
     let level = args.isolation.name();
-    let config = args::workload_config(args)?;
+    let mut config = args::workload_config(args)?;
     if let Some(uds) = &args.vm_socket {
         return run_in_running_vm(args, uds, config, timings);
     }
@@ -143,6 +143,11 @@ fn run_in_vm(args: &RunArgs, timings: &Timings) -> Result<WaitReply, RunError> {
         Some(NetArg::Link) => Some(HostLink::plan()?),
         _ => None,
     };
+    if let (Some(link), true) = (&link, config.namespaces.net) {
+        // At vm+container the VM's NIC is the container's link: the guest's runtime moves
+        // it into the container's network namespace (no veth in the guest).
+        config.net_link = Some(link.guest_nic_as_container_link());
+    }
     check_can_boot_linux(level)?;
     let images = images::resolve(args.kernel.as_deref(), args.initrd.as_deref())?;
     crate::vm::loader::KernelImage::open(&images.kernel)?;
@@ -225,7 +230,11 @@ fn connect_and_run(
         vm_ended: Some(vm.ended_fd()),
         hold: hold.as_ref(),
     };
-    let link = link.map(HostLink::addresses);
+    // The agent configures the guest's own eth0 only for a workload that shares the
+    // guest's network (vm); a container's (vm+container) is configured in its namespace.
+    let link = link
+        .filter(|_| config.net_link.is_none())
+        .map(HostLink::addresses);
     match session::run_workload(uds, control, config, rootfs, link, &watch, timings) {
         Ok(ended) => Ok(ended),
         Err(Interrupted::VmEnded) => Err(vm.ended_error()),
