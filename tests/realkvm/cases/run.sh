@@ -145,13 +145,14 @@ case_run_bad_input_exits_2() {
     awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 10) }' || { WHY="bad input took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }') s"; return 1; }
     ! ls -d /tmp/vmm-run-* >/dev/null 2>&1 || { WHY="left behind: $(ls -d /tmp/vmm-run-*)"; return 1; }
 }
-# --net link at the vm level: the guest's eth0 has 10.231.x.2/30 and a default route via
-# the host's end of the TAP, which answers a ping; the TAP (vmm<pid>) is gone after the run.
-link_case() { # [more vmm run options]
+# --net link in a VM: the workload's eth0 has 10.231.x.2/30 and a default route via the
+# host's end of the TAP, which answers a ping; the TAP (vmm<pid>) is gone after the run.
+link_case() { # LEVEL [more vmm run options]
     need_run || return
-    local before after addr gw
+    local level=$1 before after addr gw
+    shift
     before=$(ls /sys/class/net | tr '\n' ' ')
-    vrun vm --net link "$@" -- sh -c 'ip addr show eth0; ip route; gw=$(ip route | sed -n "s/^default via \([0-9.]*\).*/\1/p"); echo "gateway=$gw"; ping -c1 -W3 "$gw"'
+    vrun "$level" --net link "$@" -- sh -c 'ip addr show eth0; ip route; gw=$(ip route | sed -n "s/^default via \([0-9.]*\).*/\1/p"); echo "gateway=$gw"; ping -c1 -W3 "$gw"'
     after=$(ls /sys/class/net | tr '\n' ' ')
     expect_status 0 || { WHY="$WHY; stdout: $(tr '\n' '|' </tmp/run.out)"; return 1; }
     addr=$(sed -n 's/.*inet \(10\.231\.[0-9.]*\/30\).*/\1/p' /tmp/run.out | head -1)
@@ -163,12 +164,16 @@ link_case() { # [more vmm run options]
     ! echo "$after" | grep -q 'vmm[0-9]' || { WHY="a TAP is left behind: $after"; return 1; }
     echo "  eth0 $addr via $gw; outer interfaces after the run: $after"
 }
-case_run_vm_net_link_pings_the_host() { link_case; }
-# The same from a warm snapshot whose VM has a NIC: the first run makes it (on that run's
-# TAP) and restores it; the second only restores it, its NIC put on a TAP of its own.
+case_run_vm_net_link_pings_the_host() { link_case vm; }
+# At vm+container the guest's NIC is moved into the container's network namespace: the
+# container's eth0 is the VM's NIC.
+case_run_vmc_net_link_pings_the_host() { link_case vm+container; }
+# The same from a warm snapshot whose VM has a NIC (one for both levels): the first run
+# (vm) makes it on its TAP and restores it; the second (vm+container) only restores it,
+# its NIC put on a TAP of its own and then moved into the container.
 case_run_vm_from_snapshot_net_link_pings_the_host() {
-    link_case --from-snapshot || return
-    link_case --from-snapshot || return
+    link_case vm --from-snapshot || return
+    link_case vm+container --from-snapshot || return
     ! grep -q "making the warm snapshot" /tmp/run.err ||
         { WHY="the second run made the snapshot again: $(cat /tmp/run.err)"; return 1; }
 }
