@@ -191,9 +191,10 @@ fn only_needing_checks_just_those_steps() {
         .filter(|l| l.trim_start().starts_with('['))
         .count();
     assert_eq!(
-        steps, 1,
-        "lab 5 has one step that needs Linux guests\n{}",
+        steps, 2,
+        "lab 5 has two steps that need Linux guests\n{}",
         run.stdout
     );
     assert!(run.stdout.contains("a VM's link"), "{}", run.stdout);
+    assert!(run.stdout.contains("a container in a VM"), "{}", run.stdout);
 }
