@@ -249,13 +249,9 @@ fn is_guest_ram(shown: &str) -> bool {
             .is_some_and(|mib| mib < 128)
 }
 
-/// Only loopback, beside the fallback devices a kernel with IP tunnels built in makes in
-/// every network namespace (sit0, tunl0, …): none of them leads anywhere until configured.
-fn loopback_only(interfaces: &str) -> bool {
-    only_these_and_idle_tunnels(interfaces, &["lo"])
-}
-
-/// Loopback and eth0 (the link to the host), beside the idle tunnel devices.
+/// Loopback and eth0 (the link to the host), beside the fallback devices a kernel with IP
+/// tunnels built in makes in every network namespace (sit0, tunl0, …): none of them leads
+/// anywhere until configured.
 fn link_and_loopback(interfaces: &str) -> bool {
     only_these_and_idle_tunnels(interfaces, &["eth0", "lo"])
 }
@@ -418,9 +414,10 @@ pub const PROBES: &[Probe] = &[
                 "a new network namespace: loopback, and eth0, the veth link to the host",
             ),
             Isolation::VmContainer => test(
-                "lo (and the kernel's idle tunnel devices)",
-                loopback_only,
-                "a new network namespace with loopback only",
+                "eth0,lo (and the kernel's idle tunnel devices)",
+                link_and_loopback,
+                "a new network namespace in the guest: loopback, and eth0, the VM's virtio-net \
+                 NIC moved in, on a TAP link to the host",
             ),
             Isolation::Vm => test(
                 "eth0,lo (and the kernel's idle tunnel devices)",

@@ -155,7 +155,8 @@ fn vm_levels_like_ours_are_all_expected() {
     let vm_container = Observation {
         pid: 1,
         visible_pids: 1,
-        net_interfaces: vec!["lo".into(), "sit0".into()],
+        // The VM's NIC, moved into the container's network namespace.
+        net_interfaces: vec!["eth0".into(), "lo".into(), "sit0".into()],
         cap_eff: format!("{GUEST_CONTAINER_CAPS:016x}"),
         memory_limit: MemoryLimit {
             bytes: Some(64 << 20),
