@@ -41,10 +41,9 @@ case_compare_vm_levels_as_expected() {
 # The teaching labs' steps that need Linux guests (`vmm lab list` marks the labs), checked
 # here where guests boot: every one must pass, and none may be skipped for want of guests.
 # (Their other steps pass in the main CI; a host container cannot pivot_root out of the
-# outer guest's initramfs root.) Not in CASES yet: it passed whole once, but in 3 of 4
-# later outer boots the outer guest went silent mid-case (no soft-lockup report, no
-# heartbeat), a hang not understood yet. Run it with `run.sh --only
-# labs_with_linux_guests_pass`.
+# outer guest's initramfs root.) It was out of CASES for a while, after outer-guest hangs
+# during it (tests/realkvm/README.md, "Outer-guest hangs"); it is back, and run.sh
+# retries the cases of a hung outer boot in a new one.
 case_labs_with_linux_guests_pass() {
     need_run || return
     local labs n
