@@ -15,6 +15,7 @@ use std::time::Instant;
 use devices::{StopReason, StopSignal};
 use vm_memory::GuestAddress;
 
+use super::device_specs::DeviceSpecs;
 use super::snapshot::{self, vcpu_state, vm_state, SnapshotError, VmSnapshot};
 use super::{devices_setup, kvm_setup, memory, run_built, virtio_setup};
 use super::{RunOptions, VmError, VmOutcome};
@@ -54,22 +55,7 @@ pub fn restore_with(config: &RestoreConfig, options: RunOptions) -> Result<VmOut
 
 fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::BuiltVm, VmError> {
     let mut snapshot: VmSnapshot = snapshot::file::read(&config.state)?;
-    if let (Some(uds), Some(vsock)) = (&config.vsock_uds, &mut snapshot.config.devices.vsock) {
-        vsock.uds_path.clone_from(uds);
-    }
-    if let Some(tap) = &config.tap {
-        match snapshot.config.devices.nets.as_mut_slice() {
-            [nic] => nic.tap.clone_from(tap),
-            nics => {
-                return Err(SnapshotError::NotOneNic {
-                    path: config.state.clone(),
-                    nics: nics.len(),
-                    tap: tap.clone(),
-                }
-                .into())
-            }
-        }
-    }
+    own_backends(&mut snapshot.config.devices, config)?;
     let saved = &snapshot.config;
     if let Some(reason) = saved.inconsistency(snapshot.vcpus.len()) {
         return Err(SnapshotError::Inconsistent {
@@ -156,6 +142,27 @@ fn build(config: &RestoreConfig, options: &RunOptions) -> Result<run_built::Buil
     })
 }
 
+/// Points the snapshot's vsock socket and its one NIC's TAP at the ones `config` gives,
+/// if any: each VM restored from one warm snapshot has backends of its own.
+fn own_backends(devices: &mut DeviceSpecs, config: &RestoreConfig) -> Result<(), SnapshotError> {
+    if let (Some(uds), Some(vsock)) = (&config.vsock_uds, &mut devices.vsock) {
+        vsock.uds_path.clone_from(uds);
+    }
+    if let Some(tap) = &config.tap {
+        match devices.nets.as_mut_slice() {
+            [nic] => nic.tap.clone_from(tap),
+            nics => {
+                return Err(SnapshotError::NotOneNic {
+                    path: config.state.clone(),
+                    nics: nics.len(),
+                    tap: tap.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens the memory file and checks that it holds `expected` bytes of guest RAM.
 fn open_memory_file(path: &std::path::Path, expected: u64) -> Result<std::fs::File, SnapshotError> {
     use devices::user_file::{open, Allowed};
@@ -202,5 +209,79 @@ impl FirstExitProbe {
         let us = self.origin.elapsed().as_micros();
         eprintln!("vmm: restored guest's first exit {us} µs after the VMM started");
         stop.request(StopReason::Requested);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::device_specs::{NetSpec, VsockSpec};
+
+    fn config(tap: Option<&str>, vsock_uds: Option<&str>) -> RestoreConfig {
+        RestoreConfig {
+            state: "/snap/state".into(),
+            mem_file: "/snap/mem".into(),
+            resume: true,
+            started: Instant::now(),
+            report_first_exit: false,
+            vsock_uds: vsock_uds.map(PathBuf::from),
+            tap: tap.map(str::to_owned),
+        }
+    }
+
+    fn nic(tap: &str) -> NetSpec {
+        NetSpec {
+            tap: tap.into(),
+            mac: Some([6, 0, 10, 231, 0, 2]),
+            rx_rate_limiter: None,
+            tx_rate_limiter: None,
+        }
+    }
+
+    #[test]
+    fn a_restore_puts_the_one_nic_on_its_own_tap_and_the_vsock_on_its_own_socket() {
+        let mut devices = DeviceSpecs {
+            nets: vec![nic("vmm100")],
+            vsock: Some(VsockSpec {
+                guest_cid: 3,
+                uds_path: "/maker/v.sock".into(),
+            }),
+            ..DeviceSpecs::default()
+        };
+        own_backends(&mut devices, &config(Some("vmm200"), Some("/run/v.sock"))).unwrap();
+        assert_eq!(devices.nets, vec![nic("vmm200")], "only the TAP changes");
+        assert_eq!(
+            devices.vsock.unwrap().uds_path,
+            PathBuf::from("/run/v.sock")
+        );
+    }
+
+    #[test]
+    fn a_tap_for_a_snapshot_without_exactly_one_nic_is_refused_naming_both() {
+        for nets in [vec![], vec![nic("a"), nic("b")]] {
+            let count = nets.len();
+            let mut devices = DeviceSpecs {
+                nets,
+                ..DeviceSpecs::default()
+            };
+            let err = own_backends(&mut devices, &config(Some("vmm200"), None)).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{count} NICs")) && text.contains("vmm200"),
+                "{text}"
+            );
+            assert!(err.is_bad_input(), "{text}");
+        }
+    }
+
+    #[test]
+    fn without_overrides_the_snapshots_backends_stay() {
+        let mut devices = DeviceSpecs {
+            nets: vec![nic("vmm100")],
+            ..DeviceSpecs::default()
+        };
+        let before = devices.clone();
+        own_backends(&mut devices, &config(None, None)).unwrap();
+        assert_eq!(devices, before);
     }
 }
