@@ -76,6 +76,14 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
         .count()
 }
 
+/// An extended interrupt descriptor (0x89) as our DSDT writes each: consumer, edge,
+/// active high, exclusive, the one GSI `irq`.
+fn interrupt_descriptor(irq: u32) -> Vec<u8> {
+    let mut desc = vec![0x89, 6, 0, 0b011, 1];
+    desc.extend(irq.to_le_bytes());
+    desc
+}
+
 #[test]
 fn rsdp_is_version_2_with_valid_checksums() {
     let t = written(1, &[]);
@@ -193,9 +201,7 @@ fn dsdt_describes_each_virtio_window_and_s5() {
     // Extended interrupt descriptor (0x89): consumer, edge, active high, one GSI; the
     // console's IRQ 4 as well as each virtio device's.
     for irq in [COM1_IRQ, VIRTIO[0].2, VIRTIO[1].2] {
-        let mut desc = vec![0x89, 6, 0, 0b011, 1];
-        desc.extend(irq.to_le_bytes());
-        assert_eq!(count(&t.dsdt, &desc), 1, "irq {irq}");
+        assert_eq!(count(&t.dsdt, &interrupt_descriptor(irq)), 1, "irq {irq}");
     }
 }
 
@@ -235,8 +241,7 @@ fn dsdt_describes_the_vm_generation_id_and_its_event_device() {
     addr.extend((crate::layout::VMGENID_START as u32).to_le_bytes());
     assert_eq!(count(&t.dsdt, &addr), 1, "ADDR's low half");
     // The event device's interrupt: consumer, edge, active high, the generation ID's line.
-    let mut desc = vec![0x89, 6, 0, 0b011, 1];
-    desc.extend(crate::platform::VMGENID_IRQ.to_le_bytes());
+    let desc = interrupt_descriptor(crate::platform::VMGENID_IRQ);
     assert_eq!(count(&t.dsdt, &desc), 1);
     // Notify (\_SB_.VGEN, 0x80): NotifyOp, a rooted two-part name, ByteConst 0x80.
     let notify = [&[0x86, b'\\', 0x2E][..], b"_SB_VGEN", &[0x0A, 0x80]].concat();
@@ -247,7 +252,7 @@ fn dsdt_describes_the_vm_generation_id_and_its_event_device() {
 /// resolves, with the generation ID device, its event device and the notification.
 #[test]
 fn iasl_disassembles_the_dsdt_with_every_device() {
-    let Ok(iasl) = which_iasl() else {
+    let Some(iasl) = iasl_on_path() else {
         eprintln!("SKIP iasl_disassembles_the_dsdt_with_every_device: no iasl (apt-get install acpica-tools)");
         return;
     };
@@ -285,11 +290,9 @@ fn iasl_disassembles_the_dsdt_with_every_device() {
     }
 }
 
-fn which_iasl() -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+fn iasl_on_path() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
         .map(|dir| dir.join("iasl"))
         .find(|p| p.is_file())
-        .ok_or(())
 }

@@ -5,7 +5,7 @@
 //!
 //! Call from a single-threaded process (the `vmm` binary, or a guest agent before it
 //! starts threads): the child of the raw `clone` runs Rust code until it execs
-//! (`launch/child.rs`).
+//! (`launch/child.rs`). The link to the host is `launch/link.rs`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,16 +15,18 @@ use std::ptr;
 use edge::exit_code;
 
 use super::cgroup::{self, Cgroup, CgroupMode};
-use super::config::{ContainerConfig, IdMapping, NetLink, LINK_INTERFACE};
+use super::config::{ContainerConfig, IdMapping};
 use super::error::{ContainerError, Result};
+use super::hooks;
 use super::rootfs::{HostInfo, V1Hierarchy};
 use super::seccomp;
-use super::{hooks, netif, netlink};
 
 mod child;
+mod link;
 
 use child::{child_main, ChildGate, ChildPipes};
 pub(crate) use child::{close_inherited, redirect_stdio};
+use link::HostLink;
 
 /// Signals a runtime passes on to its workload (SIGCHLD tells the runtime it exited).
 pub const FORWARDED_SIGNALS: [i32; 8] = [
@@ -133,67 +135,6 @@ impl Drop for Child {
                 libc::waitpid(self.pid, ptr::null_mut(), 0);
             }
         }
-    }
-}
-
-/// The host's end of the container's link to the host. Dropping it deletes the veth pair
-/// (deleting one end deletes both): the pair would also go with the container's network
-/// namespace, but only once the kernel gets round to tearing that down, after the run.
-struct HostLink {
-    name: String,
-}
-
-impl HostLink {
-    /// Makes the veth pair of `link`: its host end here, with the host's address and up; the
-    /// peer, as [`LINK_INTERFACE`], made directly in the network namespace of process `pid`
-    /// (the container's first process, not yet released), which configures it itself.
-    fn create(link: &NetLink, pid: i32) -> Result<Self> {
-        let name = &link.host_interface;
-        netlink::create_veth(name, LINK_INTERFACE, pid).map_err(|e| {
-            ContainerError::sys(
-                format!(
-                    "create the veth pair {name} (host) and {LINK_INTERFACE} (container) of \
-                     the link to the host (needs CAP_NET_ADMIN and the kernel's veth driver)"
-                ),
-                e,
-            )
-        })?;
-        let host_link = Self { name: name.clone() };
-        let a = &link.addresses;
-        netif::set_ipv4(name, a.host, a.prefix_len).map_err(|e| {
-            let addr = format!("{}/{}", a.host, a.prefix_len);
-            ContainerError::sys(format!("give the host's end {name} the address {addr}"), e)
-        })?;
-        netif::set_up(name)
-            .map_err(|e| ContainerError::sys(format!("bring up the host's end {name}"), e))?;
-        Ok(host_link)
-    }
-}
-
-/// Moves the existing interface of `link` into the network namespace of process `pid` as
-/// [`LINK_INTERFACE`], which configures it itself. Nothing to undo: the namespace hands
-/// a physical NIC back to the initial one when it goes.
-fn move_interface(link: &NetLink, pid: i32) -> Result<()> {
-    let name = &link.host_interface;
-    netlink::move_link(name, LINK_INTERFACE, pid).map_err(|e| {
-        ContainerError::sys(
-            format!("move {name} into the container's network namespace as {LINK_INTERFACE}"),
-            e,
-        )
-    })
-}
-
-impl HostLink {
-    /// Leaves the link in place (it goes with the container's network namespace).
-    fn keep(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for HostLink {
-    fn drop(&mut self) {
-        // Nothing to report to: a failure leaves a link the namespace's end removes anyway.
-        let _ = netlink::delete_link(&self.name);
     }
 }
 
@@ -521,10 +462,8 @@ fn spawn_with(
     }
     // The child waits for the release below, in its new network namespace: its end of the
     // link is there before it configures it.
-    match &cfg.net_link {
-        Some(link) if link.existing_interface => move_interface(link, running.pid())?,
-        Some(link) => running.link = Some(HostLink::create(link, running.pid())?),
-        None => {}
+    if let Some(link) = &cfg.net_link {
+        running.link = link::set_up(link, running.pid())?;
     }
     // The release carries the state the first process hands to its hooks.
     let state = match &create {
