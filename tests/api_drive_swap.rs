@@ -13,9 +13,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::api::{skip_without_curl, Api};
+use common::api::{boot_source, skip_without_curl, Api};
+use common::skip_without_kvm;
 use common::snapshots::MEM_MIB;
-use common::{skip_without_kvm, TEST_GUEST};
 
 /// Disk A: 128 sectors of 0xa1. Disk B: 48 sectors of 0xb2.
 const A_BYTE: u8 = 0xa1;
@@ -38,14 +38,7 @@ fn boot_with_disk_a(api: &mut Api) {
         )),
         204,
     );
-    api.expect(
-        "PUT",
-        "/boot-source",
-        Some(&format!(
-            r#"{{"kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=blkswap"}}"#
-        )),
-        204,
-    );
+    api.expect("PUT", "/boot-source", Some(&boot_source("blkswap")), 204);
     api.expect(
         "PUT",
         "/drives/data",

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{skip_without_curl, Api};
+use common::api::{boot_source, skip_without_curl, Api};
 use common::snapshots::{guest_args, MEM_MIB};
-use common::{run_vmm, skip_without_kvm, TEST_GUEST};
+use common::{run_vmm, skip_without_kvm};
 
 #[test]
 fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_it() {
@@ -34,14 +34,7 @@ fn a_guest_snapshotted_through_the_api_and_killed_finishes_in_a_vmm_that_loads_i
         )),
         204,
     );
-    first.expect(
-        "PUT",
-        "/boot-source",
-        Some(&format!(
-            r#"{{"kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=memcount"}}"#
-        )),
-        204,
-    );
+    first.expect("PUT", "/boot-source", Some(&boot_source("memcount")), 204);
     let load = format!(
         r#"{{"snapshot_path": "{d}/state", "mem_backend": {{"backend_type": "File", "backend_path": "{d}/mem"}}, "resume_vm": true}}"#
     );
@@ -123,14 +116,7 @@ fn a_guest_with_a_busy_disk_and_rng_snapshotted_through_the_api_resumes_and_load
         )),
         204,
     );
-    first.expect(
-        "PUT",
-        "/boot-source",
-        Some(&format!(
-            r#"{{"kernel_image_path": "{TEST_GUEST}", "boot_args": "console=ttyS0 tests=devcount"}}"#
-        )),
-        204,
-    );
+    first.expect("PUT", "/boot-source", Some(&boot_source("devcount")), 204);
     first.expect(
         "PUT",
         "/drives/data",

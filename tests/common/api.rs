@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::{scratch_dir, spawn_vmm, LiveVm};
 
+/// The `PUT /boot-source` body for the test guest running `tests`.
+pub fn boot_source(tests: &str) -> String {
+    format!(
+        r#"{{"kernel_image_path": "{}", "boot_args": "console=ttyS0 tests={tests}"}}"#,
+        super::TEST_GUEST
+    )
+}
+
 /// True (after printing `SKIP`) when curl, the API tests' client, is not installed.
 pub fn skip_without_curl(test: &str) -> bool {
     let found = Command::new("curl").arg("--version").output().is_ok();
